@@ -1,0 +1,46 @@
+# The two commands of the README: `make demo` and `make test`.
+# Both create .venv/ when needed, install the project into it, and make sure a RabbitMQ broker
+# answers (see .ci/with-broker) before doing their job.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint typecheck pytest venv screenshots bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required (found %s)" % sys.version.split()[0])'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+demo: $(STAMP)
+	@.ci/with-broker $(BIN)/chassis-console --demo
+
+test: $(STAMP)
+	@.ci/with-broker $(MAKE) --no-print-directory lint typecheck pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check nameko_chassis console tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+# Console-side tests never import eventlet; service-side tests run eventlet-patched in-process
+# code too, so they get their own pytest process.
+pytest: $(STAMP)
+	$(BIN)/pytest tests/console
+	$(BIN)/pytest tests/service
+
+screenshots: $(STAMP)
+	@.ci/with-broker $(BIN)/python screenshots/make_screenshots.py
+
+bench: $(STAMP)
+	@.ci/with-broker $(BIN)/python bench/snapshot.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
