@@ -1,0 +1,89 @@
+"""``chassis-console --demo``: run the demo shop with a backdoor on a free port.
+
+The shop runs in a ``nameko run`` subprocess on a vhost of its own (created through the
+management API when it answers, deleted afterwards), so the demo never touches other services on
+the broker and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from nameko_chassis.broker import ManagementApi, ManagementError, amqp_uri_from_env
+
+from .errors import ConsoleError
+from .launch import NamekoProcess, free_port
+
+DEMO_MODULE = "nameko_chassis.demo.shop"
+
+
+@contextmanager
+def demo_services(*, web_port: int | None = None) -> Iterator[NamekoProcess]:
+    """Start the demo shop; stop it and delete its vhost on exit."""
+    base = amqp_uri_from_env()
+    api = ManagementApi(base)
+    vhost = f"chassis-demo-{uuid.uuid4().hex[:8]}"
+    try:
+        api.create_vhost(vhost)
+        uri = base.with_vhost(vhost)
+    except ManagementError as exc:
+        print(f"note: {exc}; running the demo on vhost {base.vhost!r}", file=sys.stderr)
+        vhost, uri = "", base
+    web_port = web_port or free_port()
+    config = {
+        "AMQP_URI": str(uri),
+        "WEB_SERVER_ADDRESS": f"127.0.0.1:{web_port}",
+        "max_workers": 20,
+        "LOGGING": {"version": 1, "root": {"level": "WARNING"}},
+    }
+    process = NamekoProcess([DEMO_MODULE], config, cwd=Path.cwd(), env=dict(os.environ))
+    process.web_port = web_port  # type: ignore[attr-defined]
+    process.amqp_uri = uri  # type: ignore[attr-defined]
+    try:
+        try:
+            process.start()
+        except ConsoleError:
+            raise
+        yield process
+    finally:
+        process.stop()
+        if vhost:
+            try:
+                api.delete_vhost(vhost)
+            except ManagementError as exc:
+                print(f"warning: could not delete demo vhost {vhost!r}: {exc}", file=sys.stderr)
+
+
+def run_demo(*, serve_only: bool, args: object) -> int:
+    """Start the shop; attach the live console to it (or, with ``--serve``, wait for Ctrl-C)."""
+    print("starting the demo shop (orders, payments, notifications, shopper) ...", file=sys.stderr)
+    with demo_services() as process:
+        if not serve_only:
+            from .app import run_app
+
+            return run_app([process.address], args, demo=process)
+        web = getattr(process, "web_port", None)
+        print(
+            f"demo shop running (pid {process.pid}); HTTP on http://127.0.0.1:{web}/orders/1\n"
+            f"attach with:  chassis-console {process.target}\n"
+            f"         or:  chassis-console {process.target} --once\n"
+            "Ctrl-C stops the demo and deletes its vhost.",
+            flush=True,
+        )
+        try:
+            while process.running:
+                try:
+                    if process.proc is not None:
+                        process.proc.wait(1)
+                except subprocess.TimeoutExpired:
+                    continue
+        except KeyboardInterrupt:
+            return 0
+        print(f"the demo services exited:\n{process.log_text()[-2000:]}", file=sys.stderr)
+        return 1
