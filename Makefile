@@ -34,7 +34,7 @@ typecheck: $(STAMP)
 # code too, so they get their own pytest process.
 pytest: $(STAMP)
 	$(BIN)/pytest tests/console
-	$(BIN)/pytest tests/service
+	$(BIN)/pytest -p tests.eventlet_patch tests/service
 
 screenshots: $(STAMP)
 	@.ci/with-broker $(BIN)/python screenshots/make_screenshots.py

@@ -1,6 +1,8 @@
-"""Service-side tests: this pytest process runs nameko/eventlet code in-process, so it is
-monkey-patched before anything else imports the socket or threading modules."""
+"""Service-side tests run nameko/eventlet code in-process: the process must be monkey-patched
+before anything imports socket or threading, which ``-p tests.eventlet_patch`` does (see the
+Makefile). Fail loudly when someone runs this folder without it."""
 
-import eventlet
+import eventlet.patcher
 
-eventlet.monkey_patch()
+if not eventlet.patcher.is_monkey_patched("socket"):
+    raise RuntimeError("run service-side tests with: pytest -p tests.eventlet_patch tests/service")
