@@ -83,14 +83,27 @@ class BackdoorConnection:
             raise UnreachableError(f"cannot connect to {target}: {exc.strerror or exc}") from None
         self._sock = sock
         self._buffer = b""
+        not_a_backdoor = ProtocolError(
+            f"{target} answered, but not with a Python prompt — "
+            "is this a nameko backdoor port (nameko run --backdoor-port)?"
+        )
         try:
-            banner = self.read_until_prompt(timeout=self.connect_timeout + self.timeout)
+            banner = self.read_until_prompt(timeout=self.timeout)
         except UnresponsiveError:
+            received = self._buffer
             self.close()
+            if received:
+                raise not_a_backdoor from None
             raise ProtocolError(
-                f"{target} accepted the connection but sent no Python prompt — "
-                "is this a nameko backdoor port (nameko run --backdoor-port)?"
+                f"{target} accepted the connection but sent nothing within {self.timeout:g}s — "
+                "is this a nameko backdoor port, and is the service responsive?"
             ) from None
+        except UnreachableError:
+            received = self._buffer
+            self.close()
+            if received:
+                raise not_a_backdoor from None
+            raise
         self.banner = banner.decode("utf-8", "replace")
         return self.banner
 

@@ -48,6 +48,8 @@ class NamekoProcess:
         cwd: str | Path | None = None,
         env: dict[str, str] | None = None,
         workdir: str | Path | None = None,
+        argv: list[str] | None = None,
+        ready: str = "containers",
     ) -> None:
         self.modules = list(modules)
         self.config = dict(config)
@@ -58,6 +60,10 @@ class NamekoProcess:
         self.log_path = self.workdir / "service.log"
         self.config_path = self.workdir / "config.yaml"
         self.proc: subprocess.Popen[bytes] | None = None
+        # argv: run this instead of `nameko run` ({port} and {config} are filled in);
+        # ready: "containers" waits for every container to start, "prompt" for the banner only
+        self.argv = argv
+        self.ready = ready
 
     @property
     def address(self) -> TargetAddress:
@@ -87,12 +93,15 @@ class NamekoProcess:
 
     def start(self, ready_timeout: float = 60.0) -> NamekoProcess:
         self.config_path.write_text(json.dumps(self.config))
-        cmd = [
-            sys.executable, "-m", "nameko", "run",
-            "--config", str(self.config_path),
-            "--backdoor-port", f"127.0.0.1:{self.backdoor_port}",
-            *self.modules,
-        ]
+        if self.argv is not None:
+            cmd = [a.format(port=self.backdoor_port, config=self.config_path) for a in self.argv]
+        else:
+            cmd = [
+                sys.executable, "-m", "nameko", "run",
+                "--config", str(self.config_path),
+                "--backdoor-port", f"127.0.0.1:{self.backdoor_port}",
+                *self.modules,
+            ]
         env = dict(os.environ if self.env is None else self.env)
         env.setdefault("PYTHONUNBUFFERED", "1")
         with open(self.log_path, "ab") as log:
@@ -118,6 +127,8 @@ class NamekoProcess:
                 )
             try:
                 with BackdoorConnection(self.address, connect_timeout=1, timeout=5) as conn:
+                    if self.ready == "prompt":
+                        return
                     out = conn.command(
                         "len(runner.service_map) > 0 and "
                         "all(c.started for c in runner.service_map.values())"

@@ -42,6 +42,7 @@ def run_oneshot(addresses: Sequence[TargetAddress], args: argparse.Namespace) ->
 
     console = Console(highlight=False)
     for address, data in zip(addresses, snapshots, strict=True):
-        console.print(render_snapshot(Snapshot.from_dict(data), title=str(address),
-                                      slow_after=args.slow))
+        if len(addresses) > 1:
+            console.rule(str(address))
+        console.print(render_snapshot(Snapshot.from_dict(data), slow_after=args.slow))
     return 0

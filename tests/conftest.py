@@ -49,11 +49,12 @@ def start_service(vhost: IsolatedVhost, tmp_path_factory: pytest.TempPathFactory
 
     def start(modules: str | list[str] = "tests.services.parking", *,
               config: dict[str, Any] | None = None, env: dict[str, str] | None = None,
-              backdoor_port: int | None = None) -> Service:
+              backdoor_port: int | None = None, argv: list[str] | None = None,
+              ready: str = "containers") -> Service:
         mods = [modules] if isinstance(modules, str) else list(modules)
         cfg = {"AMQP_URI": str(vhost.uri), **(config or {})}
         proc = NamekoProcess(mods, cfg, cwd=REPO, env=env, backdoor_port=backdoor_port,
-                             workdir=tmp_path_factory.mktemp("service"))
+                             workdir=tmp_path_factory.mktemp("service"), argv=argv, ready=ready)
         service = Service(proc, vhost.uri)
         started.append(service)
         proc.start()
