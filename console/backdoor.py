@@ -61,11 +61,9 @@ class BackdoorConnection:
                 )
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except ConnectionRefusedError:
-            raise UnreachableError(
-                f"cannot connect to {target}: connection refused — is the service running "
-                f"with --backdoor-port {self.address.port or ''}?".rstrip() if not self.address.is_unix
-                else f"cannot connect to {target}: connection refused — is the service running?"
-            ) from None
+            hint = ("is the service running?" if self.address.is_unix else
+                    f"is the service running with --backdoor-port {self.address.port}?")
+            raise UnreachableError(f"cannot connect to {target}: connection refused — {hint}") from None
         except FileNotFoundError:
             raise UnreachableError(
                 f"cannot connect to {target}: no such socket file — is the service running?"

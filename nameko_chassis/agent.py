@@ -74,7 +74,7 @@ def _result_frame(result: Any, t0: float) -> str:
 def _error_frame(exc: BaseException, t0: float) -> str:
     try:
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    except BaseException:  # noqa: BLE001
+    except BaseException:
         tb = ""
     body = {"type": type(exc).__name__, "message": str(exc)[:2000], "traceback": tb[-20000:]}
     return encode_frame("e", json.dumps(body), (time.perf_counter() - t0) * 1000)
@@ -85,7 +85,7 @@ def _write(text: str) -> None:
     out.write(text)
     try:
         out.flush()
-    except BaseException:  # noqa: BLE001
+    except BaseException:
         pass
 
 
@@ -98,11 +98,11 @@ def handle(namespace: dict[str, Any], name: str, arguments: str = "") -> None:
         if fn is None:
             raise LookupError(f"unknown operation {name!r}")
         frame = _result_frame(fn(namespace, **kwargs), t0)
-    except BaseException as exc:  # noqa: BLE001 - SystemExit included: never stop the service
+    except BaseException as exc:
         frame = _error_frame(exc, t0)
     try:
         _write(frame)
-    except BaseException:  # noqa: BLE001 - a closed socket must not propagate into the hub
+    except BaseException:
         pass
 
 
@@ -116,7 +116,7 @@ def _tune_socket() -> bool:
         import greenlet
 
         peer = getattr(greenlet.getcurrent(), "hostport", None)
-    except BaseException:  # noqa: BLE001
+    except BaseException:
         peer = None
     if not peer:
         return False
@@ -128,7 +128,7 @@ def _tune_socket() -> bool:
                     tuple(peer)[:2]:
                 obj.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 return True
-        except BaseException:  # noqa: BLE001
+        except BaseException:
             continue
     return False
 

@@ -87,10 +87,10 @@ def safe_repr(value: Any, limit: int = DEFAULT_REPR_LIMIT) -> str:
         r = _reprs[limit] = _make_repr(limit)
     try:
         text = r.repr(value)
-    except BaseException as exc:  # noqa: BLE001 - a hostile __repr__ must not break the snapshot
+    except BaseException as exc:
         try:
             kind = type(value).__name__
-        except BaseException:  # noqa: BLE001
+        except BaseException:
             kind = "object"
         return f"<repr of {kind} raised {type(exc).__name__}>"
     if len(text) > limit:
@@ -124,7 +124,7 @@ def redact_mapping(
     out: dict[str, Any] = {}
     try:
         items = list(data.items())
-    except BaseException:  # noqa: BLE001
+    except BaseException:
         return {"<error>": "<context data could not be read>"}
     for i, (key, value) in enumerate(items):
         if i >= max_keys:
@@ -154,7 +154,7 @@ def redacted_arguments(
             callargs.pop("self", None)
             shown = list(callargs.items())[:max_args]
             return [], {str(k): safe_repr(v, limit) for k, v in shown}
-        except BaseException as exc:  # noqa: BLE001 - never show what we could not redact
+        except BaseException as exc:
             return [f"<arguments hidden: redaction failed ({type(exc).__name__})>"], {}
     arg_reprs = [safe_repr(a, limit) for a in args[:max_args]]
     if len(args) > max_args:
@@ -222,7 +222,7 @@ def _frame_dict(frame: Any, line: int | None = None) -> dict[str, Any]:
 
 def stack_of(frame: Any, max_frames: int = DEFAULT_MAX_FRAMES) -> list[dict[str, Any]]:
     """The frames from ``frame`` outwards, at most ``max_frames`` innermost, outermost first."""
-    frames = []
+    frames: list[dict[str, Any]] = []
     while frame is not None and len(frames) < max_frames:
         frames.append(_frame_dict(frame))
         frame = frame.f_back
@@ -246,7 +246,7 @@ def innermost_user_frame(frame: Any, max_depth: int = 200) -> dict[str, Any] | N
 def _greenthread_frame(gt: Any) -> Any:
     try:
         return gt.gr_frame
-    except BaseException:  # noqa: BLE001
+    except BaseException:
         return None
 
 
@@ -262,7 +262,7 @@ def _managed_target(frame: Any) -> str | None:
         return None
     try:
         fn = bottom.f_locals.get("function") if bottom.f_code.co_name == "main" else None
-    except BaseException:  # noqa: BLE001
+    except BaseException:
         fn = None
     if fn is None:
         return f"{bottom.f_code.co_name} ({os.path.basename(bottom.f_code.co_filename)})"
@@ -316,7 +316,7 @@ def find_containers(
                 runners.append(obj)
             elif _is_container(obj):
                 containers.append(obj)
-        except BaseException:  # noqa: BLE001 - weird objects in gc must not break the search
+        except BaseException:
             continue
     seen: dict[int, Any] = {}
     for r in runners:
@@ -408,7 +408,7 @@ def _worker_static(ctx: Any, container_name: str, opts: dict[str, Any]) -> dict[
     context = {k: v for k, v in data.items() if k != "call_id_stack"} if isinstance(data, dict) else {}
     try:
         call_id_stack = [str(c) for c in (getattr(ctx, "call_id_stack", None) or [])]
-    except BaseException:  # noqa: BLE001
+    except BaseException:
         call_id_stack = []
     static = {
         "_key": key,
@@ -437,7 +437,7 @@ def _collect_workers(container: Any, name: str, now: float, opts: dict[str, Any]
     threads = getattr(container, "_worker_threads", None) or {}
     try:
         items = list(threads.items())
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         errors.append(f"{name}: cannot read worker threads: {type(exc).__name__}: {exc}")
         return [], 0
     rows = []
@@ -467,17 +467,17 @@ def _collect_workers(container: Any, name: str, now: float, opts: dict[str, Any]
             worker["stack"] = (stack_of(frame, opts["max_frames"]) if frame is not None else [])\
                 if want_stack else None
             workers.append(worker)
-        except BaseException as exc:  # noqa: BLE001 - one odd worker never hides the others
+        except BaseException as exc:
             errors.append(f"{name}: cannot read a worker: {type(exc).__name__}: {exc}")
     return workers, len(rows)
 
 
 def _collect_managed(container: Any, name: str, opts: dict[str, Any],
                      errors: list[str]) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     try:
         items = list((getattr(container, "_managed_threads", None) or {}).items())
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         errors.append(f"{name}: cannot read managed threads: {type(exc).__name__}: {exc}")
         return out
     with_stacks = opts["stacks"] == "all"
@@ -498,7 +498,7 @@ def _history(container: Any) -> list[dict[str, Any]] | None:
         if history is not None:
             try:
                 return [dict(h) for h in list(history)]
-            except BaseException:  # noqa: BLE001
+            except BaseException:
                 return []
     return None
 
@@ -516,19 +516,14 @@ def collect_container(container: Any, *, now: float | None = None, errors: list[
             kind = entrypoint_type(ep)
             entrypoints.append({"method": str(getattr(ep, "method_name", "?")), "type": kind,
                                 "details": entrypoint_details(ep, kind)})
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(f"{name}: cannot read an entrypoint: {type(exc).__name__}: {exc}")
     entrypoints.sort(key=lambda e: (e["type"], e["method"]))
-    dependencies = sorted(
-        ({"attr": str(getattr(d, "attr_name", "?")), "type": _qualified(d)}
-         for d in list(getattr(container, "dependencies", ()) or ())),
-        key=lambda d: d["attr"],
-    )
-    subextensions = sorted(
-        ({"type": _qualified(s), "details": {}}
-         for s in list(getattr(container, "subextensions", ()) or ())),
-        key=lambda s: s["type"],
-    )
+    dependencies = [{"attr": attr, "type": kind} for attr, kind in sorted(
+        (str(getattr(d, "attr_name", "?")), _qualified(d))
+        for d in list(getattr(container, "dependencies", ()) or ()))]
+    subextensions: list[dict[str, Any]] = [{"type": kind, "details": {}} for kind in sorted(
+        _qualified(s) for s in list(getattr(container, "subextensions", ()) or ()))]
     workers, running = _collect_workers(container, name, now, opts, errors)
     max_workers = getattr(container, "max_workers", 0)
     return {
@@ -567,7 +562,7 @@ def _nameko_version() -> str:
         from importlib.metadata import version as dist_version
 
         return dist_version("nameko")
-    except Exception:  # noqa: BLE001
+    except Exception:
         return "unknown"
 
 
@@ -599,7 +594,7 @@ def collect(target: Any = None, *, namespace: Mapping[str, Any] | None = None,
             out.append(collect_container(container, now=now, errors=errors, **{
                 k: opts[k] for k in ("stacks", "max_workers", "max_frames", "repr_limit",
                                      "secret_patterns")}))
-        except BaseException as exc:  # noqa: BLE001 - one broken container never hides others
+        except BaseException as exc:
             name = getattr(container, "service_name", "?")
             errors.append(f"{name}: cannot read container: {type(exc).__name__}: {exc}")
     if _NAMEKO_VERSION is None:

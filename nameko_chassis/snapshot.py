@@ -45,25 +45,25 @@ class _Reader:
             raise SnapshotError(f"{self._p(key)}: expected {_names(types)}, got {_kind(value)}")
         return value
 
-    def str(self, key: str, **kw: Any) -> Any:
+    def text(self, key: str, **kw: Any) -> Any:
         return self.get(key, str, **kw)
 
-    def num(self, key: str, **kw: Any) -> Any:
+    def number(self, key: str, **kw: Any) -> Any:
         value = self.get(key, (int, float), **kw)
         return float(value) if value is not None else value
 
-    def int(self, key: str, **kw: Any) -> Any:
+    def integer(self, key: str, **kw: Any) -> Any:
         return self.get(key, int, **kw)
 
-    def list(self, key: str, **kw: Any) -> list[Any]:
+    def array(self, key: str, **kw: Any) -> list[Any]:
         return list(self.get(key, list, optional=True, default=[], **kw))
 
-    def dict(self, key: str) -> dict[str, Any]:
+    def mapping(self, key: str) -> dict[str, Any]:
         return dict(self.get(key, dict, optional=True, default={}))
 
     def items(self, key: str, cls: Any) -> list[Any]:
         return [cls.from_dict(item, f"{self._p(key)}[{i}]")
-                for i, item in enumerate(self.list(key))]
+                for i, item in enumerate(self.array(key))]
 
 
 def _names(types: type | tuple[type, ...]) -> str:
@@ -91,8 +91,8 @@ class Frame:
     @classmethod
     def from_dict(cls, data: Any, path: str = "") -> Frame:
         r = _Reader(data, path)
-        return cls(r.str("file"), r.int("line"), r.str("function"),
-                   r.str("code", optional=True, default=""), r.get("library", bool))
+        return cls(r.text("file"), r.integer("line"), r.text("function"),
+                   r.text("code", optional=True, default=""), r.get("library", bool))
 
     @property
     def short_file(self) -> str:
@@ -117,7 +117,7 @@ class Entrypoint:
     @classmethod
     def from_dict(cls, data: Any, path: str = "") -> Entrypoint:
         r = _Reader(data, path)
-        return cls(r.str("method"), r.str("type"), r.dict("details"))
+        return cls(r.text("method"), r.text("type"), r.mapping("details"))
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ class Dependency:
     @classmethod
     def from_dict(cls, data: Any, path: str = "") -> Dependency:
         r = _Reader(data, path)
-        return cls(r.str("attr"), r.str("type"))
+        return cls(r.text("attr"), r.text("type"))
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ class Subextension:
     @classmethod
     def from_dict(cls, data: Any, path: str = "") -> Subextension:
         r = _Reader(data, path)
-        return cls(r.str("type"), r.dict("details"))
+        return cls(r.text("type"), r.mapping("details"))
 
 
 @dataclass(frozen=True)
@@ -163,16 +163,16 @@ class Worker:
         where = r.get("where", dict, optional=True)
         stack = r.get("stack", list, optional=True)
         return cls(
-            call_id=r.str("call_id"),
-            call_id_stack=[str(c) for c in r.list("call_id_stack")],
-            entrypoint=r.str("entrypoint"),
-            entrypoint_type=r.str("entrypoint_type"),
-            args=[str(a) for a in r.list("args")],
-            kwargs={str(k): str(v) for k, v in r.dict("kwargs").items()},
-            context_data=r.dict("context_data"),
-            started_at=r.num("started_at", optional=True),
-            first_seen=r.num("first_seen"),
-            age_s=r.num("age_s"),
+            call_id=r.text("call_id"),
+            call_id_stack=[str(c) for c in r.array("call_id_stack")],
+            entrypoint=r.text("entrypoint"),
+            entrypoint_type=r.text("entrypoint_type"),
+            args=[str(a) for a in r.array("args")],
+            kwargs={str(k): str(v) for k, v in r.mapping("kwargs").items()},
+            context_data=r.mapping("context_data"),
+            started_at=r.number("started_at", optional=True),
+            first_seen=r.number("first_seen"),
+            age_s=r.number("age_s"),
             where=Frame.from_dict(where, f"{r._p('where')}") if where is not None else None,
             stack=None if stack is None else r.items("stack", Frame),
         )
@@ -193,7 +193,7 @@ class ManagedThread:
     def from_dict(cls, data: Any, path: str = "") -> ManagedThread:
         r = _Reader(data, path)
         stack = r.get("stack", list, optional=True)
-        return cls(r.str("identifier"), r.str("target", optional=True),
+        return cls(r.text("identifier"), r.text("target", optional=True),
                    None if stack is None else r.items("stack", Frame))
 
 
@@ -211,9 +211,9 @@ class FinishedWorker:
     @classmethod
     def from_dict(cls, data: Any, path: str = "") -> FinishedWorker:
         r = _Reader(data, path)
-        return cls(r.str("call_id"), r.str("entrypoint"), r.num("started_at"),
-                   r.num("finished_at"), r.num("duration_s"), r.str("outcome"),
-                   r.str("exc_type", optional=True), r.str("exc_message", optional=True))
+        return cls(r.text("call_id"), r.text("entrypoint"), r.number("started_at"),
+                   r.number("finished_at"), r.number("duration_s"), r.text("outcome"),
+                   r.text("exc_type", optional=True), r.text("exc_message", optional=True))
 
 
 @dataclass(frozen=True)
@@ -236,10 +236,10 @@ class Container:
         history = r.get("history", list, optional=True)
         workers = r.items("workers", Worker)
         return cls(
-            service_name=r.str("service_name"),
-            service_class=r.str("service_class"),
+            service_name=r.text("service_name"),
+            service_class=r.text("service_class"),
             started=r.get("started", bool),
-            max_workers=r.int("max_workers"),
+            max_workers=r.integer("max_workers"),
             workers_running=r.get("workers_running", int, optional=True, default=len(workers)),
             entrypoints=r.items("entrypoints", Entrypoint),
             dependencies=r.items("dependencies", Dependency),
@@ -273,18 +273,18 @@ class Snapshot:
     @classmethod
     def from_dict(cls, data: Any, path: str = "") -> Snapshot:
         r = _Reader(data, path)
-        schema = r.int("schema")
+        schema = r.integer("schema")
         if schema != SCHEMA_VERSION:
             raise SnapshotError(f"schema: version {schema} is not supported (expected 1)")
         return cls(
             schema=schema,
-            pid=r.int("pid"),
-            host=r.str("host"),
-            python=r.str("python"),
-            nameko=r.str("nameko"),
-            time=r.num("time"),
-            took_ms=r.num("took_ms"),
-            errors=[str(e) for e in r.list("errors")],
+            pid=r.integer("pid"),
+            host=r.text("host"),
+            python=r.text("python"),
+            nameko=r.text("nameko"),
+            time=r.number("time"),
+            took_ms=r.number("took_ms"),
+            errors=[str(e) for e in r.array("errors")],
             containers=r.items("containers", Container),
         )
 

@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-
 from chassis_console.launch import NamekoProcess
+
 from nameko_chassis.broker import AmqpUri, ManagementApi, ManagementError, amqp_uri_from_env
-from tests.harness import REPO, Service, IsolatedVhost
+from tests.harness import REPO, IsolatedVhost, Service
 
 
 @pytest.fixture(scope="session")

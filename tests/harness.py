@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from chassis_console.backdoor import BackdoorConnection
 from chassis_console.launch import NamekoProcess
+
 from nameko_chassis.broker import AmqpUri, ManagementApi
 from nameko_chassis.rpcclient import PendingCall, RpcClient
 

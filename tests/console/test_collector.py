@@ -10,15 +10,14 @@ import threading
 from collections import Counter
 
 import pytest
-
 from chassis_console.client import BackdoorClient
 from chassis_console.errors import (
     NoRunnerError,
-    ProtocolError,
     RemoteError,
     UnreachableError,
     UnresponsiveError,
 )
+
 from nameko_chassis.snapshot import Snapshot
 from tests.harness import REPO, wait_for
 
@@ -126,7 +125,7 @@ def test_shared_namespace_gets_one_name_whatever_the_connections(start_service):
     out = chassis_console(service.target, "--json")
     assert out.returncode == 0
     after = service.eval("sorted(globals())")
-    added = set(eval(after)) - set(eval(before))  # noqa: S307 - our own repr of a list of str
+    added = set(eval(after)) - set(eval(before))
     assert added == {"__chassis__"}
     assert service.rpc.call("parking", "ping") == "pong"
 
@@ -213,7 +212,7 @@ def test_programmatic_runner_not_named_runner_is_found(start_service):
 def _ping(service) -> bool:
     try:
         return service.rpc.call("parking", "ping", timeout=2) == "pong"
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
 
 
