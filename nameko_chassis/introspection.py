@@ -207,17 +207,40 @@ def is_library_file(filename: str) -> bool:
     return result
 
 
-def _frame_dict(frame: Any, line: int | None = None) -> dict[str, Any]:
+_frame_cache: dict[tuple[Any, int], dict[str, Any]] = {}
+_library_by_code: dict[Any, bool] = {}
+
+
+def _code_is_library(code: Any) -> bool:
+    cached = _library_by_code.get(code)
+    if cached is None:
+        cached = is_library_file(code.co_filename)
+        if len(_library_by_code) < 50_000:
+            _library_by_code[code] = cached
+    return cached
+
+
+def _frame_dict(frame: Any) -> dict[str, Any]:
+    """The schema's frame object. Shared between snapshots (cached by code and line): callers
+    must not mutate it."""
     code = frame.f_code
+    lineno = frame.f_lineno or 0
+    key = (code, lineno)
+    cached = _frame_cache.get(key)
+    if cached is not None:
+        return cached
     filename = code.co_filename
-    lineno = frame.f_lineno if line is None else line
-    return {
+    cached = {
         "file": filename,
         "line": lineno,
         "function": code.co_name,
         "code": linecache.getline(filename, lineno).strip()[:DEFAULT_REPR_LIMIT] if lineno else "",
-        "library": is_library_file(filename),
+        "library": _code_is_library(code),
     }
+    if len(_frame_cache) > 50_000:
+        _frame_cache.clear()
+    _frame_cache[key] = cached
+    return cached
 
 
 def stack_of(frame: Any, max_frames: int = DEFAULT_MAX_FRAMES) -> list[dict[str, Any]]:
@@ -236,7 +259,7 @@ def innermost_user_frame(frame: Any, max_depth: int = 200) -> dict[str, Any] | N
     first = frame
     depth = 0
     while frame is not None and depth < max_depth:
-        if not is_library_file(frame.f_code.co_filename):
+        if not _code_is_library(frame.f_code):
             return _frame_dict(frame)
         frame = frame.f_back
         depth += 1
@@ -385,33 +408,33 @@ def entrypoint_details(entrypoint: Any, kind: str | None = None) -> dict[str, An
 # ---------------------------------------------------------------------------------------------
 # workers
 
-# Per-worker data that does not change while it runs, keyed by WorkerContext. Weak, so finished
-# workers drop out by themselves.
-_static: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
-_first_seen: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+# Per-worker data that does not change while it runs is computed once and kept on the
+# WorkerContext itself, under this attribute: it dies with the worker, and reading an attribute
+# is much cheaper on the hub than a weak-keyed lookup.
+_CACHE_ATTR = "_chassis_snapshot_cache"
 
 
-def _worker_static(ctx: Any, container_name: str, opts: dict[str, Any]) -> dict[str, Any]:
+def _worker_static(ctx: Any, container_name: str, opts: dict[str, Any],
+                   now: float) -> tuple[dict[str, Any], float]:
+    """(fields that do not change, first-seen time) for a worker context."""
     key = (opts["repr_limit"], opts["secret_patterns"])
-    try:
-        cached = _static.get(ctx)
-    except TypeError:
-        cached = None
-    if cached is not None and cached["_key"] == key:
-        return cached
+    cached = getattr(ctx, _CACHE_ATTR, None)
+    if cached is not None and cached[0] == key:
+        return cached[1], cached[2]
+    first_seen = cached[2] if cached is not None else now
     ep = getattr(ctx, "entrypoint", None)
     method = getattr(ep, "method_name", None) or "?"
     kind = entrypoint_type(ep) if ep is not None else "unknown"
     args, kwargs = redacted_arguments(ep, getattr(ctx, "args", ()), getattr(ctx, "kwargs", {}),
                                       limit=opts["repr_limit"])
     data = getattr(ctx, "data", None) or {}
-    context = {k: v for k, v in data.items() if k != "call_id_stack"} if isinstance(data, dict) else {}
+    context = ({k: v for k, v in data.items() if k != "call_id_stack"}
+               if isinstance(data, dict) else {})
     try:
         call_id_stack = [str(c) for c in (getattr(ctx, "call_id_stack", None) or [])]
-    except BaseException:
+    except BaseException:  # noqa: BLE001
         call_id_stack = []
     static = {
-        "_key": key,
         "call_id": str(getattr(ctx, "call_id", "") or ""),
         "call_id_stack": call_id_stack,
         "entrypoint": f"{container_name}.{method}",
@@ -421,15 +444,10 @@ def _worker_static(ctx: Any, container_name: str, opts: dict[str, Any]) -> dict[
         "context_data": redact_mapping(context, opts["secret_patterns"], limit=opts["repr_limit"]),
     }
     try:
-        _static[ctx] = static
-    except TypeError:
+        setattr(ctx, _CACHE_ATTR, (key, static, first_seen))
+    except (AttributeError, TypeError):
         pass
-    return static
-
-
-def _started_at(ctx: Any) -> float | None:
-    value = getattr(ctx, "chassis_started_at", None)
-    return float(value) if isinstance(value, (int, float)) else None
+    return static, first_seen
 
 
 def _collect_workers(container: Any, name: str, now: float, opts: dict[str, Any],
@@ -442,34 +460,53 @@ def _collect_workers(container: Any, name: str, now: float, opts: dict[str, Any]
         return [], 0
     rows = []
     for ctx, gt in items:
-        started = _started_at(ctx)
         try:
-            first = _first_seen.get(ctx)
-            if first is None:
-                first = _first_seen[ctx] = now
-        except TypeError:
-            first = now
-        rows.append((started if started is not None else first, started, first, ctx, gt))
-    rows.sort(key=lambda r: r[0])  # oldest first
-    stacks = opts["stacks"]
-    workers = []
-    for since, started, first, ctx, gt in rows[: opts["max_workers"]]:
-        try:
-            static = _worker_static(ctx, name, opts)
-            frame = _greenthread_frame(gt)
-            worker = {k: v for k, v in static.items() if k != "_key"}
-            worker["started_at"] = started
-            worker["first_seen"] = first
-            worker["age_s"] = round(max(now - since, 0.0), 3)
-            worker["where"] = innermost_user_frame(frame) if frame is not None else None
-            want_stack = stacks == "all" or (
-                not isinstance(stacks, str) and static["call_id"] in stacks)
-            worker["stack"] = (stack_of(frame, opts["max_frames"]) if frame is not None else [])\
-                if want_stack else None
-            workers.append(worker)
-        except BaseException as exc:
+            static, first = _worker_static(ctx, name, opts, now)
+        except BaseException as exc:  # noqa: BLE001 - one odd worker never hides the others
             errors.append(f"{name}: cannot read a worker: {type(exc).__name__}: {exc}")
-    return workers, len(rows)
+            continue
+        started = getattr(ctx, "chassis_started_at", None)
+        if not isinstance(started, (int, float)):
+            started = None
+        rows.append((started if started is not None else first, started, first, static, gt))
+    rows.sort(key=_since)  # oldest first
+    stacks = opts["stacks"]
+    all_stacks = stacks == "all"
+    some_stacks = not isinstance(stacks, str)
+    max_frames = opts["max_frames"]
+    workers = []
+    for since, started, first, static, gt in rows[: opts["max_workers"]]:
+        try:
+            frame = gt.gr_frame
+        except BaseException:  # noqa: BLE001
+            frame = None
+        worker = static.copy()
+        worker.pop("_where_memo", None)
+        worker["started_at"] = started
+        worker["first_seen"] = first
+        worker["age_s"] = round(now - since if now > since else 0.0, 3)
+        worker["where"] = _where(frame, static) if frame is not None else None
+        if all_stacks or (some_stacks and static["call_id"] in stacks):
+            worker["stack"] = stack_of(frame, max_frames) if frame is not None else []
+        else:
+            worker["stack"] = None
+        workers.append(worker)
+    return workers, len(items)
+
+
+def _where(frame: Any, static: dict[str, Any]) -> dict[str, Any] | None:
+    """innermost_user_frame(), remembered per worker while it stays parked on the same line:
+    a parked greenthread keeps the same innermost frame object between refreshes."""
+    memo = static.get("_where_memo")
+    if memo is not None and memo[0] is frame and memo[1] == frame.f_lineno:
+        return memo[2]  # type: ignore[no-any-return]
+    where = innermost_user_frame(frame)
+    static["_where_memo"] = (frame, frame.f_lineno, where)
+    return where
+
+
+def _since(row: tuple[Any, ...]) -> Any:
+    return row[0]
 
 
 def _collect_managed(container: Any, name: str, opts: dict[str, Any],
