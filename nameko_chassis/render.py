@@ -491,11 +491,13 @@ def render_container(container: Container, *, max_workers_listed: int = MAX_WORK
         parts.append(render_workers(workers, max_workers_listed=max_workers_listed,
                                     slow_after=slow_after, preview_chars=preview_chars,
                                     total=container.workers_running))
+        collected = sum(1 for w in workers if w.stack is not None)
         for w, same in _distinct_stacks(container.oldest_workers(), stacks_for_oldest):
             title = Text("stack of ", style=S_TITLE) + _worker_title(w, slow_after)
-            if same:
-                title.append(f"  (+{same} more with this stack)", style=S_DIM)
             parts.append(title)
+            if same:
+                of = f" of the {collected} collected" if collected < len(workers) else ""
+                parts.append(Text(f"  (+{same} more with this stack{of})", style=S_DIM))
             parts.append(render_stack(w.stack, max_frames=max_frames))
     else:
         parts.append(Text("no workers running", style=S_DIM))
@@ -507,7 +509,8 @@ def render_container(container: Container, *, max_workers_listed: int = MAX_WORK
 
 def _render_snapshot_header(snapshot: Snapshot, *, max_errors: int) -> RenderableType:
     n_workers = sum(max(len(c.workers), c.workers_running) for c in snapshot.containers)
-    text = Text("pid ", style=S_DIM)
+    text = Text()
+    text.append("pid ", style=S_DIM)
     text.append(str(snapshot.pid), style=S_TITLE)
     text.append(" on ", style=S_DIM)
     text.append(clip(snapshot.host, 80), style=S_TITLE)
@@ -515,8 +518,8 @@ def _render_snapshot_header(snapshot: Snapshot, *, max_errors: int) -> Renderabl
                 style=S_DIM)
     text.append(f"\n{len(snapshot.containers)} container"
                 f"{'' if len(snapshot.containers) == 1 else 's'}, {n_workers} worker"
-                f"{'' if n_workers == 1 else 's'} running"
-                f"  taken {_clock(snapshot.time)} in {snapshot.took_ms:.2f} ms")
+                f"{'' if n_workers == 1 else 's'} running")
+    text.append(f"  taken {_clock(snapshot.time)} in {snapshot.took_ms:.2f} ms", style=S_DIM)
     parts: list[RenderableType] = [text]
     if snapshot.errors:
         errors = Text(f"{len(snapshot.errors)} error"

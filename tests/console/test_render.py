@@ -273,3 +273,9 @@ def test_every_limit_has_a_documented_default():
                  "MAX_FRAMES", "PREVIEW_CHARS", "VALUE_CHARS", "HISTORY_LISTED", "MAX_ERRORS"):
         assert isinstance(getattr(render, name), int | float)
     assert make_stack()  # the shared builders stay importable from test_schema
+
+
+def test_shared_stacks_count_only_collected_stacks():
+    workers = [make_worker(i, age=float(i), stack=i >= 45) for i in range(50)]
+    out = text_of(snap(containers=[make_container(workers)]))
+    assert "(+4 more with this stack of the 5 collected)" in out

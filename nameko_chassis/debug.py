@@ -1,0 +1,135 @@
+"""Print what a service is doing, from inside a raw backdoor session::
+
+    $ nc localhost 12345
+    >>> __import__('nameko_chassis.debug', fromlist=['x']).debug_runner(runner)
+
+(or ``from nameko_chassis.debug import debug_runner; debug_runner(runner)``, which leaves the
+name ``debug_runner`` in the backdoor's shared namespace). It collects a snapshot in-process with
+:func:`nameko_chassis.introspection.collect` and prints :func:`nameko_chassis.render.render_snapshot`
+of it: the same picture as ``chassis-console --once``.
+
+The work runs on the eventlet hub, so no worker runs meanwhile: it collects every worker's
+innermost user frame, full stacks only for the few workers it draws, and writes the page in one
+write.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from typing import Any, TextIO
+
+from .introspection import collect
+from .render import DEFAULT_WIDTH, STACKS_FOR_OLDEST, render_snapshot, to_text
+from .snapshot import Snapshot
+
+__all__ = ["debug_container", "debug_runner", "render_debug"]
+
+# render_snapshot's keyword arguments that debug_runner passes through.
+_RENDER_LIMITS = frozenset({
+    "max_workers_listed", "stacks_for_oldest", "slow_after", "max_groups", "max_frames",
+    "preview_chars", "history_listed", "max_errors",
+})
+# collect()'s keyword arguments that debug_runner passes through.
+_COLLECT_LIMITS = frozenset({"max_workers", "repr_limit", "secret_patterns"})
+
+
+def debug_runner(runner: Any = None, *, file: TextIO | None = None, width: int | None = None,
+                 color: bool | None = None, **limits: Any) -> None:
+    """Print a readable page about ``runner``'s containers and workers to ``file``.
+
+    - ``runner``: a nameko ``ServiceRunner`` (a container or a list of them also work). None:
+      the ``runner`` of the calling namespace (the backdoor's), else a bounded ``gc`` search.
+    - ``file``: where to print; default ``sys.stdout`` at call time, which inside a backdoor
+      session is the connection.
+    - ``width``: columns; default the terminal's when ``file`` is one, else 120 (a backdoor
+      cannot know the size of the terminal at the other end).
+    - ``color``: ANSI styles on or off; default on when ``file.isatty()`` (true for a backdoor
+      connection, and ``nc``/``telnet`` pass the codes to the terminal), off when the
+      ``NO_COLOR`` environment variable is set or ``TERM=dumb``. Off means plain text: no escape
+      codes at all.
+    - ``limits``: :func:`nameko_chassis.render.render_snapshot`'s limits (``max_workers_listed``,
+      ``stacks_for_oldest``, ``slow_after``, ``max_groups``, ``max_frames``, ``preview_chars``,
+      ``history_listed``, ``max_errors``) and :func:`nameko_chassis.introspection.collect`'s
+      (``max_workers``, ``repr_limit``, ``secret_patterns``).
+
+    Returns None, so an interactive console echoes nothing after the page.
+    """
+    namespace = None
+    if runner is None:
+        # the backdoor runs typed code with its namespace as globals: find `runner` there
+        namespace = sys._getframe(1).f_globals
+    _debug(runner, namespace, file, width, color, limits)
+
+
+def debug_container(container: Any, *, file: TextIO | None = None, width: int | None = None,
+                    color: bool | None = None, **limits: Any) -> None:
+    """:func:`debug_runner` for one nameko ``ServiceContainer``."""
+    _debug(container, None, file, width, color, limits)
+
+
+def _debug(target: Any, namespace: Any, file: TextIO | None, width: int | None,
+           color: bool | None, limits: dict[str, Any]) -> None:
+    unknown = set(limits) - _RENDER_LIMITS - _COLLECT_LIMITS
+    if unknown:
+        raise TypeError(f"unknown limit(s) {', '.join(sorted(unknown))}; expected some of "
+                        f"{', '.join(sorted(_RENDER_LIMITS | _COLLECT_LIMITS))}")
+    out = file if file is not None else sys.stdout
+    snapshot = collect_for_page(target, namespace=namespace, limits=limits)
+    page = render_debug(snapshot, width=width or terminal_width(out),
+                        color=wants_color(out) if color is None else color,
+                        **{k: v for k, v in limits.items() if k in _RENDER_LIMITS})
+    out.write(page)  # one write: every write to a backdoor connection is a send
+    flush = getattr(out, "flush", None)
+    if flush is not None:
+        flush()
+
+
+def collect_for_page(target: Any, *, namespace: Any = None, limits: dict[str, Any] | None = None
+                     ) -> Snapshot:
+    """Collect what the page shows: every worker's innermost user frame, and full stacks only
+    for the oldest few (full stacks of 1000 workers would cost more than everything else)."""
+    limits = limits or {}
+    collect_kw = {k: v for k, v in limits.items() if k in _COLLECT_LIMITS}
+    n_stacks = limits.get("stacks_for_oldest", STACKS_FOR_OLDEST)
+    data = collect(target, namespace=namespace, stacks="none", **collect_kw)
+    if n_stacks > 0:
+        # the oldest workers of each container: the stacks render_snapshot may draw. Identical
+        # stacks are drawn once, so ask for a few spare ones in case the oldest share theirs.
+        wanted: set[str] = set()
+        for container in data.get("containers", []):
+            workers = sorted(container.get("workers", []), key=lambda w: -w.get("age_s", 0))
+            wanted.update(w["call_id"] for w in workers[: n_stacks * 4])
+        if wanted:
+            data = collect(target, namespace=namespace, stacks=wanted, **collect_kw)
+    return Snapshot.from_dict(data)
+
+
+def render_debug(snapshot: Snapshot, *, width: int = DEFAULT_WIDTH, color: bool = False,
+                 **limits: Any) -> str:
+    """The page for ``snapshot`` as a string (ANSI styles when ``color``, else plain text)."""
+    return to_text(render_snapshot(snapshot, **limits), width=width, color=color)
+
+
+def terminal_width(file: Any) -> int:
+    """The width of the terminal ``file`` writes to, else :data:`~render.DEFAULT_WIDTH`.
+
+    Only a real terminal on ``file`` itself counts: inside a backdoor the service's own terminal
+    (if any) says nothing about the operator's, and ``COLUMNS`` is the service's environment.
+    """
+    try:
+        return max(os.get_terminal_size(file.fileno()).columns, 40)
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return DEFAULT_WIDTH
+
+
+def wants_color(file: Any) -> bool:
+    """Colour for a terminal (a backdoor connection says it is one), unless ``NO_COLOR`` is set
+    or ``TERM`` is ``dumb``."""
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    try:
+        return bool(file.isatty())
+    except (AttributeError, OSError, ValueError):
+        return False
