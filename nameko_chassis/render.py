@@ -26,6 +26,7 @@ from rich.text import Text
 from .snapshot import Container, FinishedWorker, Frame, Snapshot, Worker
 
 __all__ = [
+    "clip",
     "format_age",
     "render_container",
     "render_snapshot",
