@@ -1,0 +1,169 @@
+"""The side panel: worker-pool gauges per container, and the tree of what each container runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from textual.widgets import Static, Tree
+from textual.widgets.tree import TreeNode
+
+from nameko_chassis.snapshot import Container
+
+from .common import POOL_WARNING, Palette, clip, pool_colour
+from .polling import TargetStatus
+
+GAUGE_WIDTH = 12
+
+
+def gauge(running: int, max_workers: int, palette: Palette, width: int = GAUGE_WIDTH) -> Text:
+    ratio = min(1.0, running / max_workers) if max_workers else 0.0
+    filled = round(ratio * width)
+    if running and not filled:
+        filled = 1  # one busy worker still shows
+    colour = pool_colour(running, max_workers, palette)
+    text = Text(no_wrap=True)
+    text.append("━" * filled, style=colour)
+    text.append("━" * (width - filled), style="#444444")
+    return text
+
+
+class PoolGauges(Static):
+    """Per container: running workers against ``max_workers``; warns near saturation."""
+
+    def show(self, statuses: Sequence[TargetStatus]) -> None:
+        palette = Palette.of(self.app)
+        table = Table.grid(padding=(0, 1), expand=True)
+        table.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
+        table.add_column(no_wrap=True)
+        table.add_column(justify="right", no_wrap=True)
+        several = len(statuses) > 1
+        warnings = 0
+        for status in statuses:
+            snap = status.snapshot
+            if several:
+                table.add_row(Text(clip(status.label, 40), style="bold dim"), "", "")
+            if snap is None:
+                table.add_row(Text("  no data yet", style="dim"), "", "")
+                continue
+            for c in snap.containers:
+                colour = pool_colour(c.workers_running, c.max_workers, palette)
+                name = Text(("  " if several else "") + clip(c.service_name, 30),
+                            style="dim" if status.stale else "")
+                count = Text(f"{c.workers_running}/{c.max_workers}", style=colour)
+                if c.max_workers and c.workers_running >= c.max_workers:
+                    count.append(" FULL", style=f"bold {palette.error}")
+                    warnings += 1
+                elif c.max_workers and c.saturation >= POOL_WARNING:
+                    count.append(" !", style=f"bold {palette.warning}")
+                    warnings += 1
+                table.add_row(name, gauge(c.workers_running, c.max_workers, palette), count)
+        self.border_title = "worker pools"
+        self.border_subtitle = (f"{warnings} near saturation" if warnings else None)
+        self.set_class(bool(warnings), "-warning")
+        self.update(table)
+
+
+def _entrypoint_label(method: str, details: dict[str, Any]) -> Text:
+    text = Text(clip(method, 40))
+    shown = " ".join(clip(v, 40) for k, v in details.items() if k in ("method", "url",
+                                                                       "event_type", "interval"))
+    if shown:
+        text.append(f"  {shown}", style="dim")
+    return text
+
+
+class ServiceTree(Tree[str]):
+    """Containers with their entrypoints (grouped by type), dependencies and managed threads.
+
+    Rebuilt only when the structure changes, so expanded nodes and the cursor survive refreshes;
+    the running-worker counts in the labels are updated in place.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("services", **kwargs)
+        self.show_root = False
+        self.guide_depth = 3
+        self._signature: tuple[Any, ...] = ()
+        self._container_nodes: dict[tuple[int, str], TreeNode[str]] = {}
+        self._labels: dict[tuple[int, str], Text] = {}
+
+    @staticmethod
+    def _structure(statuses: Sequence[TargetStatus]) -> tuple[Any, ...]:
+        parts: list[Any] = [len(statuses)]
+        for s in statuses:
+            snap = s.snapshot
+            if snap is None:
+                parts.append(None)
+                continue
+            parts.append(tuple(
+                (c.service_name, tuple((e.method, e.type) for e in c.entrypoints),
+                 tuple((d.attr, d.type) for d in c.dependencies),
+                 tuple(t.identifier for t in c.managed_threads))
+                for c in snap.containers))
+        return tuple(parts)
+
+    def _container_label(self, c: Container, stale: bool, palette: Palette) -> Text:
+        label = Text(clip(c.service_name, 30), style="bold dim" if stale else "bold")
+        label.append(f"  {clip(c.service_class.rsplit('.', 1)[-1], 30)}", style="dim")
+        if c.workers_running:
+            colour = pool_colour(c.workers_running, c.max_workers, palette)
+            label.append(f"  {c.workers_running} running", style=colour)
+        return label
+
+    def show(self, statuses: Sequence[TargetStatus]) -> None:
+        palette = Palette.of(self.app)
+        signature = self._structure(statuses)
+        if signature != self._signature:
+            self._rebuild(statuses, palette)
+            self._signature = signature
+            return
+        for s in statuses:
+            if s.snapshot is None:
+                continue
+            for c in s.snapshot.containers:
+                node = self._container_nodes.get((s.index, c.service_name))
+                if node is not None:
+                    label = self._container_label(c, s.stale, palette)
+                    if self._labels.get((s.index, c.service_name)) != label:
+                        self._labels[(s.index, c.service_name)] = label
+                        node.set_label(label)
+
+    def _rebuild(self, statuses: Sequence[TargetStatus], palette: Palette) -> None:
+        self.clear()
+        self._container_nodes.clear()
+        self._labels.clear()
+        several = len(statuses) > 1
+        for s in statuses:
+            parent = self.root
+            if several:
+                parent = self.root.add(Text(clip(s.label, 40), style="bold"), expand=True)
+            if s.snapshot is None:
+                parent.add_leaf(Text("no data yet", style="dim"))
+                continue
+            for c in s.snapshot.containers:
+                node = parent.add(self._container_label(c, s.stale, palette),
+                                  data=c.service_name, expand=True)
+                self._container_nodes[(s.index, c.service_name)] = node
+                by_type: dict[str, list[Any]] = {}
+                for ep in c.entrypoints:
+                    by_type.setdefault(ep.type, []).append(ep)
+                for type_, eps in by_type.items():
+                    group = node.add(Text.assemble((clip(type_, 30), palette.accent),
+                                                   (f" {len(eps)}", "dim")), expand=True)
+                    for ep in eps:
+                        group.add_leaf(_entrypoint_label(ep.method, ep.details),
+                                       data=c.service_name)
+                if c.dependencies:
+                    deps = node.add(Text.assemble(("dependencies", palette.primary),
+                                                  (f" {len(c.dependencies)}", "dim")))
+                    for d in c.dependencies:
+                        deps.add_leaf(Text.assemble(clip(d.attr, 30), "  ",
+                                                    (clip(d.type.rsplit(".", 1)[-1], 30), "dim")))
+                if c.managed_threads:
+                    threads = node.add(Text.assemble(("managed threads", palette.primary),
+                                                     (f" {len(c.managed_threads)}", "dim")))
+                    for t in c.managed_threads:
+                        threads.add_leaf(Text(clip(t.target or t.identifier, 60)))

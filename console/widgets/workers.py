@@ -1,0 +1,194 @@
+"""The workers table: one keyed row per in-flight worker, updated in place on every refresh.
+
+Rows are never cleared: new workers are added, finished ones removed, changed cells updated with
+``update_cell``, and the cursor follows the worker it was on, so a refresh never moves what the
+user is looking at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.widgets import DataTable
+from textual.widgets.data_table import CellDoesNotExist, RowKey
+
+from nameko_chassis.render import where_of
+from nameko_chassis.snapshot import Container, Worker
+
+from .common import Palette, SortText, age_style, cell, format_age
+from .polling import TargetStatus
+
+#: (column key, label). The target column exists only when there are several targets.
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("target", "target"),
+    ("service", "service"),
+    ("entrypoint", "entrypoint"),
+    ("age", "age"),
+    ("where", "where"),
+    ("call", "call id"),
+    ("args", "arguments"),
+)
+#: What `s` cycles through: (column key, label shown in the header, descending?).
+SORTS: tuple[tuple[str, str, bool], ...] = (
+    ("age", "age ↓", False),  # the age cell sorts by -age: oldest first
+    ("service", "service", False),
+    ("entrypoint", "entrypoint", False),
+    ("where", "where", False),
+)
+ARGS_CHARS = 60
+#: Columns whose cells change on every refresh get a fixed width (others size to their content).
+FIXED_WIDTHS = {"age": 9, "call": 8}
+
+
+@dataclass(frozen=True)
+class WorkerRef:
+    """Which worker a row is: enough to find it again in the next snapshot."""
+
+    target: int
+    call_id: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.target}|{self.call_id}"
+
+    @classmethod
+    def from_key(cls, key: str) -> WorkerRef:
+        target, call_id = key.split("|", 1)
+        return cls(int(target), call_id)
+
+
+def worker_text(container: Container, worker: Worker, target: str = "") -> str:
+    """What the filter matches against."""
+    where = where_of(worker)
+    return " ".join((target, container.service_name, worker.entrypoint,
+                     "" if where is None else f"{where.function} {where.short_file}:{where.line}",
+                     worker.args_preview, worker.call_id)).lower()
+
+
+def short_entrypoint(container: Container, worker: Worker) -> str:
+    """The entrypoint without its service prefix (the service has a column of its own)."""
+    prefix = container.service_name + "."
+    name = worker.entrypoint
+    return name[len(prefix):] if name.startswith(prefix) else name
+
+
+class WorkersTable(DataTable[Text]):
+    """In-flight workers of every target."""
+
+    def __init__(self, *, several_targets: bool = False, slow: float = 10.0, **kwargs: object
+                 ) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
+        self.several_targets = several_targets
+        self.slow = slow
+        self.sort_index = 0
+        self.filter = ""
+        self._cells: dict[str, tuple[Text, ...]] = {}
+        self._columns = [c for c in COLUMNS if several_targets or c[0] != "target"]
+        self.shown = 0
+        self.total = 0
+
+    def on_mount(self) -> None:
+        for key, label in self._columns:
+            self.add_column(label, key=key, width=FIXED_WIDTHS.get(key))
+
+    @property
+    def sort_label(self) -> str:
+        return SORTS[self.sort_index][1]
+
+    def cycle_sort(self) -> None:
+        self.sort_index = (self.sort_index + 1) % len(SORTS)
+        self._sort()
+
+    def current_ref(self) -> WorkerRef | None:
+        """The worker under the cursor, if any."""
+        if not self.row_count:
+            return None
+        try:
+            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
+        except CellDoesNotExist:
+            return None
+        return WorkerRef.from_key(str(key.value))
+
+    def _row(self, status: TargetStatus, container: Container, worker: Worker,
+             palette: Palette) -> tuple[Text, ...]:
+        slow = worker.age_s >= self.slow
+        dim = "dim" if status.stale else ""
+        strong = "bold" if slow and not dim else dim
+        where = where_of(worker)
+        entrypoint = short_entrypoint(container, worker)
+        cells: dict[str, SortText] = {
+            "target": cell(status.label, dim, limit=30, sort=(status.label, -worker.age_s)),
+            "service": cell(container.service_name, strong, limit=30,
+                            sort=(container.service_name, -worker.age_s)),
+            "entrypoint": cell(entrypoint, strong, limit=40, sort=(entrypoint, -worker.age_s)),
+            "age": cell(format_age(worker.age_s) + (" ⚠" if slow else ""),
+                        dim or age_style(worker.age_s, self.slow, palette),
+                        sort=(-worker.age_s, worker.call_id)),
+            "where": cell("?" if where is None else f"{where.function} "
+                          f"{where.short_file}:{where.line}", dim, limit=60,
+                          sort=("" if where is None else f"{where.short_file}:{where.line:08d}",
+                                -worker.age_s)),
+            "call": cell(worker.call_id.rsplit(".", 1)[-1][:8], dim or "dim", limit=8),
+            "args": cell(worker.args_preview, dim, limit=ARGS_CHARS),
+        }
+        return tuple(cells[key] for key, _ in self._columns)
+
+    def show(self, statuses: Sequence[TargetStatus]) -> None:
+        """Bring the rows in line with the latest snapshots (in place)."""
+        palette = Palette.of(self.app)
+        needle = self.filter.lower().strip()
+        wanted: dict[str, tuple[Text, ...]] = {}
+        total = 0
+        for status in statuses:
+            if status.snapshot is None:
+                continue
+            for container in status.snapshot.containers:
+                for worker in container.workers:
+                    total += 1
+                    if needle and needle not in worker_text(container, worker, status.label):
+                        continue
+                    key = WorkerRef(status.index, worker.call_id).key
+                    wanted[key] = self._row(status, container, worker, palette)
+        self.total, self.shown = total, len(wanted)
+        self._apply(wanted)
+
+    def _apply(self, wanted: dict[str, tuple[Text, ...]]) -> None:
+        following = self.current_ref()
+        old_index = self.cursor_row
+        column_keys = [key for key, _ in self._columns]
+        for key in [k for k in self._cells if k not in wanted]:
+            self.remove_row(key)
+            del self._cells[key]
+        for key, cells in wanted.items():
+            previous = self._cells.get(key)
+            if previous is None:
+                self.add_row(*cells, key=key)
+            else:
+                for column, old, new in zip(column_keys, previous, cells, strict=True):
+                    if old != new:
+                        self.update_cell(key, column, new)
+            self._cells[key] = cells
+        self._sort()
+        if following is not None and following.key in self._cells:
+            index = self.get_row_index(following.key)
+            if index != self.cursor_row:
+                self.move_cursor(row=index, scroll=False)
+        elif self.row_count:
+            self.move_cursor(row=min(old_index, self.row_count - 1), scroll=False)
+
+    def _sort(self) -> None:
+        if not self.row_count:
+            return
+        column, _, reverse = SORTS[self.sort_index]
+        following = self.current_ref()
+        self.sort(column, key=lambda c: getattr(c, "sort_value", str(c)), reverse=reverse)
+        if following is not None and following.key in self._cells:
+            self.move_cursor(row=self.get_row_index(following.key), scroll=False)
+
+    def keys(self) -> Iterable[str]:
+        return [str(row.key.value) for row in self.ordered_rows]
+
+    def has_row(self, key: str) -> bool:
+        return RowKey(key) in self.rows
