@@ -127,5 +127,6 @@ def table_backdoor() -> None:
 
 
 if __name__ == "__main__":
-    table_inprocess()
+    if "--backdoor-only" not in sys.argv:
+        table_inprocess()
     table_backdoor()

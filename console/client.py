@@ -20,6 +20,7 @@ import base64
 import hashlib
 import json
 import time
+import uuid
 import zlib
 from collections.abc import Iterable
 from importlib import resources
@@ -128,6 +129,9 @@ class BackdoorClient:
         self.last_round_trip_ms: float | None = None
         self.last_stall_ms: float | None = None
         self.last_payload_bytes: int = 0
+        # delta refreshes: a session id per connection, and the full workers it has seen
+        self._session: str | None = None
+        self._known: dict[str, dict[str, Any]] = {}
 
     def __repr__(self) -> str:
         state = "connected" if self.conn.connected else "disconnected"
@@ -154,6 +158,8 @@ class BackdoorClient:
     def connect(self) -> None:
         """Connect, bootstrap the agent if needed, and check there is something to inspect."""
         self.conn.connect()
+        self._session = uuid.uuid4().hex
+        self._known = {}
         payload = _get_payload()
         # Probe: prints a frame when an agent is there, nothing when it is not.
         hello = self._request_raw(
@@ -232,9 +238,32 @@ class BackdoorClient:
         if not self.connected:
             self.connect()
         wire_stacks: Any = stacks if isinstance(stacks, str) else sorted(stacks)
-        data = self.request("collect", stacks=wire_stacks, max_workers=max_workers, **limits)
+        data = self.request("collect", stacks=wire_stacks, max_workers=max_workers,
+                            session=self._session, **limits)
         if not isinstance(data, dict):
             raise ProtocolError(f"{self.label}: expected a snapshot object")
+        return self._merge(data)
+
+    def _merge(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Rebuild full workers from the agent's deltas (see nameko_chassis.agent.collect)."""
+        known: dict[str, dict[str, Any]] = {}
+        try:
+            for container in data.get("containers", []):
+                workers = container.get("workers", [])
+                for i, worker in enumerate(workers):
+                    if worker.pop("delta", False):
+                        previous = self._known.get(worker["call_id"])
+                        if previous is None:
+                            raise ProtocolError(f"{self.label}: delta for an unknown worker")
+                        merged = dict(previous)
+                        merged.update(worker)
+                        if "stack" not in worker:
+                            merged["stack"] = None
+                        workers[i] = worker = merged
+                    known[worker["call_id"]] = worker
+        except (KeyError, TypeError, AttributeError):
+            raise ProtocolError(f"{self.label}: malformed snapshot") from None
+        self._known = known
         return data
 
     def snapshot(self, *, stacks: str | frozenset[str] = "none",

@@ -251,3 +251,27 @@ def test_restart_on_the_same_port_bootstraps_again(start_service):
     assert snap.pid != pid
     assert isinstance(snap, Snapshot)
     client.close()
+
+
+def test_refreshes_on_one_connection_send_deltas_that_merge_to_full_workers(start_service):
+    service = start_service()
+    service.hold(2, tag="a", context={"user_id": "carol"})
+    with BackdoorClient(service.target) as client:
+        first = client.collect(stacks="none")
+        size_first = client.last_payload_bytes
+        second = client.collect(stacks="none")
+        size_second = client.last_payload_bytes
+        assert size_second < size_first  # the second one only carried ages
+        strip = ("age_s",)
+        full = [{k: v for k, v in w.items() if k not in strip}
+                for w in first["containers"][0]["workers"]]
+        again = [{k: v for k, v in w.items() if k not in strip}
+                 for w in second["containers"][0]["workers"]]
+        assert again == full
+        service.hold(1, tag="b", payload="new")
+        service.release("a")
+        wait_for(lambda: service.running_workers("parking") == 1, what="two to finish")
+        third = client.snapshot(stacks="none")
+    (worker,) = third.containers[0].workers
+    assert worker.kwargs == {"tag": "'b'", "payload": "'new'"}
+    service.release("b")
