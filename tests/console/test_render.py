@@ -279,3 +279,13 @@ def test_shared_stacks_count_only_collected_stacks():
     workers = [make_worker(i, age=float(i), stack=i >= 45) for i in range(50)]
     out = text_of(snap(containers=[make_container(workers)]))
     assert "(+4 more with this stack of the 5 collected)" in out
+
+
+def test_caller_column_appears_only_for_nested_calls():
+    plain = text_of(snap())
+    assert "called by" not in plain
+    nested = [make_worker(0, caller="orders.place_order.77"), make_worker(1, age=0.5)]
+    out = text_of(snap(containers=[make_container(nested)]))
+    assert "called by" in out
+    row = next(line for line in out.splitlines() if "00000000" in line)
+    assert "orders.place_order" in row
