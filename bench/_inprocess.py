@@ -95,19 +95,14 @@ def main() -> None:
         out["ref_debug"] = timed(ref_debug, 1 if n >= 1000 else 3)
         out["ref_debug_bytes"] = len(buf.getvalue().encode())
     else:
-        try:
-            from nameko_chassis.debug import debug_runner
-        except ImportError:  # not written yet
-            RELEASE.send(None)
-            print(json.dumps(out))
-            return
+        from nameko_chassis.debug import debug_container
 
         buf = io.StringIO()
 
         def our_debug() -> None:
             buf.seek(0)
             buf.truncate()
-            debug_runner(Runner, file=buf)
+            debug_container(container, file=buf)
 
         out["debug"] = timed(our_debug, 3)
         out["debug_bytes"] = len(buf.getvalue().encode())

@@ -245,23 +245,30 @@ class BackdoorClient:
         return self._merge(data)
 
     def _merge(self, data: dict[str, Any]) -> dict[str, Any]:
-        """Rebuild full workers from the agent's deltas (see nameko_chassis.agent.collect)."""
+        """Rebuild schema v1 from a delta refresh: each container's ``unchanged`` call ids are
+        workers sent before on this connection, still parked where they were (see
+        ``nameko_chassis.agent.collect``); their ages follow from the snapshot's time."""
         known: dict[str, dict[str, Any]] = {}
         try:
+            now = float(data["time"])
             for container in data.get("containers", []):
                 workers = container.get("workers", [])
-                for i, worker in enumerate(workers):
-                    if worker.pop("delta", False):
-                        previous = self._known.get(worker["call_id"])
-                        if previous is None:
-                            raise ProtocolError(f"{self.label}: delta for an unknown worker")
-                        merged = dict(previous)
-                        merged.update(worker)
-                        if "stack" not in worker:
-                            merged["stack"] = None
-                        workers[i] = worker = merged
+                unchanged = container.pop("unchanged", None) or []
+                for call_id in unchanged:
+                    previous = self._known.get(call_id)
+                    if previous is None:
+                        raise ProtocolError(f"{self.label}: refresh names a worker it never sent")
+                    worker = dict(previous)
+                    since = worker["started_at"] if worker["started_at"] is not None \
+                        else worker["first_seen"]
+                    worker["age_s"] = round(max(now - since, 0.0), 3)
+                    worker["stack"] = None
+                    workers.append(worker)
+                if unchanged:
+                    workers.sort(key=lambda w: -w["age_s"])
+                for worker in workers:
                     known[worker["call_id"]] = worker
-        except (KeyError, TypeError, AttributeError):
+        except (KeyError, TypeError, ValueError, AttributeError):
             raise ProtocolError(f"{self.label}: malformed snapshot") from None
         self._known = known
         return data

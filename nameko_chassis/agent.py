@@ -170,48 +170,36 @@ def _containers(namespace: dict[str, Any]) -> list[Any]:
 #: Per client session: call id -> the ``where`` object last sent for it. Bounded.
 _sessions: dict[str, dict[str, Any]] = {}
 MAX_SESSIONS = 32
-#: Fields of a worker that never change while it runs: sent once per session.
-STATIC_FIELDS = ("call_id_stack", "entrypoint", "entrypoint_type", "args", "kwargs",
-                 "context_data", "started_at", "first_seen")
 
 
 @op("collect")
 def collect(namespace: dict[str, Any], session: str | None = None,
             **limits: Any) -> dict[str, Any]:
     """A snapshot. With ``session`` (a client-chosen id, one per connection), workers already
-    sent in that session come back as deltas — ``{"call_id", "age_s", "delta": true}`` plus
-    ``where``/``stack`` only when they changed — which the client merges with what it has.
-    Encoding, not collecting, dominates the hub stall at 1000 workers; deltas cut it."""
+    sent in that session whose ``where`` has not changed come back only as call ids in their
+    container's ``unchanged`` list, which the client merges with what it has: at 1000 parked
+    workers, encoding full workers, not collecting them, would dominate the hub stall."""
     introspection = modules["introspection"]
     stacks = limits.pop("stacks", "all")
     if isinstance(stacks, list):
         stacks = frozenset(stacks)
-    snapshot = introspection.collect(_containers(namespace), stacks=stacks, **limits)
-    if session:
-        sent = _sessions.pop(session, None)
-        if sent is None:
-            sent = {}
-            while len(_sessions) >= MAX_SESSIONS:
-                _sessions.pop(next(iter(_sessions)))
-        _sessions[session] = sent  # most recently used last
-        current: dict[str, Any] = {}
-        for container in snapshot["containers"]:
-            workers = container["workers"]
-            for i, worker in enumerate(workers):
-                call_id = worker["call_id"]
-                where = worker["where"]
-                current[call_id] = where
-                if call_id not in sent:
-                    continue
-                delta: dict[str, Any] = {"call_id": call_id, "age_s": worker["age_s"],
-                                         "delta": True}
-                if sent[call_id] is not where:
-                    delta["where"] = where
-                if worker["stack"] is not None:
-                    delta["stack"] = worker["stack"]
-                workers[i] = delta
-        sent.clear()
-        sent.update(current)
+    if not session:
+        return introspection.collect(  # type: ignore[no-any-return]
+            _containers(namespace), stacks=stacks, **limits)
+    sent = _sessions.pop(session, None)
+    if sent is None:
+        sent = {}
+        while len(_sessions) >= MAX_SESSIONS:
+            _sessions.pop(next(iter(_sessions)))
+    _sessions[session] = sent  # most recently used last
+    snapshot = introspection.collect(_containers(namespace), stacks=stacks, known=sent, **limits)
+    current: dict[str, Any] = {}
+    for container in snapshot["containers"]:
+        for call_id in container["unchanged"]:
+            current[call_id] = sent[call_id]
+        for worker in container["workers"]:
+            current[worker["call_id"]] = worker["where"]
+    _sessions[session] = current
     return snapshot  # type: ignore[no-any-return]
 
 

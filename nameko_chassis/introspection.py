@@ -474,12 +474,21 @@ def _collect_workers(container: Any, name: str, now: float, opts: dict[str, Any]
     all_stacks = stacks == "all"
     some_stacks = not isinstance(stacks, str)
     max_frames = opts["max_frames"]
+    known = opts["known"]
+    unchanged = opts["unchanged"]
     workers = []
     for since, started, first, static, gt in rows[: opts["max_workers"]]:
         try:
             frame = gt.gr_frame
         except BaseException:  # noqa: BLE001
             frame = None
+        if known is not None:
+            call_id = static["call_id"]
+            where = _where(frame, static) if frame is not None else None
+            if (call_id in known and known[call_id] is where and not all_stacks
+                    and not (some_stacks and call_id in stacks)):
+                unchanged.append(call_id)
+                continue
         worker = static.copy()
         worker.pop("_where_memo", None)
         worker["started_at"] = started
@@ -561,9 +570,11 @@ def collect_container(container: Any, *, now: float | None = None, errors: list[
         for d in list(getattr(container, "dependencies", ()) or ()))]
     subextensions: list[dict[str, Any]] = [{"type": kind, "details": {}} for kind in sorted(
         _qualified(s) for s in list(getattr(container, "subextensions", ()) or ()))]
+    unchanged: list[str] = []
+    opts["unchanged"] = unchanged
     workers, running = _collect_workers(container, name, now, opts, errors)
     max_workers = getattr(container, "max_workers", 0)
-    return {
+    result = {
         "service_name": name,
         "service_class": f"{cls.__module__}.{cls.__qualname__}" if cls is not None else "?",
         "started": bool(getattr(container, "started", False)),
@@ -576,18 +587,34 @@ def collect_container(container: Any, *, now: float | None = None, errors: list[
         "managed_threads": _collect_managed(container, name, opts, errors),
         "history": _history(container),
     }
+    if opts["known"] is not None:
+        result["unchanged"] = unchanged
+    return result
 
 
 def _options(*, stacks: Any = "all", max_workers: int = DEFAULT_MAX_WORKERS,
              max_frames: int = DEFAULT_MAX_FRAMES, repr_limit: int = DEFAULT_REPR_LIMIT,
-             secret_patterns: Iterable[str] = SECRET_KEY_PATTERNS) -> dict[str, Any]:
+             secret_patterns: Iterable[str] = SECRET_KEY_PATTERNS,
+             known: Mapping[str, Any] | None = None) -> dict[str, Any]:
     if not isinstance(stacks, str):
         stacks = frozenset(str(s) for s in stacks)
     elif stacks not in ("all", "none"):
         raise ValueError(f"stacks must be 'all', 'none' or a set of call ids, not {stacks!r}")
     return {"stacks": stacks, "max_workers": max(int(max_workers), 0),
             "max_frames": max(int(max_frames), 1), "repr_limit": max(int(repr_limit), 8),
-            "secret_patterns": tuple(p.lower() for p in secret_patterns)}
+            "secret_patterns": _patterns(secret_patterns), "known": known, "unchanged": []}
+
+
+_patterns_memo: dict[Any, tuple[str, ...]] = {}
+
+
+def _patterns(patterns: Iterable[str]) -> tuple[str, ...]:
+    # the same tuple object each time, so per-worker cache keys compare by identity
+    key = patterns if isinstance(patterns, tuple) else tuple(patterns)
+    out = _patterns_memo.get(key)
+    if out is None:
+        out = _patterns_memo[key] = tuple(p.lower() for p in key)
+    return out
 
 
 def _nameko_version() -> str:
@@ -609,7 +636,8 @@ _NAMEKO_VERSION: str | None = None
 def collect(target: Any = None, *, namespace: Mapping[str, Any] | None = None,
             stacks: Any = "all", max_workers: int = DEFAULT_MAX_WORKERS,
             max_frames: int = DEFAULT_MAX_FRAMES, repr_limit: int = DEFAULT_REPR_LIMIT,
-            secret_patterns: Iterable[str] = SECRET_KEY_PATTERNS) -> dict[str, Any]:
+            secret_patterns: Iterable[str] = SECRET_KEY_PATTERNS,
+            known: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A schema-v1 snapshot of ``target``: a ServiceRunner, a ServiceContainer, a list of them,
     or None to find them (the ``runner`` in ``namespace``, else a bounded ``gc`` search).
 
@@ -617,11 +645,16 @@ def collect(target: Any = None, *, namespace: Mapping[str, Any] | None = None,
     user frame, ``where``), or a set of call ids whose full stacks to include.
     Limits: ``max_workers`` listed per container (oldest first), ``max_frames`` per stack,
     ``repr_limit`` characters per repr. ``secret_patterns``: context-data keys to redact.
+
+    ``known`` (the wire's delta refresh, used by the agent): call id -> the ``where`` object
+    sent for it before. A listed worker whose ``where`` is still that very object, and whose
+    stack was not asked for, is left out of ``workers`` and its call id put in the container's
+    ``unchanged`` list instead; the client rebuilds it (see ``chassis_console.client``).
     """
     global _NAMEKO_VERSION
     t0 = time.perf_counter()
     opts = _options(stacks=stacks, max_workers=max_workers, max_frames=max_frames,
-                    repr_limit=repr_limit, secret_patterns=secret_patterns)
+                    repr_limit=repr_limit, secret_patterns=secret_patterns, known=known)
     errors: list[str] = []
     containers, _how = _resolve(target, namespace)
     now = time.time()
@@ -630,7 +663,7 @@ def collect(target: Any = None, *, namespace: Mapping[str, Any] | None = None,
         try:
             out.append(collect_container(container, now=now, errors=errors, **{
                 k: opts[k] for k in ("stacks", "max_workers", "max_frames", "repr_limit",
-                                     "secret_patterns")}))
+                                     "secret_patterns", "known")}))
         except BaseException as exc:
             name = getattr(container, "service_name", "?")
             errors.append(f"{name}: cannot read container: {type(exc).__name__}: {exc}")
