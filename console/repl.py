@@ -1,0 +1,493 @@
+"""``chassis-console --repl TARGET``: a Python REPL over a nameko backdoor, with prompt-toolkit.
+
+Each unit of input — a line, or a whole block once it is complete — goes to the service as ONE
+``exec`` request (the backdoor drops extra lines sent at once); completion is computed in the
+service; the service side, with its safety policy, is :mod:`nameko_chassis.remote_repl`.
+Connection problems end in a message and an offer to reconnect, never a traceback.
+"""
+
+from __future__ import annotations
+
+import codeop
+import os
+import re
+import shutil
+import socket
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from prompt_toolkit import PromptSession, print_formatted_text
+from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
+from prompt_toolkit.completion import CompleteEvent, Completer, Completion
+from prompt_toolkit.document import Document
+from prompt_toolkit.filters import Condition
+from prompt_toolkit.formatted_text import FormattedText, PygmentsTokens
+from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from prompt_toolkit.lexers import PygmentsLexer
+from pygments import lex
+from pygments.lexers.python import PythonLexer, PythonTracebackLexer
+
+from .backdoor import BackdoorConnection
+from .client import BackdoorClient
+from .errors import ConsoleError, ProtocolError, RemoteError, UnreachableError
+from .target import TargetAddress
+
+#: How long ``exec`` may run before the console gives up waiting: effectively never. A statement
+#: may legitimately take long; the spinner shows it is running and Ctrl-C stops waiting.
+EXEC_WAIT_SECONDS = 7 * 24 * 3600.0
+#: Longest wait for completions (the prompt is frozen meanwhile).
+COMPLETE_TIMEOUT_SECONDS = 3.0
+#: A statement running longer than this gets a spinner with the elapsed time.
+SPINNER_AFTER_SECONDS = 0.5
+INDENT = "    "
+EXIT_WORDS = ("exit()", "quit()")
+_DEDENT_AFTER = re.compile(r"^\s*(return|pass|break|continue|raise)\b")
+
+
+# ---------------------------------------------------------------------------------------------
+# history
+
+
+def history_path(address: TargetAddress, environ: dict[str, str] | None = None) -> Path:
+    """``$XDG_DATA_HOME/nameko-chassis/history/<target>`` (default ``~/.local/share``), one file
+    per target, the target's characters outside ``[A-Za-z0-9._-]`` replaced by ``_``."""
+    env = os.environ if environ is None else environ
+    base = Path(env.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", str(address)).strip("._") or "target"
+    return base / "nameko-chassis" / "history" / name
+
+
+def _open_history(address: TargetAddress) -> tuple[History, str | None]:
+    """The target's history file, private to the user (what is typed may hold secrets); an
+    in-memory history and a warning when it cannot be written."""
+    path = history_path(address)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    except OSError as exc:
+        return InMemoryHistory(), f"history will not be kept: cannot write {path}: {exc.strerror}"
+    return FileHistory(str(path)), None
+
+
+# ---------------------------------------------------------------------------------------------
+# editing: when does Enter run the input?
+
+
+def input_state(text: str) -> str:
+    """``"complete"``, ``"incomplete"`` or ``"invalid"``, as the interactive prompt decides
+    (:func:`codeop.compile_command`); several statements count as complete (the service runs
+    them one by one)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. SyntaxWarning for "is" with a literal
+            code = codeop.compile_command(text, "<input>", "single")
+    except (SyntaxError, ValueError, OverflowError) as exc:
+        if "multiple statements" in str(exc):
+            return "complete"
+        return "invalid"
+    return "incomplete" if code is None else "complete"
+
+
+def should_run(text: str) -> bool:
+    """Enter with the cursor at the end runs the input when the prompt would: a complete or
+    invalid single line; a block once its last line is empty (and no bracket is left open — two
+    empty lines run it anyway, to show the error)."""
+    if not text.strip():
+        return True
+    lines = text.split("\n")
+    if len(lines) == 1:
+        return input_state(text) != "incomplete"
+    if lines[-1].strip():
+        return False
+    if len(lines) > 2 and not lines[-2].strip():
+        return True
+    return input_state(text.rstrip() + "\n") != "incomplete"
+
+
+def next_indent(line: str) -> str:
+    indent = line[: len(line) - len(line.lstrip())]
+    if line.rstrip().endswith(":"):
+        return indent + INDENT
+    if _DEDENT_AFTER.match(line):
+        return indent[: -len(INDENT)] if indent.endswith(INDENT) else ""
+    return indent
+
+
+def _key_bindings() -> KeyBindings:
+    kb = KeyBindings()
+
+    @Condition
+    def blank_before_cursor() -> bool:
+        from prompt_toolkit.application.current import get_app
+
+        return not get_app().current_buffer.document.current_line_before_cursor.strip()
+
+    @kb.add("enter")
+    def _enter(event: KeyPressEvent) -> None:
+        buffer = event.current_buffer
+        if buffer.complete_state is not None:  # Enter picks the completion shown
+            buffer.complete_state = None
+            return
+        document = buffer.document
+        at_end = not document.text_after_cursor.strip()
+        if (at_end or "\n" not in document.text) and should_run(document.text):
+            buffer.validate_and_handle()
+            return
+        buffer.insert_text("\n" + next_indent(document.current_line_before_cursor))
+
+    @kb.add("escape", "enter")
+    def _run_now(event: KeyPressEvent) -> None:
+        event.current_buffer.validate_and_handle()
+
+    @kb.add("tab", filter=blank_before_cursor)
+    def _indent(event: KeyPressEvent) -> None:
+        event.current_buffer.insert_text(INDENT)
+
+    @kb.add("backspace", filter=blank_before_cursor)
+    def _dedent(event: KeyPressEvent) -> None:
+        buffer = event.current_buffer
+        before = buffer.document.current_line_before_cursor
+        if before and len(before) % len(INDENT) == 0:
+            buffer.delete_before_cursor(len(INDENT))
+        else:
+            buffer.delete_before_cursor(1)
+
+    return kb
+
+
+# ---------------------------------------------------------------------------------------------
+# completion
+
+
+class RemoteCompleter(Completer):
+    """Completions computed in the service, from the live namespace (on Tab only)."""
+
+    def __init__(self, repl: Repl) -> None:
+        self.repl = repl
+
+    def get_completions(self, document: Document, complete_event: CompleteEvent
+                        ) -> Iterable[Completion]:
+        line = document.current_line_before_cursor
+        if not line.strip():
+            return
+        start, matches = self.repl.complete(line)
+        typed = line[start:]
+        # the menu shows what is new: "service_map", not "runner.service_map"
+        base = typed[: max(typed.rfind("."), typed.rfind("[")) + 1]
+        for match in matches:
+            display = match[len(base):] if base and match.startswith(base) else match
+            yield Completion(match, start_position=start - len(line), display=display)
+
+
+# ---------------------------------------------------------------------------------------------
+# the session
+
+
+class Repl:
+    """One REPL session against one target; reconnects on request after a drop."""
+
+    def __init__(self, address: TargetAddress, *, timeout: float) -> None:
+        self.address = address
+        self.timeout = timeout
+        self.client = BackdoorClient(address, timeout=timeout)
+        self.pid: int | None = None
+        self.abandoned = False  # the user stopped waiting for a statement: it may still run
+        self.interactive = sys.stdout.isatty()
+
+    def __repr__(self) -> str:
+        return f"<Repl {self.address} pid={self.pid}>"
+
+    # -- connection ----------------------------------------------------------------------------
+
+    def connect(self) -> dict[str, Any]:
+        self.client = BackdoorClient(self.address, timeout=self.timeout)
+        self.client.connect()
+        self.abandoned = False
+        hello: dict[str, Any] = self.client.request("repl_hello")
+        self.pid = self.client.info.get("pid")
+        return hello
+
+    def banner(self, hello: dict[str, Any]) -> FormattedText:
+        info = self.client.info
+        helpers = hello.get("helpers", {})
+        lines: list[tuple[str, str]] = [
+            ("bold", f"Python {info.get('python')} in {', '.join(info.get('services', []))}"),
+            ("", f" — pid {info.get('pid')} on {info.get('host')}, backdoor {self.address}\n"),
+            ("", "Without imports: "),
+            ("bold", "runner"),
+            ("", ", "),
+            ("bold", "debug_runner(runner)"),
+            ("", ", debug_container(c), collect(), snapshot()\n"),
+        ]
+        picture = str(helpers.get("debug_runner", ""))
+        if picture.startswith("plain"):
+            lines.append(("ansiyellow", f"debug_runner: {picture}\n"))
+        if not hello.get("runner", True):
+            lines.append(("ansiyellow", "no `runner` in this backdoor: the helpers find the "
+                                        "containers with gc\n"))
+        lines += [
+            ("", "Code runs on the service's eventlet hub: until it returns or yields, "
+                 "no worker runs.\n"
+                 "exit(), sys.exit(), os._exit() and runner.stop() cannot stop the service "
+                 "from here.\n"),
+            ("ansibrightblack", "Tab completes · empty line runs a block · Esc Enter runs now · "
+                                "Ctrl-C cancels · Ctrl-D leaves"),
+        ]
+        return FormattedText(lines)
+
+    def _drop(self) -> None:
+        """Close the connection at once, also under a thread blocked reading from it."""
+        sock = getattr(self.client.conn, "_sock", None)  # shutdown wakes a blocked recv
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.client.close()
+
+    def reconnect_message(self, exc: ConsoleError) -> str:
+        message = str(exc)
+        if self.abandoned and not isinstance(exc, RemoteError):
+            message += (" — the statement you stopped waiting for may still be holding the "
+                        "service's hub")
+        return message
+
+    def offer_reconnect(self, exc: ConsoleError) -> bool:
+        """Say what happened; ask to reconnect until it works or the user says no."""
+        self.notice(self.reconnect_message(exc), "ansired")
+        asker: PromptSession[str] = PromptSession()
+        while True:
+            try:
+                answer = asker.prompt(f"Reconnect to {self.address}? [Y/n] ")
+            except (EOFError, KeyboardInterrupt):
+                return False
+            if answer.strip().lower() not in ("", "y", "yes"):
+                return False
+            old_pid = self.pid
+            try:
+                self.connect()
+            except ConsoleError as again:
+                self.notice(self.reconnect_message(again), "ansired")
+                continue
+            same = old_pid == self.pid
+            self.notice(f"reconnected to {self.address}, pid {self.pid}"
+                        + ("" if same else " — a new process: what you defined before is gone"),
+                        "ansigreen")
+            return True
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def complete(self, line: str) -> tuple[int, list[str]]:
+        if not self.client.connected:
+            return len(line), []
+        self.client.conn.timeout = COMPLETE_TIMEOUT_SECONDS
+        try:
+            result = self.client.request("complete", line=line)
+        except ConsoleError:
+            # a late reply would be read as the answer to the next request: start afresh
+            self._drop()
+            return len(line), []
+        finally:
+            self.client.conn.timeout = self.timeout
+        return int(result.get("start", len(line))), [str(m) for m in result.get("matches", [])]
+
+    def execute(self, source: str) -> dict[str, Any]:
+        """Run ``source`` in the service; a spinner shows a long statement is still running.
+        Ctrl-C stops waiting (the statement cannot be interrupted from here)."""
+        if not self.client.connected:
+            self.connect()
+        client = self.client
+        client.conn.timeout = EXEC_WAIT_SECONDS
+        columns = shutil.get_terminal_size().columns
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                box["result"] = client.request("exec", source=source, columns=columns,
+                                               color=self.interactive)
+            except BaseException as exc:  # handed over to the main thread
+                box["error"] = exc
+
+        worker = threading.Thread(target=work, name="repl-exec", daemon=True)
+        t0 = time.monotonic()
+        worker.start()
+        spinner = _Spinner(self.interactive)
+        probe = _HubProbe(self.address)
+        try:
+            while worker.is_alive():
+                worker.join(0.1)
+                elapsed = time.monotonic() - t0
+                if elapsed >= SPINNER_AFTER_SECONDS:
+                    if self.interactive:
+                        probe.poke()
+                    spinner.show(elapsed, probe.state)
+        except KeyboardInterrupt:
+            spinner.clear()
+            self.abandoned = True
+            self._drop()
+            self.notice(f"stopped waiting after {time.monotonic() - t0:.1f}s — the statement "
+                        "keeps running in the service until it returns (a backdoor cannot "
+                        "interrupt it); the next input opens a new connection", "ansiyellow")
+            return {}
+        finally:
+            spinner.clear()
+        client.conn.timeout = self.timeout
+        if "error" in box:
+            raise box["error"]
+        result: dict[str, Any] = box["result"]
+        return result
+
+    # -- output --------------------------------------------------------------------------------
+
+    def notice(self, text: str, style: str = "") -> None:
+        sys.stdout.flush()
+        print_formatted_text(FormattedText([(style, text)]), file=sys.stderr)
+
+    def show(self, result: dict[str, Any]) -> None:
+        output = result.get("output") or ""
+        if output:
+            sys.stdout.write(output if output.endswith("\n") else output + "\n")
+            sys.stdout.flush()
+        if result.get("truncated"):
+            self.notice("(output truncated)", "ansiyellow")
+        if result.get("error"):
+            self.show_traceback(str(result["error"]))
+        if result.get("contained"):
+            self.notice(str(result["contained"]), "ansiyellow")
+        if result.get("refused"):
+            self.notice(str(result["refused"]), "ansiyellow")
+
+    def show_traceback(self, text: str) -> None:
+        sys.stdout.flush()
+        if self.interactive:
+            tokens = list(lex(text, PythonTracebackLexer()))
+            print_formatted_text(PygmentsTokens(tokens), end="", file=sys.stderr)
+        else:
+            sys.stderr.write(text)
+        sys.stderr.flush()
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        hello = self.connect()  # a failure here is the CLI's one-line message and exit code
+        history, warning = _open_history(self.address)
+        print_formatted_text(self.banner(hello))
+        if warning:
+            self.notice(warning, "ansiyellow")
+        session: PromptSession[str] = PromptSession(
+            message=">>> ",
+            multiline=True,
+            prompt_continuation=lambda width, line_number, is_soft_wrap: "... ",
+            lexer=PygmentsLexer(PythonLexer),
+            completer=RemoteCompleter(self),
+            complete_while_typing=False,
+            auto_suggest=AutoSuggestFromHistory(),
+            history=history,
+            key_bindings=_key_bindings(),
+            enable_history_search=False,
+            search_ignore_case=True,
+        )
+        while True:
+            try:
+                text = session.prompt()
+            except KeyboardInterrupt:
+                continue  # Ctrl-C: the input is dropped, the prompt comes back
+            except EOFError:
+                self.notice("left the REPL — the service keeps running")
+                return 0
+            if not text.strip():
+                continue
+            if text.strip() in EXIT_WORDS:
+                self.notice("left the REPL — the service keeps running")
+                return 0
+            try:
+                result = self.execute(text)
+            except RemoteError as exc:  # the REPL's own code failed in the service
+                self.notice(str(exc), "ansired")
+                if exc.remote_traceback:
+                    self.show_traceback(exc.remote_traceback)
+                continue
+            except (UnreachableError, ProtocolError) as exc:
+                if not self.offer_reconnect(exc):
+                    self.client.close()
+                    return exc.exit_code
+                continue
+            self.show(result)
+
+
+class _HubProbe:
+    """Is the service's hub free while a statement runs? A second backdoor connection answers
+    its banner only if the hub gets to run it: free when the statement yields (sleep, I/O),
+    blocked when it computes."""
+
+    INTERVAL = 2.0
+
+    def __init__(self, address: TargetAddress) -> None:
+        self.address = address
+        self.state: str | None = None  # None (not known yet), "free" or "blocked"
+        self._next = time.monotonic() + SPINNER_AFTER_SECONDS
+        self._running = False
+
+    def poke(self) -> None:
+        if self._running or time.monotonic() < self._next:
+            return
+        self._running = True
+        threading.Thread(target=self._probe, name="repl-hub-probe", daemon=True).start()
+
+    def _probe(self) -> None:
+        conn = BackdoorConnection(self.address, connect_timeout=1.0, timeout=1.0)
+        try:
+            conn.connect()
+            self.state = "free"
+        except ConsoleError:
+            self.state = "blocked"
+        finally:
+            conn.close()
+            self._next = time.monotonic() + self.INTERVAL
+            self._running = False
+
+
+class _Spinner:
+    FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+    STATES = {
+        None: "",
+        "free": " — it yields, so workers still run",
+        "blocked": " — it holds the hub: no worker runs and the service does not answer",
+    }
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.shown = False
+        self.n = 0
+
+    def show(self, elapsed: float, state: str | None = None) -> None:
+        if not self.enabled:
+            return
+        self.n += 1
+        text = (f"{self.FRAMES[self.n % len(self.FRAMES)]} still running {elapsed:.1f}s"
+                f"{self.STATES.get(state, '')} · Ctrl-C stops waiting")
+        width = shutil.get_terminal_size().columns
+        sys.stdout.write("\r\x1b[2m" + text[: max(width - 1, 10)] + "\x1b[0m\x1b[K")
+        sys.stdout.flush()
+        self.shown = True
+
+    def clear(self) -> None:
+        if self.shown:
+            sys.stdout.write("\r\x1b[K")
+            sys.stdout.flush()
+            self.shown = False
+
+
+def run_repl(address: TargetAddress, *, timeout: float) -> int:
+    """``chassis-console --repl``: returns the exit code (0 when the user leaves, 3 when the
+    connection is lost and not re-established)."""
+    return Repl(address, timeout=timeout).run()
+
+
+__all__ = ["Repl", "run_repl", "history_path", "should_run", "input_state"]
