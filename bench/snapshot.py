@@ -28,6 +28,7 @@ sys.path.insert(0, str(REPO))
 
 from chassis_console.client import BackdoorClient  # noqa: E402
 from chassis_console.launch import NamekoProcess  # noqa: E402
+
 from nameko_chassis.broker import ManagementApi, amqp_uri_from_env  # noqa: E402
 from nameko_chassis.rpcclient import RpcClient  # noqa: E402
 

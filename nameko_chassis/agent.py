@@ -184,7 +184,7 @@ def collect(namespace: dict[str, Any], session: str | None = None,
     if isinstance(stacks, list):
         stacks = frozenset(stacks)
     if not session:
-        return introspection.collect(  # type: ignore[no-any-return]
+        return introspection.collect(
             _containers(namespace), stacks=stacks, **limits)
     sent = _sessions.pop(session, None)
     if sent is None:
@@ -200,7 +200,7 @@ def collect(namespace: dict[str, Any], session: str | None = None,
         for worker in container["workers"]:
             current[worker["call_id"]] = worker["where"]
     _sessions[session] = current
-    return snapshot  # type: ignore[no-any-return]
+    return snapshot
 
 
 @op("kill_worker")

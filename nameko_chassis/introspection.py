@@ -24,7 +24,6 @@ import socket
 import sys
 import sysconfig
 import time
-import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -508,7 +507,7 @@ def _where(frame: Any, static: dict[str, Any]) -> dict[str, Any] | None:
     a parked greenthread keeps the same innermost frame object between refreshes."""
     memo = static.get("_where_memo")
     if memo is not None and memo[0] is frame and memo[1] == frame.f_lineno:
-        return memo[2]  # type: ignore[no-any-return]
+        return memo[2]
     where = innermost_user_frame(frame)
     static["_where_memo"] = (frame, frame.f_lineno, where)
     return where
