@@ -207,7 +207,7 @@ class ChassisConsole(App[int]):
 
     def action_filter(self) -> None:
         if isinstance(self.screen, WorkerDetailScreen):
-            self.pop_screen()
+            self.screen.dismiss()
         box = self.query_one("#filter", Input)
         box.add_class("-visible")
         box.focus()

@@ -23,7 +23,7 @@ from nameko_chassis.snapshot import Container, FinishedWorker, Frame, Worker
 from .common import Palette, age_style, clip, format_age
 from .polling import TargetStatus
 from .status import ConsoleView, StatusBar
-from .workers import WorkerRef
+from .workers import WorkerRef, short_entrypoint
 
 VALUE_CHARS = 300
 CODE_CHARS = 160
@@ -94,8 +94,8 @@ class WorkerDetailScreen(Screen[None]):
     """Arguments, context data, call chain and the full stack of one worker."""
 
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back", id="back"),
-        Binding("q", "app.pop_screen", "Back", show=False),
+        Binding("escape", "dismiss", "Back", id="back"),
+        Binding("q", "dismiss", "Back", show=False),
     ]
 
     def __init__(self, ref: WorkerRef, label: str) -> None:
@@ -157,7 +157,7 @@ class WorkerDetailScreen(Screen[None]):
     def _title(self, palette: Palette) -> Text:
         w, c = self.worker, self.container
         title = Text()
-        name = f"{c.service_name}.{w.entrypoint}" if (w and c) else self.ref.call_id
+        name = f"{c.service_name}.{short_entrypoint(c, w)}" if (w and c) else self.ref.call_id
         title.append(f" {clip(name, 80)} ", style=f"bold reverse {palette.primary}")
         title.append("  ")
         if self.state == "running" and w is not None:

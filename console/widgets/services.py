@@ -107,7 +107,9 @@ class ServiceTree(Tree[str]):
 
     def _container_label(self, c: Container, stale: bool, palette: Palette) -> Text:
         label = Text(clip(c.service_name, 30), style="bold dim" if stale else "bold")
-        label.append(f"  {clip(c.service_class.rsplit('.', 1)[-1], 30)}", style="dim")
+        cls = c.service_class.rsplit(".", 1)[-1]
+        if cls.lower() != c.service_name.lower():  # "orders  Orders" says nothing new
+            label.append(f"  {clip(cls, 30)}", style="dim")
         if c.workers_running:
             colour = pool_colour(c.workers_running, c.max_workers, palette)
             label.append(f"  {c.workers_running} running", style=colour)
@@ -127,7 +129,8 @@ class ServiceTree(Tree[str]):
                 node = self._container_nodes.get((s.index, c.service_name))
                 if node is not None:
                     label = self._container_label(c, s.stale, palette)
-                    if self._labels.get((s.index, c.service_name)) != label:
+                    old = self._labels.get((s.index, c.service_name))
+                    if old is None or old != label or old.style != label.style:
                         self._labels[(s.index, c.service_name)] = label
                         node.set_label(label)
 

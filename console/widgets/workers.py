@@ -167,7 +167,8 @@ class WorkersTable(DataTable[Text]):
                 self.add_row(*cells, key=key)
             else:
                 for column, old, new in zip(column_keys, previous, cells, strict=True):
-                    if old != new:
+                    # Text equality ignores the base style: compare it too (stale rows dim)
+                    if old != new or old.style != new.style:
                         self.update_cell(key, column, new)
             self._cells[key] = cells
         self._sort()

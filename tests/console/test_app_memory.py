@@ -1,0 +1,271 @@
+"""The live console fed by the in-memory target: behaviour in detail, and the look (snapshots).
+
+Snapshot tests compare SVG screenshots at a fixed size with the ones accepted in
+``__snapshots__/``; after an intended change of the look, review and accept with
+``pytest tests/console/test_app_memory.py --snapshot-update``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+
+from chassis_console.app import ChassisConsole
+from chassis_console.errors import UnreachableError, UnresponsiveError
+from chassis_console.memory_target import MemoryTarget, sample_snapshot
+from chassis_console.widgets import (
+    ConfirmKillScreen,
+    ConsoleOptions,
+    HelpScreen,
+    HistoryPanel,
+    PoolGauges,
+    WorkerDetailScreen,
+    WorkersTable,
+)
+
+SIZE = (150, 42)
+
+
+def sync(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))
+    return run
+
+
+async def until(pilot: Any, predicate: Callable[[], Any], timeout: float = 5.0,
+                what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        await pilot.pause(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def make_app(*targets: MemoryTarget, interval: float = 60.0, **options: Any) -> ChassisConsole:
+    return ChassisConsole(list(targets) or [MemoryTarget()],
+                          ConsoleOptions(interval=interval, **options))
+
+
+def table(app: ChassisConsole) -> WorkersTable:
+    return app.query_one(WorkersTable)
+
+
+async def polled(pilot: Any, n: int = 1) -> None:
+    app = pilot.app
+    await until(pilot, lambda: all(p.status.polls >= n for p in app.pollers), what=f"poll {n}")
+    await pilot.pause()
+
+
+# -- behaviour -----------------------------------------------------------------------------------
+
+
+@sync
+async def test_rows_are_sorted_oldest_first_and_s_cycles_the_sort():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await polled(pilot)
+        t = table(app)
+        shown = [str(t.get_row_at(i)[2]) for i in range(t.row_count)]
+        assert shown == ["14.2s ⚠", "14.1s ⚠", "14.1s ⚠", "3.4s", "3.4s", "900ms", "600ms",
+                         "580ms"]
+        await pilot.press("s")
+        assert t.sort_label == "service"
+        services = [str(t.get_row_at(i)[0]) for i in range(t.row_count)]
+        assert services == sorted(services)
+        await pilot.press("s", "s", "s")
+        assert t.sort_label == "age ↓"
+
+
+@sync
+async def test_refresh_updates_rows_in_place_and_the_cursor_follows_its_worker():
+    target = MemoryTarget()
+    app = make_app(target)
+    async with app.run_test(size=SIZE) as pilot:
+        await polled(pilot)
+        t = table(app)
+        await pilot.press("down", "down", "down")
+        followed = t.current_ref()
+        assert followed is not None
+        row_objects = dict(t.rows)
+        # the oldest worker finishes, everyone gets older
+        oldest = next(iter(t.keys()))
+        target.remove_worker(oldest.split("|", 1)[1])
+        target.advance(2.0)
+        await pilot.press("r")
+        await polled(pilot, 2)
+        assert t.current_ref() == followed  # the cursor stayed on the same worker
+        assert t.cursor_row == 2  # which moved up one row
+        # the remaining rows are the same row objects, updated in place
+        assert all(t.rows[k] is row_objects[k] for k in t.rows)
+        assert "16.1s" in str(t.get_row_at(0)[2])
+
+
+@sync
+async def test_slow_workers_stand_out():
+    app = make_app(slow=5.0)
+    async with app.run_test(size=SIZE) as pilot:
+        await polled(pilot)
+        t = table(app)
+        ages = [t.get_row_at(i)[2] for i in range(t.row_count)]
+        slow = [a for a in ages if "⚠" in str(a)]
+        assert len(slow) == 3  # 14.2s, 14.1s and 14.08s in the sample
+        assert all("bold" in str(a.style) for a in slow)
+
+
+@sync
+async def test_pool_gauge_warns_near_saturation():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await polled(pilot)
+        pools = app.query_one(PoolGauges)
+        assert pools.has_class("-warning")  # payments: 3 of 4
+        assert pools.border_subtitle == "1 near saturation"
+
+
+@sync
+async def test_history_panel_only_for_services_that_keep_history():
+    app = make_app(MemoryTarget(sample_snapshot(history=False)))
+    async with app.run_test(size=SIZE) as pilot:
+        await polled(pilot)
+        assert not app.query_one(HistoryPanel).display
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await polled(pilot)
+        assert app.query_one(HistoryPanel).display
+
+
+@sync
+async def test_detail_asks_for_one_stack_and_says_when_the_worker_finished():
+    target = MemoryTarget()
+    app = make_app(target)
+    async with app.run_test(size=SIZE) as pilot:
+        await polled(pilot)
+        ref = table(app).current_ref()
+        await pilot.press("enter")
+        screen = app.screen
+        assert isinstance(screen, WorkerDetailScreen)
+        await until(pilot, lambda: screen.worker is not None and screen.worker.stack)
+        assert app.pollers[0].watched == {ref.call_id}
+        target.remove_worker(ref.call_id)
+        await pilot.press("r")
+        await until(pilot, lambda: screen.state == "finished")
+        assert screen.worker is not None  # the last known state stays on screen
+
+
+@sync
+async def test_lost_target_keeps_its_snapshot_marked_stale_and_backs_off():
+    target = MemoryTarget()
+    app = make_app(target, interval=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await polled(pilot)
+        target.fail = UnreachableError("connection to 127.0.0.1:12345 closed by the service")
+        status = app.pollers[0].status
+        await until(pilot, lambda: status.failures >= 2)
+        assert status.state == "down" and status.stale
+        assert status.retry_in == 1.0  # 0.5s, then 1s: doubling
+        assert table(app).row_count == 8
+        assert all(c.style == "dim" or "dim" in str(c.style) for c in table(app).get_row_at(0))
+        target.fail = None
+        await until(pilot, lambda: status.state == "live", timeout=5)
+        assert status.note and status.note.startswith("reconnected")
+
+
+@sync
+async def test_unresponsive_target_is_named_so():
+    target = MemoryTarget()
+    target.fail = UnresponsiveError("127.0.0.1:12345 is not answering (no reply within 10s)")
+    app = make_app(target)
+    async with app.run_test(size=SIZE) as pilot:
+        status = app.pollers[0].status
+        await until(pilot, lambda: status.failures >= 1)
+        assert status.state == "unresponsive"
+
+
+@sync
+async def test_interval_keys_step_through_the_intervals():
+    app = make_app(interval=1.0)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("plus")
+        assert app.options.interval == 2.0
+        await pilot.press("minus", "minus")
+        assert app.options.interval == 0.5
+
+
+@sync
+async def test_help_screen_and_palette_commands():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        assert {"Pause refreshing", "Refresh now", "Filter workers", "Cycle sort order",
+                "Kill worker", "Help"} <= titles
+
+
+@sync
+async def test_kill_confirmation_shows_the_worker_and_enter_cancels():
+    target = MemoryTarget()
+    app = make_app(target, allow_actions=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await polled(pilot)
+        ref = table(app).current_ref()
+        await pilot.press("k")
+        assert isinstance(app.screen, ConfirmKillScreen)
+        assert ("call id", ref.call_id) in app.screen.rows
+        await pilot.press("enter")  # Cancel has the focus: a reflex enter kills nothing
+        assert not isinstance(app.screen, ConfirmKillScreen)
+        assert target.killed == []
+        await pilot.press("k", "y")
+        await until(pilot, lambda: target.killed == [ref.call_id])
+        await until(pilot, lambda: table(app).row_count == 7)
+
+
+# -- the look -------------------------------------------------------------------------------------
+
+
+def _settled(*keys: str) -> Callable[[Any], Coroutine[Any, Any, None]]:
+    async def run_before(pilot: Any) -> None:
+        await polled(pilot)
+        for key in keys:
+            await pilot.press(key)
+        if keys:
+            await polled(pilot, 2)
+        await pilot.pause()
+    return run_before
+
+
+@pytest.mark.timeout(60)
+def test_main_screen_look(snap_compare):
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=_settled())
+
+
+@pytest.mark.timeout(60)
+def test_worker_detail_look(snap_compare):
+    app = make_app()
+
+    async def run_before(pilot: Any) -> None:
+        await polled(pilot)
+        await pilot.press("down", "enter")
+        screen = pilot.app.screen
+        await until(pilot, lambda: screen.worker is not None and screen.worker.stack)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+@pytest.mark.timeout(60)
+def test_several_targets_look(snap_compare):
+    other = MemoryTarget(sample_snapshot(workers_per_service=1, history=False),
+                         label="10.0.0.7:12345")
+    assert snap_compare(make_app(MemoryTarget(), other), terminal_size=SIZE,
+                        run_before=_settled())
