@@ -10,8 +10,6 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
-from rich.console import Console
-
 from chassis_console.app import ChassisConsole
 from chassis_console.client import BackdoorClient
 from chassis_console.launch import free_port
@@ -22,6 +20,7 @@ from chassis_console.widgets import (
     WorkerDetailScreen,
     WorkersTable,
 )
+from rich.console import Console
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -14,7 +14,6 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
-
 from chassis_console.app import ChassisConsole
 from chassis_console.errors import UnreachableError, UnresponsiveError
 from chassis_console.memory_target import MemoryTarget, sample_snapshot
