@@ -24,6 +24,7 @@ from typing import Any
 from prompt_toolkit import PromptSession, print_formatted_text
 from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
+from prompt_toolkit.completion.base import get_common_complete_suffix
 from prompt_toolkit.document import Document
 from prompt_toolkit.filters import Condition
 from prompt_toolkit.formatted_text import FormattedText, PygmentsTokens
@@ -119,7 +120,7 @@ def next_indent(line: str) -> str:
     return indent
 
 
-def _key_bindings() -> KeyBindings:
+def _key_bindings(completer: Completer) -> KeyBindings:
     kb = KeyBindings()
 
     @Condition
@@ -148,6 +149,25 @@ def _key_bindings() -> KeyBindings:
     @kb.add("tab", filter=blank_before_cursor)
     def _indent(event: KeyPressEvent) -> None:
         event.current_buffer.insert_text(INDENT)
+
+    @kb.add("tab", filter=~blank_before_cursor)
+    def _complete(event: KeyPressEvent) -> None:
+        # Synchronous, like readline: a single match is inserted before the next key is
+        # handled, so "Tab Enter" typed quickly runs the completed text.
+        buffer = event.current_buffer
+        if buffer.complete_state is not None:
+            buffer.complete_next()
+            return
+        completions = list(completer.get_completions(
+            buffer.document, CompleteEvent(completion_requested=True)))
+        if len(completions) == 1:
+            buffer.apply_completion(completions[0])
+        elif completions:
+            common = get_common_complete_suffix(buffer.document, completions)
+            if common:
+                buffer.insert_text(common)
+            else:
+                buffer.start_completion(select_first=False)
 
     @kb.add("backspace", filter=blank_before_cursor)
     def _dedent(event: KeyPressEvent) -> None:
@@ -199,6 +219,8 @@ class Repl:
         self.pid: int | None = None
         self.abandoned = False  # the user stopped waiting for a statement: it may still run
         self.interactive = sys.stdout.isatty()
+        # colour in what the service prints for us (debug_runner): a terminal, and no NO_COLOR
+        self.color = self.interactive and not os.environ.get("NO_COLOR")
 
     def __repr__(self) -> str:
         return f"<Repl {self.address} pid={self.pid}>"
@@ -310,7 +332,7 @@ class Repl:
         def work() -> None:
             try:
                 box["result"] = client.request("exec", source=source, columns=columns,
-                                               color=self.interactive)
+                                               color=self.color)
             except BaseException as exc:  # handed over to the main thread
                 box["error"] = exc
 
@@ -377,6 +399,7 @@ class Repl:
     def run(self) -> int:
         hello = self.connect()  # a failure here is the CLI's one-line message and exit code
         history, warning = _open_history(self.address)
+        completer = RemoteCompleter(self)
         print_formatted_text(self.banner(hello))
         if warning:
             self.notice(warning, "ansiyellow")
@@ -385,11 +408,11 @@ class Repl:
             multiline=True,
             prompt_continuation=lambda width, line_number, is_soft_wrap: "... ",
             lexer=PygmentsLexer(PythonLexer),
-            completer=RemoteCompleter(self),
+            completer=completer,
             complete_while_typing=False,
             auto_suggest=AutoSuggestFromHistory(),
             history=history,
-            key_bindings=_key_bindings(),
+            key_bindings=_key_bindings(completer),
             enable_history_search=False,
             search_ignore_case=True,
         )
