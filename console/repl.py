@@ -132,9 +132,11 @@ def _key_bindings(completer: Completer) -> KeyBindings:
     @kb.add("enter")
     def _enter(event: KeyPressEvent) -> None:
         buffer = event.current_buffer
-        if buffer.complete_state is not None:  # Enter picks the completion shown
+        if buffer.complete_state is not None:
+            picked = buffer.complete_state.current_completion is not None
             buffer.complete_state = None
-            return
+            if picked:  # Enter takes the completion chosen in the menu, and runs nothing yet
+                return
         document = buffer.document
         at_end = not document.text_after_cursor.strip()
         if (at_end or "\n" not in document.text) and should_run(document.text):
@@ -396,7 +398,22 @@ class Repl:
 
     # -- the loop ------------------------------------------------------------------------------
 
+    def run_script(self, source: str) -> int:
+        """Input that is not a terminal (``chassis-console --repl T < script.py``): run it all
+        as one unit, statement by statement, and show the output as the REPL would. Exit code
+        0, or 1 when the code raised or was refused (a contained ``exit()`` is no failure)."""
+        self.connect()
+        try:
+            result = self.execute(source) if source.strip() else {}
+        finally:
+            self.client.close()
+        self.show(result)
+        failed = result.get("error") or result.get("refused")
+        return 1 if failed else 0
+
     def run(self) -> int:
+        if not sys.stdin.isatty():
+            return self.run_script(sys.stdin.read())
         hello = self.connect()  # a failure here is the CLI's one-line message and exit code
         history, warning = _open_history(self.address)
         completer = RemoteCompleter(self)

@@ -7,6 +7,7 @@ client, and the editing rules (when Enter runs the input) as plain functions.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,6 +84,10 @@ def test_evaluates_completes_and_runs_blocks(service, tmp_path):
         # a remote exception is a traceback; the session goes on
         run(child, "{}['missing-key']\r", f"KeyError{SGR}: {SGR}'missing-key'")
         run(child, "'still-' + 'here'\r", "'still-here'")
+        # Ctrl-C drops the input being typed; nothing is sent
+        child.send("this_name_is_never_sent")
+        child.send("\x03")
+        run(child, "'after-' + 'cancel'\r", "'after-cancel'")
         # the helpers need no import
         run(child, "debug_runner(runner)\r", r"rpc\s+login, park")
         child.send(CTRL_D)
@@ -154,6 +159,20 @@ def test_killed_service_gives_a_clear_message_and_an_offer_to_reconnect(start_se
         assert child.exitstatus == 3
     finally:
         child.close(force=True)
+
+
+def test_input_that_is_not_a_terminal_runs_as_one_script(service):
+    script = "'piped-' + 'ok'\nif True:\n    print('in-block')\nprint('after-block')\n"
+    done = subprocess.run(
+        [sys.executable, "-c", "from chassis_console.cli import main; main()", "--repl",
+         service.target], input=script, capture_output=True, text=True, cwd=REPO, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "'piped-ok'\nin-block\nafter-block\n"
+    failed = subprocess.run(
+        [sys.executable, "-c", "from chassis_console.cli import main; main()", "--repl",
+         service.target], input="1/0\n", capture_output=True, text=True, cwd=REPO, timeout=30)
+    assert failed.returncode == 1
+    assert "ZeroDivisionError: division by zero" in failed.stderr
 
 
 # -- the service side, op by op ------------------------------------------------------------------
