@@ -13,6 +13,7 @@ import eventlet
 eventlet.monkey_patch()
 
 import contextlib  # noqa: E402
+import importlib  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
@@ -80,8 +81,10 @@ def main() -> None:
     out["live_json"] = timed(lambda: json.dumps(intro.collect(container, stacks="none")), 20)
     out["full"] = timed(lambda: intro.collect(container, stacks="all"), 10)
     if mode == "ref":
-        from nameko_chassis.debug import debug_runner
-        from nameko_chassis.service import ServiceState
+        # nameko-chassis 3.2.0, from the reference venv (same import name as ours)
+        ref_debug_module = importlib.import_module("nameko_chassis.debug")
+        ServiceState = importlib.import_module("nameko_chassis.service").ServiceState
+        debug_runner = ref_debug_module.debug_runner
 
         out["ref_state"] = timed(lambda: ServiceState.from_container(container), 5)
         buf = io.StringIO()
