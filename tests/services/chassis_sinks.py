@@ -1,0 +1,150 @@
+"""Local HTTP sinks for the chassis tests: what the real sentry-sdk transport and the real OTLP/HTTP
+exporter send, received and decoded.
+
+- :class:`SentrySink` accepts envelopes (``POST /api/<project>/envelope/``, gzip or plain) and
+  keeps the decoded events.
+- :class:`OtlpSink` accepts ``POST /v1/traces`` (protobuf ``ExportTraceServiceRequest``) and keeps
+  every span as a flat dict with its resource's ``service.name``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+def _any_value(value: Any) -> Any:
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [_any_value(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: _any_value(kv.value) for kv in value.kvlist_value.values}
+    return getattr(value, kind)
+
+
+def _attributes(items: Any) -> dict[str, Any]:
+    return {kv.key: _any_value(kv.value) for kv in items}
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        self.lock = threading.Lock()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                encoding = (self.headers.get("Content-Encoding") or "").lower()
+                if encoding == "gzip":
+                    body = gzip.decompress(body)
+                elif encoding == "deflate":
+                    body = zlib.decompress(body)
+                status, reply, ctype = sink.handle(self.path, body)
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> _Sink:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def handle(self, path: str, body: bytes) -> tuple[int, bytes, str]:
+        raise NotImplementedError
+
+
+class SentrySink(_Sink):
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[dict[str, Any]] = []
+
+    @property
+    def dsn(self) -> str:
+        return f"http://publickey@127.0.0.1:{self.port}/42"
+
+    def handle(self, path: str, body: bytes) -> tuple[int, bytes, str]:
+        from sentry_sdk.envelope import Envelope
+
+        envelope = Envelope.deserialize(body)
+        with self.lock:
+            for item in envelope.items:
+                if item.type == "event" and item.payload.json is not None:
+                    self.events.append(item.payload.json)
+        return 200, b"{}", "application/json"
+
+    def events_for(self, exc_type: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [e for e in self.events
+                    if any(v.get("type") == exc_type
+                           for v in (e.get("exception") or {}).get("values", []))]
+
+
+class OtlpSink(_Sink):
+    def __init__(self) -> None:
+        super().__init__()
+        self.spans: list[dict[str, Any]] = []
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def handle(self, path: str, body: bytes) -> tuple[int, bytes, str]:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+            ExportTraceServiceResponse,
+        )
+
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(body)
+        found = []
+        for resource_spans in request.resource_spans:
+            resource = _attributes(resource_spans.resource.attributes)
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    found.append({
+                        "service": resource.get("service.name"),
+                        "resource": resource,
+                        "name": span.name,
+                        "kind": span.kind,
+                        "trace_id": span.trace_id.hex(),
+                        "span_id": span.span_id.hex(),
+                        "parent_span_id": span.parent_span_id.hex(),
+                        "attributes": _attributes(span.attributes),
+                        "status_code": span.status.code,
+                        "status_message": span.status.message,
+                        "events": [{"name": e.name, "attributes": _attributes(e.attributes)}
+                                   for e in span.events],
+                    })
+        with self.lock:
+            self.spans.extend(found)
+        return 200, ExportTraceServiceResponse().SerializeToString(), "application/x-protobuf"
+
+    def find(self, **match: Any) -> list[dict[str, Any]]:
+        with self.lock:
+            spans = list(self.spans)
+        out = []
+        for span in spans:
+            attrs = match.get("attributes", {})
+            if all(span.get(k) == v for k, v in match.items() if k != "attributes") and \
+                    all(span["attributes"].get(k) == v for k, v in attrs.items()):
+                out.append(span)
+        return out
