@@ -19,6 +19,7 @@ from chassis_console.launch import NamekoProcess
 from chassis_console.repl import history_path, should_run
 from chassis_console.target import TargetAddress
 
+from nameko_chassis import remote_repl
 from tests.harness import REPO, IsolatedVhost, Service
 
 UP = "\x1b[A"
@@ -201,6 +202,10 @@ def test_exec_op_captures_only_its_own_output_and_leaves_names_alone(service):
         assert completions["matches"] == ["parking']"]
         completions = client.request("complete", line="x = runner.service_map['parking'].servi")
         assert "runner.service_map['parking'].service_name" in completions["matches"]
+        # the picture debug_runner falls back to in a service without nameko-chassis
+        picture = remote_repl._plain_picture(client.collect(stacks="none"))
+        assert "parking (tests.services.parking.Parking)" in picture
+        assert "ping" in picture
     assert service.rpc.call("parking", "ping") == "pong"
 
 
