@@ -310,7 +310,7 @@ class Repl:
     def complete(self, line: str) -> tuple[int, list[str]]:
         if not self.client.connected:
             return len(line), []
-        self.client.conn.timeout = COMPLETE_TIMEOUT_SECONDS
+        self.client.conn.timeout = min(self.timeout, COMPLETE_TIMEOUT_SECONDS)
         try:
             result = self.client.request("complete", line=line)
         except ConsoleError:
