@@ -140,6 +140,10 @@ class ChassisConsole(App[int]):
         self.query_one(ServiceTree).show(statuses)
         table.show(statuses)
         shown = (f"{table.shown} of {table.total}" if table.filter else str(table.total))
+        stale = [s for s in statuses if s.stale]
+        table.set_class(bool(stale), "-stale")
+        if stale:
+            shown += " · STALE: " + ", ".join(s.label for s in stale) + " not answering"
         table.border_title = f"workers {shown}"
         table.border_subtitle = f"sorted by {table.sort_label}"
         self.query_one(HistoryPanel).show(statuses)

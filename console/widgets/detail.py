@@ -215,8 +215,8 @@ class WorkerDetailScreen(Screen[None]):
         rows: list[tuple[str, RenderableType]] = [
             ("target", Text(self.target_label)),
             ("service", Text(c.service_name if c else "?", style="bold")),
-            ("entrypoint", Text.assemble((w.entrypoint, "bold"), (f"  {w.entrypoint_type}",
-                                                                  "dim"))),
+            ("entrypoint", Text.assemble((short_entrypoint(c, w) if c else w.entrypoint, "bold"),
+                                         (f"  {w.entrypoint_type}", "dim"))),
             ("call id", Text(w.call_id)),
             ("started", started_text),
             ("age", Text(format_age(w.age_s), style=age_style(w.age_s, self.app_slow, palette))),

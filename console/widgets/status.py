@@ -72,12 +72,15 @@ def target_line(status: TargetStatus, palette: Palette, *, paused: bool) -> Text
     else:
         if status.stale and status.received_at is not None:
             ago = max(0.0, time.time() - status.received_at)
-            line.append(f"  STALE: last good snapshot {ago:.0f}s ago", style=f"bold {palette.warning}")
-        if status.error:
-            line.append(f"  {clip(status.error, 200)}", style=colour)
+            line.append(f"  STALE: last good snapshot {ago:.0f}s ago",
+                        style=f"bold {palette.warning}")
+        # what went wrong, on a line of its own so the whole message shows
+        line.append("\n   ↳ ", style="dim")
+        line.append(clip(status.error or "connecting…", 300), style=colour)
         if status.retry_in is not None and not paused:
             line.append(f"  · retry #{status.failures + 1} in {status.retry_in:g}s",
                         style="dim")
+        line.no_wrap = False
     return line
 
 

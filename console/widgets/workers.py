@@ -37,7 +37,7 @@ SORTS: tuple[tuple[str, str, bool], ...] = (
     ("entrypoint", "entrypoint", False),
     ("where", "where", False),
 )
-ARGS_CHARS = 60
+ARGS_CHARS = 40
 #: Columns whose cells change on every refresh get a fixed width (others size to their content).
 FIXED_WIDTHS = {"age": 9, "call": 8}
 
@@ -127,7 +127,7 @@ class WorkersTable(DataTable[Text]):
                         dim or age_style(worker.age_s, self.slow, palette),
                         sort=(-worker.age_s, worker.call_id)),
             "where": cell("?" if where is None else f"{where.function} "
-                          f"{where.short_file}:{where.line}", dim, limit=60,
+                          f"{where.short_file}:{where.line}", dim, limit=44,
                           sort=("" if where is None else f"{where.short_file}:{where.line:08d}",
                                 -worker.age_s)),
             "call": cell(worker.call_id.rsplit(".", 1)[-1][:8], dim or "dim", limit=8),

@@ -1,0 +1,134 @@
+"""Screenshots of the live console attached to the real demo shop (``make screenshots``).
+
+Starts the demo services (as ``chassis-console --demo`` does), drives the real app with Textual's
+Pilot and saves, into this folder:
+
+- ``console-main.svg``: the main screen while the shop is busy;
+- ``console-worker.svg``: the detail of a payments worker waiting on the card processor;
+- ``console-disconnected.svg``: the same console right after the service was killed.
+
+Each also as PNG when ``rsvg-convert`` (Debian: librsvg2-bin) or ``cairosvg`` is available.
+Regenerate rather than edit: the images are whatever the app draws.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from chassis_console.app import ChassisConsole  # noqa: E402
+from chassis_console.client import BackdoorClient  # noqa: E402
+from chassis_console.demo import demo_services  # noqa: E402
+from chassis_console.launch import NamekoProcess  # noqa: E402
+from chassis_console.widgets import (  # noqa: E402
+    ConsoleOptions,
+    WorkerDetailScreen,
+    WorkersTable,
+)
+
+SIZE = (150, 42)
+
+
+async def until(pilot: Any, predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        await pilot.pause(0.1)
+    raise SystemExit(f"make_screenshots: timed out after {timeout}s waiting for {what}")
+
+
+def to_png(svg: Path) -> Path | None:
+    """Convert with whatever converter is installed; None when there is none."""
+    png = svg.with_suffix(".png")
+    # rsvg collapses the runs of spaces that keep terminal columns aligned unless told not to
+    text = svg.read_text().replace("<svg class=", '<svg xml:space="preserve" class=', 1)
+    fixed = svg.with_suffix(".tmp.svg")
+    fixed.write_text(text)
+    try:
+        if shutil.which("rsvg-convert"):
+            subprocess.run(["rsvg-convert", "--zoom", "1", str(fixed), "-o", str(png)],
+                           check=True)
+            return png
+        try:
+            import cairosvg  # type: ignore[import-not-found]
+        except ImportError:
+            return None
+        cairosvg.svg2png(url=str(fixed), write_to=str(png))
+        return png
+    finally:
+        fixed.unlink(missing_ok=True)
+
+
+def save(app: ChassisConsole, name: str, written: list[Path]) -> None:
+    svg = HERE / f"{name}.svg"
+    app.save_screenshot(svg.name, str(HERE))
+    written.append(svg)
+    png = to_png(svg)
+    if png is not None:
+        written.append(png)
+
+
+async def shoot(process: NamekoProcess) -> list[Path]:
+    written: list[Path] = []
+    client = BackdoorClient(process.address)
+    app = ChassisConsole([client], ConsoleOptions(interval=1.0), demo=process)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.query_one(WorkersTable)
+        status = app.pollers[0].status
+
+        def busy() -> bool:
+            snap = status.snapshot
+            if snap is None or table.row_count < 6:
+                return False
+            ages = sorted((w.age_s for _, w in snap.workers), reverse=True)
+            return ages[0] > 5 and any(c.service_name == "payments" and c.workers
+                                       for c in snap.containers)
+
+        await until(pilot, busy, 120, "a busy shop (6 workers, one older than 5s)")
+        await pilot.pause(0.3)
+        save(app, "console-main", written)
+
+        # the oldest payments worker: waiting on the (pretend) card processor
+        rows = [k for k in table.keys() if "|payments.charge." in k]
+        if rows:
+            table.move_cursor(row=table.get_row_index(rows[0]))
+        await pilot.press("enter")
+        screen = app.screen
+        assert isinstance(screen, WorkerDetailScreen)
+        await until(pilot, lambda: screen.worker is not None and screen.worker.stack, 20,
+                    "the worker's stack")
+        await pilot.pause(0.3)
+        save(app, "console-worker", written)
+        await pilot.press("escape")
+
+        await asyncio.to_thread(process.kill)
+        await until(pilot, lambda: status.failures >= 2, 20, "the console to notice")
+        await pilot.pause(0.3)
+        save(app, "console-disconnected", written)
+    return written
+
+
+def main() -> int:
+    with demo_services() as process:
+        written = asyncio.run(shoot(process))
+    for path in written:
+        print(path.relative_to(HERE.parent))
+    if not any(p.suffix == ".png" for p in written):
+        print("no SVG converter found (apt-get install librsvg2-bin): SVG only",
+              file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
