@@ -250,6 +250,12 @@ class BackdoorClient:
         ``nameko_chassis.agent.collect``); their ages follow from the snapshot's time."""
         known: dict[str, dict[str, Any]] = {}
         try:
+            frames = data.pop("frames", None)
+            if frames is not None:  # stacks sent as indexes into a table of distinct frames
+                for container in data.get("containers", []):
+                    for item in container.get("workers", []) + container.get("managed_threads", []):
+                        if item.get("stack"):
+                            item["stack"] = [frames[i] for i in item["stack"]]
             now = float(data["time"])
             for container in data.get("containers", []):
                 workers = container.get("workers", [])
@@ -268,7 +274,7 @@ class BackdoorClient:
                     workers.sort(key=lambda w: -w["age_s"])
                 for worker in workers:
                     known[worker["call_id"]] = worker
-        except (KeyError, TypeError, ValueError, AttributeError):
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
             raise ProtocolError(f"{self.label}: malformed snapshot") from None
         self._known = known
         return data

