@@ -36,7 +36,13 @@ from pygments.lexers.python import PythonLexer, PythonTracebackLexer
 
 from .backdoor import BackdoorConnection
 from .client import BackdoorClient
-from .errors import ConsoleError, ProtocolError, RemoteError, UnreachableError
+from .errors import (
+    ConsoleError,
+    ProtocolError,
+    RemoteError,
+    UnreachableError,
+    UnresponsiveError,
+)
 from .target import TargetAddress
 
 #: How long ``exec`` may run before the console gives up waiting: effectively never. A statement
@@ -47,7 +53,8 @@ COMPLETE_TIMEOUT_SECONDS = 3.0
 #: A statement running longer than this gets a spinner with the elapsed time.
 SPINNER_AFTER_SECONDS = 0.5
 INDENT = "    "
-EXIT_WORDS = ("exit()", "quit()")
+#: Typed alone, these leave the REPL (inside code they are contained in the service).
+EXIT_INPUT = re.compile(r"(exit|quit)\(\s*(\d+|None)?\s*\)")
 _DEDENT_AFTER = re.compile(r"^\s*(return|pass|break|continue|raise)\b")
 
 
@@ -278,6 +285,10 @@ class Repl:
     def reconnect_message(self, exc: ConsoleError) -> str:
         message = str(exc)
         if self.abandoned and not isinstance(exc, RemoteError):
+            if isinstance(exc, ProtocolError | UnresponsiveError):  # a busy backdoor
+                return (f"{self.address} accepted the connection but did not answer — the "
+                        "statement you stopped waiting for is probably still holding the "
+                        "service's hub")
             message += (" — the statement you stopped waiting for may still be holding the "
                         "service's hub")
         return message
@@ -325,6 +336,8 @@ class Repl:
         """Run ``source`` in the service; a spinner shows a long statement is still running.
         Ctrl-C stops waiting (the statement cannot be interrupted from here)."""
         if not self.client.connected:
+            if self.abandoned:
+                self.notice(f"reconnecting to {self.address}…", "ansibrightblack")
             self.connect()
         client = self.client
         client.conn.timeout = EXEC_WAIT_SECONDS
@@ -443,7 +456,7 @@ class Repl:
                 return 0
             if not text.strip():
                 continue
-            if text.strip() in EXIT_WORDS:
+            if EXIT_INPUT.fullmatch(text.strip()):
                 self.notice("left the REPL — the service keeps running")
                 return 0
             try:

@@ -180,10 +180,17 @@ def _refuse(what: str) -> Refused:
                    "SIGTERM.")
 
 
-def _guard_function(owner: Any, original: Callable[..., Any], name: str,
+#: Greenlets running REPL code right now (a count each): the guards refuse only their calls.
+#: Several at once when a statement the console stopped waiting for is still running.
+_owners: dict[Any, int] = {}
+#: Guards in place: (id(object), attribute) -> (object, attribute, what was there before).
+_installed: dict[tuple[int, str], tuple[Any, str, Any]] = {}
+
+
+def _guard_function(original: Callable[..., Any], name: str,
                     refuse_if: Callable[..., bool]) -> Callable[..., Any]:
     def guard(*args: Any, **kwargs: Any) -> Any:
-        if _current() is owner and refuse_if(*args, **kwargs):
+        if _current() in _owners and refuse_if(*args, **kwargs):
             raise _refuse(name)
         return original(*args, **kwargs)
 
@@ -212,8 +219,38 @@ def _stoppables(namespace: Mapping[str, Any]) -> list[Any]:
     return out
 
 
+def _install(obj: Any, attr: str, name: str, refuse_if: Callable[..., bool],
+             instance: bool = False) -> None:
+    key = (id(obj), attr)
+    if key in _installed:
+        return
+    original = getattr(obj, attr, None)
+    if original is None or getattr(original, "_chassis_guard", False):
+        return
+    before = obj.__dict__.get(attr, _MISSING) if instance else original
+    try:
+        setattr(obj, attr, _guard_function(original, name, refuse_if))
+    except BaseException:  # read-only or slotted: leave it
+        return
+    _installed[key] = (obj, attr, before)
+
+
+def _uninstall_all() -> None:
+    for obj, attr, before in reversed(list(_installed.values())):
+        try:
+            if before is _MISSING:
+                delattr(obj, attr)
+            else:
+                setattr(obj, attr, before)
+        except BaseException:
+            pass
+    _installed.clear()
+
+
 @contextmanager
 def _guarded(owner: Any, namespace: Mapping[str, Any]) -> Iterator[None]:
+    """Refuse, for ``owner``'s calls only, what would end or stop the process (see the module
+    docstring). The guards stay in place while any REPL code runs, and go when the last ends."""
     own_pids, own_groups = _own_targets()
 
     def kill_self(pid: int = 0, sig: int = 0, *rest: Any, **kwargs: Any) -> bool:
@@ -222,42 +259,26 @@ def _guarded(owner: Any, namespace: Mapping[str, Any]) -> Iterator[None]:
     def killpg_self(pgid: int = 0, sig: int = 0, *rest: Any, **kwargs: Any) -> bool:
         return pgid in own_groups and sig != 0
 
-    patches: list[tuple[Any, str, Any]] = []  # (object, attribute, original or _MISSING)
-
-    def patch(obj: Any, attr: str, name: str, refuse_if: Callable[..., bool],
-              instance: bool = False) -> None:
-        original = getattr(obj, attr, None)
-        if original is None or getattr(original, "_chassis_guard", False):
-            return
-        before = obj.__dict__.get(attr, _MISSING) if instance else original
-        try:
-            setattr(obj, attr, _guard_function(owner, original, name, refuse_if))
-        except BaseException:  # read-only or slotted: leave it
-            return
-        patches.append((obj, attr, before))
-
-    patch(os, "_exit", "os._exit()", _always)
-    patch(os, "abort", "os.abort()", _always)
-    patch(os, "kill", "os.kill() of this process or its group", kill_self)
-    patch(os, "killpg", "os.killpg() of this process's group", killpg_self)
-    patch(signal, "raise_signal", "signal.raise_signal()", _always)
-    patch(signal, "pthread_kill", "signal.pthread_kill()", _always)
-    for obj in _stoppables(namespace):
-        label = "the service runner" if hasattr(obj, "service_map") else \
-            f"container {getattr(obj, 'service_name', '?')!r}"
-        for method in ("stop", "kill"):
-            patch(obj, method, f"{method}() of {label}", _always, instance=True)
+    _owners[owner] = _owners.get(owner, 0) + 1
     try:
+        _install(os, "_exit", "os._exit()", _always)
+        _install(os, "abort", "os.abort()", _always)
+        _install(os, "kill", "os.kill() of this process or its group", kill_self)
+        _install(os, "killpg", "os.killpg() of this process's group", killpg_self)
+        _install(signal, "raise_signal", "signal.raise_signal()", _always)
+        _install(signal, "pthread_kill", "signal.pthread_kill()", _always)
+        for obj in _stoppables(namespace):
+            label = "the service runner" if hasattr(obj, "service_map") else \
+                f"container {getattr(obj, 'service_name', '?')!r}"
+            for method in ("stop", "kill"):
+                _install(obj, method, f"{method}() of {label}", _always, instance=True)
         yield
     finally:
-        for obj, attr, before in reversed(patches):
-            try:
-                if before is _MISSING:
-                    delattr(obj, attr)
-                else:
-                    setattr(obj, attr, before)
-            except BaseException:
-                pass
+        _owners[owner] -= 1
+        if not _owners[owner]:
+            del _owners[owner]
+        if not _owners:
+            _uninstall_all()
 
 
 # ---------------------------------------------------------------------------------------------

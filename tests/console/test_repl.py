@@ -141,6 +141,26 @@ def test_history_persists_across_runs(service, tmp_path):
         child.close(force=True)
 
 
+def test_a_long_statement_shows_it_runs_and_ctrl_c_stops_waiting(service, tmp_path):
+    child = spawn_repl(service.target, tmp_path)
+    try:
+        child.send("import eventlet; eventlet.sleep(5)\r")
+        child.expect(r"still running \d+\.\ds")
+        child.expect("it yields, so workers still run")  # the hub probe's verdict
+        child.send("\x03")
+        child.expect("stopped waiting after")
+        child.expect(PROMPT)
+        # a new connection for the next input; the sleep yields, so the hub is free
+        run(child, "'next-' + 'one'\r", "'next-one'")
+        # guards hold for this connection's code while the other statement still runs
+        run(child, "import os; os.kill(os.getpid(), 15)\r", r"os\.kill\(\) of this process")
+        assert service.rpc.call("parking", "ping") == "pong"
+        child.send(CTRL_D)
+        assert close(child) == 0
+    finally:
+        child.close(force=True)
+
+
 def test_killed_service_gives_a_clear_message_and_an_offer_to_reconnect(start_service, tmp_path):
     service = start_service()
     child = spawn_repl(service.target, tmp_path)
