@@ -15,6 +15,7 @@ from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input
@@ -126,7 +127,10 @@ class ChassisConsole(App[int]):
         self.post_message(TargetChanged())
 
     def on_target_changed(self, message: TargetChanged) -> None:
-        self.redraw()
+        try:
+            self.redraw()
+        except NoMatches:  # a late poll while the app shuts down: nothing left to draw on
+            pass
 
     def redraw(self) -> None:
         """Draw every panel from the pollers' state (cheap: tables are updated in place)."""
