@@ -83,6 +83,27 @@ def _current() -> Any:
 # output capture
 
 
+class _Output:
+    """What the REPL's code printed, kept up to :data:`MAX_OUTPUT_CHARS`."""
+
+    def __init__(self) -> None:
+        self.chunks: list[str] = []
+        self.size = 0
+        self.truncated = False
+
+    def add(self, text: str) -> None:
+        room = MAX_OUTPUT_CHARS - self.size
+        if len(text) > room:
+            text = text[:max(room, 0)]
+            self.truncated = True
+        if text:
+            self.chunks.append(text)
+            self.size += len(text)
+
+    def text(self) -> str:
+        return "".join(self.chunks)
+
+
 class _Capture:
     """Stands in for sys.stdout/stderr/stdin while the REPL's code runs. Writes from the REPL's
     greenlet are kept; writes from any other greenthread go to the process's own stream."""
@@ -90,15 +111,15 @@ class _Capture:
     encoding = "utf-8"
     errors = "replace"
 
-    def __init__(self, owner: Any, chunks: list[str], fallback: Any) -> None:
+    def __init__(self, owner: Any, output: _Output, fallback: Any) -> None:
         self._owner = owner
-        self._chunks = chunks
+        self._output = output
         self._fallback = fallback
 
     def write(self, text: Any) -> int:
         text = str(text)
         if _current() is self._owner:
-            self._chunks.append(text)
+            self._output.add(text)
         else:
             try:
                 self._fallback.write(text)
@@ -136,10 +157,10 @@ class _Capture:
 
 
 @contextmanager
-def _captured(owner: Any, chunks: list[str]) -> Iterator[None]:
+def _captured(owner: Any, output: _Output) -> Iterator[None]:
     saved = sys.stdin, sys.stdout, sys.stderr
-    out = _Capture(owner, chunks, sys.__stdout__)
-    err = _Capture(owner, chunks, sys.__stderr__)
+    out = _Capture(owner, output, sys.__stdout__)
+    err = _Capture(owner, output, sys.__stderr__)
     # eventlet's backdoor greenlet re-points sys.std* at its own ``desc`` each time it is switched
     # back in (after the code yields): point that at the capture too, for the duration.
     desc = getattr(owner, "desc", _MISSING)
@@ -152,13 +173,6 @@ def _captured(owner: Any, chunks: list[str]) -> Iterator[None]:
         if desc is not _MISSING:
             owner.desc = desc
         sys.stdin, sys.stdout, sys.stderr = saved
-
-
-def _joined(chunks: list[str]) -> tuple[str, bool]:
-    text = "".join(chunks)
-    if len(text) > MAX_OUTPUT_CHARS:
-        return text[:MAX_OUTPUT_CHARS], True
-    return text, False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -532,9 +546,9 @@ def exec_source(namespace: dict[str, Any], source: str, columns: int = 100,
         result["took_ms"] = (time.perf_counter() - t0) * 1000
         return result
     owner = _current()
-    chunks: list[str] = []
+    output = _Output()
     try:
-        with _captured(owner, chunks), _injected(namespace), _guarded(owner, namespace):
+        with _captured(owner, output), _injected(namespace), _guarded(owner, namespace):
             for code in units:
                 exec(code, namespace)
     except SystemExit as exc:
@@ -549,7 +563,7 @@ def exec_source(namespace: dict[str, Any], source: str, columns: int = 100,
         result["refused"] = str(exc)
     except BaseException as exc:  # shown as a traceback, the session goes on
         result["error"] = _format_exception(exc)
-    result["output"], result["truncated"] = _joined(chunks)
+    result["output"], result["truncated"] = output.text(), output.truncated
     result["took_ms"] = (time.perf_counter() - t0) * 1000
     return result
 
