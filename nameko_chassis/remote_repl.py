@@ -175,6 +175,30 @@ def _captured(owner: Any, output: _Output) -> Iterator[None]:
         sys.stdin, sys.stdout, sys.stderr = saved
 
 
+@contextmanager
+def _displaying(owner: Any, namespace: dict[str, Any]) -> Iterator[None]:
+    """Echo expression values as the prompt does, but keep the last one as ``_`` in the backdoor
+    namespace: the default hook sets ``builtins._``, which would clobber a service's gettext
+    ``_`` for every module in the process."""
+    saved = sys.displayhook
+
+    def displayhook(value: Any) -> None:
+        if _current() is not owner:
+            saved(value)
+            return
+        if value is None:
+            return
+        namespace["_"] = value
+        sys.stdout.write(repr(value) + "\n")
+
+    sys.displayhook = displayhook
+    try:
+        yield
+    finally:
+        if sys.displayhook is displayhook:
+            sys.displayhook = saved
+
+
 # ---------------------------------------------------------------------------------------------
 # guards
 
@@ -548,7 +572,8 @@ def exec_source(namespace: dict[str, Any], source: str, columns: int = 100,
     owner = _current()
     output = _Output()
     try:
-        with _captured(owner, output), _injected(namespace), _guarded(owner, namespace):
+        with _captured(owner, output), _displaying(owner, namespace), _injected(namespace), \
+                _guarded(owner, namespace):
             for code in units:
                 exec(code, namespace)
     except SystemExit as exc:

@@ -210,6 +210,11 @@ def test_exec_op_captures_only_its_own_output_and_leaves_names_alone(service):
         assert out["output"] == "mine\n"
         # several statements pasted at once: each runs, expressions echo
         assert exec_("a = 2\nb = 3\na * b")["output"] == "6\n"
+        # the last value is `_` in the backdoor namespace; builtins._ (gettext's) is left alone
+        exec_("import builtins; builtins._ = 'gettext'")
+        assert exec_("_ * 7")["output"] == "42\n"
+        assert exec_("builtins._")["output"] == "'gettext'\n"
+        exec_("del builtins._")
         # a name the user owns is never shadowed by a helper, nor removed afterwards
         exec_("collect = 'mine'")
         assert exec_("collect")["output"] == "'mine'\n"
@@ -217,7 +222,7 @@ def test_exec_op_captures_only_its_own_output_and_leaves_names_alone(service):
         assert exec_("import os; os.kill(os.getpid(), 0)")["refused"] is None
         assert "os.kill()" in exec_("os.kill(os.getpid(), 15)")["refused"]
         assert "EOFError" in exec_("input()")["error"]
-        exec_("del a, b, gt, collect, os, eventlet")
+        exec_("del a, b, gt, collect, os, eventlet, builtins, _")
         completions = client.request("complete", line="runner.service_map['pa")
         assert completions["matches"] == ["parking']"]
         completions = client.request("complete", line="x = runner.service_map['parking'].servi")
