@@ -384,10 +384,11 @@ class Repl:
 
     def notice(self, text: str, style: str = "") -> None:
         sys.stdout.flush()
-        print_formatted_text(FormattedText([(style, text)]), file=sys.stderr)
+        print_formatted_text(FormattedText([(style, _printable(text, sys.stderr))]),
+                             file=sys.stderr)
 
     def show(self, result: dict[str, Any]) -> None:
-        output = result.get("output") or ""
+        output = _printable(result.get("output") or "", sys.stdout)
         if output:
             sys.stdout.write(output if output.endswith("\n") else output + "\n")
             sys.stdout.flush()
@@ -401,6 +402,7 @@ class Repl:
             self.notice(str(result["refused"]), "ansiyellow")
 
     def show_traceback(self, text: str) -> None:
+        text = _printable(text, sys.stderr)
         sys.stdout.flush()
         if self.interactive:
             tokens = list(lex(text, PythonTracebackLexer()))
@@ -472,6 +474,17 @@ class Repl:
                     return exc.exit_code
                 continue
             self.show(result)
+
+
+def _printable(text: str, stream: Any) -> str:
+    """``text`` as ``stream`` can encode it: what a service prints may hold lone surrogates, or
+    characters the local terminal's encoding lacks."""
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    try:
+        text.encode(encoding)
+        return text
+    except (UnicodeEncodeError, LookupError):
+        return text.encode(encoding, "replace").decode(encoding, "replace")
 
 
 class _HubProbe:

@@ -183,12 +183,13 @@ def test_killed_service_gives_a_clear_message_and_an_offer_to_reconnect(start_se
 
 
 def test_input_that_is_not_a_terminal_runs_as_one_script(service):
-    script = "'piped-' + 'ok'\nif True:\n    print('in-block')\nprint('after-block')\n"
+    script = ("'piped-' + 'ok'\nif True:\n    print('in-block')\nprint('after-block')\n"
+              "print('\\ud800-lone-surrogate')\n")
     done = subprocess.run(
         [sys.executable, "-c", "from chassis_console.cli import main; main()", "--repl",
          service.target], input=script, capture_output=True, text=True, cwd=REPO, timeout=30)
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "'piped-ok'\nin-block\nafter-block\n"
+    assert done.stdout == "'piped-ok'\nin-block\nafter-block\n?-lone-surrogate\n"
     failed = subprocess.run(
         [sys.executable, "-c", "from chassis_console.cli import main; main()", "--repl",
          service.target], input="1/0\n", capture_output=True, text=True, cwd=REPO, timeout=30)
