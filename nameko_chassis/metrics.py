@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from nameko.extensions import DependencyProvider
@@ -32,7 +33,7 @@ from prometheus_client.exposition import choose_encoder
 from . import __version__
 from .config import load_settings
 from .health import ChassisHttpServer
-from .workers import entrypoint_kind, outcome_of
+from .workers import ERROR, EXPECTED_ERROR, SUCCESS, entrypoint_kind, outcome_of
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,13 @@ class ChassisMetrics:
         return metric
 
 
+@dataclass
+class _EntrypointMetrics:
+    calls: dict[str, Any]
+    duration: Any
+    in_flight: Any
+
+
 class MetricsHandle:
     """What a worker sees as ``self.metrics``: get-or-create application metrics."""
 
@@ -119,6 +127,7 @@ class PrometheusMetrics(DependencyProvider):
         self._metrics: ChassisMetrics | None = None
         self._starts: dict[Any, float] = {}
         self._address: tuple[str, int] | None = None
+        self._by_entrypoint: dict[Any, _EntrypointMetrics] = {}
 
     def __repr__(self) -> str:
         service = getattr(getattr(self, "container", None), "service_name", "?")
@@ -170,16 +179,26 @@ class PrometheusMetrics(DependencyProvider):
     def get_dependency(self, worker_ctx: Any) -> MetricsHandle:
         return MetricsHandle(self.metrics)
 
-    def _labels(self, worker_ctx: Any) -> tuple[str, str, str]:
-        return (worker_ctx.service_name, worker_ctx.entrypoint.method_name,
-                entrypoint_kind(worker_ctx.entrypoint))
+    def _children(self, entrypoint: Any, service_name: str) -> _EntrypointMetrics:
+        # labels() takes a lock and hashes the label values: resolve them once per entrypoint
+        children = self._by_entrypoint.get(entrypoint)
+        if children is None:
+            labels = (service_name, entrypoint.method_name, entrypoint_kind(entrypoint))
+            m = self.metrics
+            children = self._by_entrypoint[entrypoint] = _EntrypointMetrics(
+                calls={outcome: m.calls.labels(*labels, outcome)
+                       for outcome in (SUCCESS, ERROR, EXPECTED_ERROR)},
+                duration=m.duration.labels(*labels),
+                in_flight=m.in_flight.labels(*labels),
+            )
+        return children
 
     def worker_setup(self, worker_ctx: Any) -> None:
         if not self.enabled:
             return
         try:
+            self._children(worker_ctx.entrypoint, worker_ctx.service_name).in_flight.inc()
             self._starts[worker_ctx] = time.perf_counter()
-            self.metrics.in_flight.labels(*self._labels(worker_ctx)).inc()
         except Exception:
             log.exception("chassis: metrics failed for %r", worker_ctx)
 
@@ -187,11 +206,11 @@ class PrometheusMetrics(DependencyProvider):
         if not self.enabled:
             return
         try:
-            labels = self._labels(worker_ctx)
+            children = self._children(worker_ctx.entrypoint, worker_ctx.service_name)
             started = self._starts.get(worker_ctx)
             if started is not None:
-                self.metrics.duration.labels(*labels).observe(time.perf_counter() - started)
-            self.metrics.calls.labels(*labels, outcome_of(worker_ctx, exc_info)).inc()
+                children.duration.observe(time.perf_counter() - started)
+            children.calls[outcome_of(worker_ctx, exc_info)].inc()
         except Exception:
             log.exception("chassis: metrics failed for %r", worker_ctx)
 
@@ -200,7 +219,7 @@ class PrometheusMetrics(DependencyProvider):
             return
         try:
             if self._starts.pop(worker_ctx, None) is not None:
-                self.metrics.in_flight.labels(*self._labels(worker_ctx)).dec()
+                self._children(worker_ctx.entrypoint, worker_ctx.service_name).in_flight.dec()
         except Exception:
             log.exception("chassis: metrics failed for %r", worker_ctx)
 

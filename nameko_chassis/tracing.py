@@ -22,12 +22,13 @@ from typing import Any
 
 from nameko.extensions import DependencyProvider
 from opentelemetry import context as otel_context
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace import sampling as otel_sampling
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from . import __version__
 from .config import TracingSettings, load_settings
@@ -49,6 +50,10 @@ _KIND = {
 }
 
 _providers: dict[tuple[Any, ...], TracerProvider] = {}
+
+#: W3C trace context (``traceparent``/``tracestate``), used directly: the composite global
+#: propagator would also carry baggage, at a cost on every call
+W3C = TraceContextTextMapPropagator()
 
 
 def make_sampler(settings: TracingSettings) -> otel_sampling.Sampler:
@@ -101,16 +106,14 @@ def tracer_provider(settings: TracingSettings, service_name: str, version: str =
 def _span_name_and_attributes(worker_ctx: Any, kind: str) -> tuple[str, dict[str, Any]]:
     ep = worker_ctx.entrypoint
     service, method = worker_ctx.service_name, ep.method_name
+    # every attribute costs CPU on every call: service and method are in the resource and the
+    # span name, the rest is what a reader needs to find the worker (call id) and its kind
     attrs: dict[str, Any] = {
-        "nameko.service": service,
-        "nameko.entrypoint": f"{service}.{method}",
         "nameko.entrypoint_type": kind,
         "nameko.call_id": str(worker_ctx.call_id),
-        "code.function.name": f"{type(worker_ctx.service).__qualname__}.{method}",
     }
     if kind == "rpc":
-        attrs.update({"rpc.system": "nameko", "rpc.service": service, "rpc.method": method,
-                      "messaging.system": "rabbitmq"})
+        attrs.update({"rpc.system": "nameko", "rpc.service": service, "rpc.method": method})
         return f"{service}/{method}", attrs
     if kind in ("event_handler", "consumer"):
         attrs.update({"messaging.system": "rabbitmq", "messaging.operation.type": "process",
@@ -152,11 +155,11 @@ def _parent_context(worker_ctx: Any, kind: str) -> Any:
         request = worker_ctx.args[0] if worker_ctx.args else None
         headers = getattr(request, "headers", None)
         if headers is not None:
-            return propagate.extract({k.lower(): v for k, v in headers.items()})
+            return W3C.extract({k.lower(): v for k, v in headers.items()})
         return None
     if kind == "timer":
         return otel_context.Context()  # a timer starts a trace of its own
-    return propagate.extract(dict(worker_ctx.data))
+    return W3C.extract(worker_ctx.data)
 
 
 def _http_status(worker_ctx: Any, result: Any, exc_info: Any) -> int | None:
@@ -225,7 +228,7 @@ class Tracing(DependencyProvider):
             token = otel_context.attach(ctx)
             self._active[worker_ctx] = (span, token)
             # outgoing RPC calls and events carry the worker's context data as headers
-            propagate.inject(worker_ctx.data, context=ctx)
+            W3C.inject(worker_ctx.data, context=ctx)
         except Exception:
             log.exception("chassis: starting a span failed for %r", worker_ctx)
 
@@ -250,8 +253,6 @@ class Tracing(DependencyProvider):
             elif isinstance(status_code, int) and status_code >= 500:
                 span.set_status(Status(StatusCode.ERROR))
                 span.set_attribute("nameko.outcome", "error")
-            else:
-                span.set_attribute("nameko.outcome", "success")
         except Exception:
             log.exception("chassis: recording a span result failed for %r", worker_ctx)
 

@@ -43,13 +43,18 @@ _KINDS: tuple[tuple[type, str], ...] = (
 )
 
 
+_kind_by_type: dict[type, str] = {}
+
+
 def entrypoint_kind(entrypoint: Any) -> str:
     """``rpc``, ``event_handler``, ``http``, ``timer``, ``consumer``, or the lower-cased class
     name of any other entrypoint."""
-    for cls, kind in _KINDS:
-        if isinstance(entrypoint, cls):
-            return kind
-    return type(entrypoint).__name__.lower()
+    t = type(entrypoint)
+    kind = _kind_by_type.get(t)
+    if kind is None:
+        kind = next((k for cls, k in _KINDS if issubclass(t, cls)), t.__name__.lower())
+        _kind_by_type[t] = kind
+    return kind
 
 
 def entrypoint_name(worker_ctx: Any) -> str:
