@@ -57,21 +57,45 @@ def init_sentry(settings: SentrySettings) -> bool:
     return True
 
 
-class SentryHandle:
-    """``self.sentry`` in a worker: reports into the worker's own isolation scope. Every method
-    is safe to call when Sentry is not configured (it does nothing) and never raises."""
+def _tag_scope(scope: Any, worker_ctx: Any) -> None:
+    scope.set_tag("service", worker_ctx.service_name)
+    scope.set_tag("entrypoint", entrypoint_name(worker_ctx))
+    scope.set_tag("method", worker_ctx.entrypoint.method_name)
+    scope.set_tag("entrypoint_type", entrypoint_kind(worker_ctx.entrypoint))
+    scope.set_tag("call_id", worker_ctx.call_id)
+    scope.set_transaction_name(entrypoint_name(worker_ctx))
 
-    def __init__(self, enabled: bool) -> None:
+
+def _inherited_isolation_scope() -> bool:
+    """Whether this greenthread already runs in an isolation scope. eventlet starts every
+    greenthread (so every nameko worker) with an empty context, where sentry-sdk makes a fresh
+    isolation scope on first use — the worker's own, for free. Should a greenthread inherit its
+    parent's context, the scope would be shared, and the worker forks one instead."""
+    try:
+        from sentry_sdk.scope import _isolation_scope  # no public way to peek without creating
+
+        return _isolation_scope.get() is not None
+    except Exception:
+        return True
+
+
+class SentryHandle:
+    """``self.sentry`` in a worker: reports into the worker's own isolation scope, tagged like
+    the chassis' own events. Every method is safe to call when Sentry is not configured (it
+    does nothing) and never raises."""
+
+    def __init__(self, enabled: bool, worker_ctx: Any = None) -> None:
         self.enabled = enabled
+        self._worker_ctx = worker_ctx
 
     def __repr__(self) -> str:
         return f"<SentryHandle {'on' if self.enabled else 'off'}>"
 
     def capture_exception(self, error: BaseException | None = None) -> str | None:
-        return self._call(sentry_sdk.capture_exception, error)
+        return self._call(sentry_sdk.capture_exception, error, tag=True)
 
     def capture_message(self, message: str, level: str = "info") -> str | None:
-        return self._call(sentry_sdk.capture_message, message, level=level)
+        return self._call(sentry_sdk.capture_message, message, level=level, tag=True)
 
     def add_breadcrumb(self, message: str | None = None, category: str | None = None,
                        level: str = "info", **data: Any) -> None:
@@ -84,10 +108,12 @@ class SentryHandle:
     def set_context(self, key: str, value: dict[str, Any]) -> None:
         self._call(sentry_sdk.set_context, key, value)
 
-    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, fn: Any, *args: Any, tag: bool = False, **kwargs: Any) -> Any:
         if not self.enabled:
             return None
         try:
+            if tag and self._worker_ctx is not None:
+                _tag_scope(sentry_sdk.get_isolation_scope(), self._worker_ctx)
             return fn(*args, **kwargs)
         except Exception:
             log.exception("chassis: sentry %s failed", getattr(fn, "__name__", fn))
@@ -95,7 +121,11 @@ class SentryHandle:
 
 
 class SentryReporter(DependencyProvider):
-    """Captures each worker's unexpected exception once. A no-op without a DSN."""
+    """Captures each worker's unexpected exception once. A no-op without a DSN.
+
+    Tags are set when something is captured, not on every call: a worker that succeeds costs
+    one context-variable lookup.
+    """
 
     def __init__(self) -> None:
         self.enabled = False
@@ -113,21 +143,16 @@ class SentryReporter(DependencyProvider):
             self.enabled = False
 
     def get_dependency(self, worker_ctx: Any) -> SentryHandle:
-        return SentryHandle(self.enabled)
+        return SentryHandle(self.enabled, worker_ctx)
 
     def worker_setup(self, worker_ctx: Any) -> None:
         if not self.enabled:
             return
         try:
-            manager = sentry_sdk.isolation_scope()
-            scope = manager.__enter__()
-            self._scopes[worker_ctx] = manager
-            scope.set_tag("service", worker_ctx.service_name)
-            scope.set_tag("entrypoint", entrypoint_name(worker_ctx))
-            scope.set_tag("method", worker_ctx.entrypoint.method_name)
-            scope.set_tag("entrypoint_type", entrypoint_kind(worker_ctx.entrypoint))
-            scope.set_tag("call_id", worker_ctx.call_id)
-            scope.set_transaction_name(entrypoint_name(worker_ctx))
+            if _inherited_isolation_scope():
+                manager = sentry_sdk.isolation_scope()
+                manager.__enter__()
+                self._scopes[worker_ctx] = manager
         except Exception:
             log.exception("chassis: sentry scope failed for %r", worker_ctx)
 
@@ -140,6 +165,7 @@ class SentryReporter(DependencyProvider):
             args, kwargs = redacted_arguments(worker_ctx.entrypoint, worker_ctx.args,
                                               worker_ctx.kwargs)
             scope = sentry_sdk.get_isolation_scope()
+            _tag_scope(scope, worker_ctx)
             scope.set_context("nameko", {
                 "service": worker_ctx.service_name,
                 "entrypoint": entrypoint_name(worker_ctx),
