@@ -6,6 +6,7 @@ one service ``bench`` with ``echo(x)``:
 - ``bare``: a plain nameko service;
 - ``chassis``: ``nameko_chassis.service.Service`` with every provider configured and exporting
   (``/metrics`` served, Sentry DSN and OTLP endpoint pointing at local sinks in this process);
+- ``chassis, tracing off``: the same with no OTLP endpoint (what the OpenTelemetry SDK costs);
 - ``chassis 3.2.0``: nameko-chassis 3.2.0's ``Service`` (Prometheus metrics), run from
   ``bench/.venv-ref``, a bench-only virtualenv — it has the same import name, so it never mixes
   with the project.
@@ -217,6 +218,11 @@ def main() -> int:
             "OTEL": {"EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp.port}"},
         }, env),
     ]
+    # the same service without tracing, to show what the OpenTelemetry SDK costs per call
+    variants.append(Variant("chassis, tracing off", "bench_chassis", sys.executable, {
+        "CHASSIS": {"HTTP_ADDRESS": f"127.0.0.1:{free_port()}"},
+        "SENTRY": {"DSN": f"http://key@127.0.0.1:{sentry.port}/1"},
+    }, env))
     ref_python = ensure_ref_venv()
     if ref_python is not None:
         variants.append(Variant("nameko-chassis 3.2.0", "bench_ref", str(ref_python),
@@ -227,7 +233,7 @@ def main() -> int:
     vhosts = []
     try:
         for v in variants:
-            vhost = f"chassis-bench-{os.getpid()}-{v.module}"
+            vhost = f"chassis-bench-{os.getpid()}-{len(vhosts)}"
             api.create_vhost(vhost)
             vhosts.append(vhost)
             v.config = {"AMQP_URI": str(base.with_vhost(vhost)), **v.config}

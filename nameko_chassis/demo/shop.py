@@ -8,6 +8,9 @@
   the console is for); the card number is a sensitive argument.
 - ``notifications``: handles ``order_placed`` events, sending a (pretend) e-mail.
 
+Each is a chassis :class:`~nameko_chassis.service.Service` (worker start times and history for the
+console, ``ping``/``describe``/``set_log_level``; the other providers stay off unless configured).
+
 Run with ``nameko run --config CONFIG --backdoor-port 12345 nameko_chassis.demo.shop``, or let
 ``chassis-console --demo`` do it.
 """
@@ -25,6 +28,8 @@ from nameko.rpc import ServiceRpc, rpc
 from nameko.timer import timer
 from nameko.web.handlers import http
 
+from nameko_chassis.service import Service
+
 ITEMS = ("espresso beans", "grinder", "milk jug", "tamper", "kettle", "scale", "filter papers")
 
 
@@ -32,7 +37,7 @@ class PaymentDeclined(Exception):
     pass
 
 
-class Payments:
+class Payments(Service):
     name = "payments"
 
     @rpc(sensitive_arguments=("card",), expected_exceptions=PaymentDeclined)
@@ -50,7 +55,7 @@ class Payments:
         eventlet.sleep(seconds)
 
 
-class Orders:
+class Orders(Service):
     name = "orders"
 
     payments = ServiceRpc("payments")
@@ -79,7 +84,7 @@ class Orders:
         return 201, json.dumps(result)
 
 
-class Notifications:
+class Notifications(Service):
     name = "notifications"
 
     @event_handler("orders", "order_placed")
@@ -95,7 +100,7 @@ class ContextData(DependencyProvider):
         return worker_ctx.data
 
 
-class Shopper:
+class Shopper(Service):
     """Generates load: a few orders a second from made-up customers."""
 
     name = "shopper"
