@@ -136,13 +136,24 @@ class ChassisConsole(App[int]):
         """Draw every panel from the pollers' state (cheap: tables are updated in place)."""
         statuses = self.statuses
         self.redraws += 1
+        self.query_one(PoolGauges).show(statuses)
+        self.query_one(ServiceTree).show(statuses)
+        self.query_one(WorkersTable).show(statuses)
+        self.query_one(HistoryPanel).show(statuses)
+        self.redraw_labels()
+        screen = self.screen
+        if isinstance(screen, WorkerDetailScreen):
+            screen.show(self.view, statuses)
+
+    def redraw_labels(self) -> None:
+        """The header and the table's titles (after a key changed sort, filter or interval)."""
+        statuses = self.statuses
         table = self.query_one(WorkersTable)
         self.view.sort = table.sort_label
         self.view.filter = table.filter
         self.query_one("#status", StatusBar).show(self.view, statuses)
-        self.query_one(PoolGauges).show(statuses)
-        self.query_one(ServiceTree).show(statuses)
-        table.show(statuses)
+        if isinstance(self.screen, WorkerDetailScreen):
+            self.screen.query_one(StatusBar).show(self.view, statuses)
         shown = (f"{table.shown} of {table.total}" if table.filter else str(table.total))
         stale = [s for s in statuses if s.stale]
         table.set_class(bool(stale), "-stale")
@@ -150,10 +161,6 @@ class ChassisConsole(App[int]):
             shown += " · STALE: " + ", ".join(s.label for s in stale) + " not answering"
         table.border_title = f"workers {shown}"
         table.border_subtitle = f"sorted by {table.sort_label}"
-        self.query_one(HistoryPanel).show(statuses)
-        screen = self.screen
-        if isinstance(screen, WorkerDetailScreen):
-            screen.show(self.view, statuses)
 
     # -- drilling in ----------------------------------------------------------------------------
 
@@ -169,8 +176,8 @@ class ChassisConsole(App[int]):
         poller.wake()  # fetch its stack now, not at the next tick
 
     def _closed_worker(self, ref: WorkerRef) -> None:
+        # the table behind kept refreshing: nothing to redraw
         self.pollers[ref.target].watched = set()
-        self.redraw()
 
     def action_open_worker(self) -> None:
         ref = self.query_one(WorkersTable).current_ref()
@@ -189,7 +196,7 @@ class ChassisConsole(App[int]):
             poller.paused = self.view.paused
             if not self.view.paused:
                 poller.wake()
-        self.redraw()
+        self.redraw_labels()
 
     def action_refresh_now(self) -> None:
         for poller in self.pollers:
@@ -198,7 +205,7 @@ class ChassisConsole(App[int]):
     def _set_interval(self, seconds: float) -> None:
         self.options.interval = seconds
         self.view.interval = seconds
-        self.redraw()
+        self.redraw_labels()
         self.notify(f"refreshing every {seconds:g}s", timeout=2)
 
     def action_slower(self) -> None:
@@ -211,7 +218,7 @@ class ChassisConsole(App[int]):
 
     def action_cycle_sort(self) -> None:
         self.query_one(WorkersTable).cycle_sort()
-        self.redraw()
+        self.redraw_labels()
 
     def action_filter(self) -> None:
         if isinstance(self.screen, WorkerDetailScreen):

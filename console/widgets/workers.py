@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Self
 
 from rich.text import Text
+from textual.geometry import Region
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, RowKey
 
@@ -77,6 +79,9 @@ def short_entrypoint(container: Container, worker: Worker) -> str:
 class WorkersTable(DataTable[Text]):
     """In-flight workers of every target."""
 
+    _batching = False  # class level: refresh() runs before __init__ has finished
+    _batched_refresh = False
+
     def __init__(self, *, several_targets: bool = False, slow: float = 10.0, **kwargs: object
                  ) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
@@ -85,6 +90,7 @@ class WorkersTable(DataTable[Text]):
         self.sort_index = 0
         self.filter = ""
         self._cells: dict[str, tuple[Text, ...]] = {}
+        self._static: dict[str, tuple[tuple[object, ...], dict[str, SortText]]] = {}
         self._columns = [c for c in COLUMNS if several_targets or c[0] != "target"]
         self.shown = 0
         self.total = 0
@@ -111,29 +117,39 @@ class WorkersTable(DataTable[Text]):
             return None
         return WorkerRef.from_key(str(key.value))
 
-    def _row(self, status: TargetStatus, container: Container, worker: Worker,
+    def _row(self, key: str, status: TargetStatus, container: Container, worker: Worker,
              palette: Palette) -> tuple[Text, ...]:
         slow = worker.age_s >= self.slow
         dim = "dim" if status.stale else ""
-        strong = "bold" if slow and not dim else dim
         where = where_of(worker)
-        entrypoint = short_entrypoint(container, worker)
-        cells: dict[str, SortText] = {
-            "target": cell(status.label, dim, limit=30, sort=(status.label, -worker.age_s)),
-            "service": cell(container.service_name, strong, limit=30,
-                            sort=(container.service_name, -worker.age_s)),
-            "entrypoint": cell(entrypoint, strong, limit=40, sort=(entrypoint, -worker.age_s)),
-            "age": cell(format_age(worker.age_s) + (" ⚠" if slow else ""),
-                        dim or age_style(worker.age_s, self.slow, palette),
-                        sort=(-worker.age_s, worker.call_id)),
-            "where": cell("?" if where is None else f"{where.function} "
-                          f"{where.short_file}:{where.line}", dim, limit=44,
-                          sort=("" if where is None else f"{where.short_file}:{where.line:08d}",
-                                -worker.age_s)),
-            "call": cell(worker.call_id.rsplit(".", 1)[-1][:8], dim or "dim", limit=8),
-            "args": cell(worker.args_preview, dim, limit=ARGS_CHARS),
-        }
-        return tuple(cells[key] for key, _ in self._columns)
+        age = SortText(format_age(worker.age_s) + (" ⚠" if slow else ""),
+                       style=dim or age_style(worker.age_s, self.slow, palette), no_wrap=True)
+        age.sort_value = (-worker.age_s, worker.call_id)
+        # Everything but the age changes rarely: build those cells again only when it does.
+        signature = (dim, slow, where, worker.args_preview, worker.entrypoint,
+                     container.service_name, status.label)
+        cached = self._static.get(key)
+        if cached is not None and cached[0] == signature:
+            static = cached[1]
+        else:
+            # ties sort oldest first by start time, which (unlike the age) never changes
+            start = worker.started_at if worker.started_at is not None else worker.first_seen
+            strong = "bold" if slow and not dim else dim
+            entrypoint = short_entrypoint(container, worker)
+            static = {
+                "target": cell(status.label, dim, limit=30, sort=(status.label, start)),
+                "service": cell(container.service_name, strong, limit=30,
+                                sort=(container.service_name, start)),
+                "entrypoint": cell(entrypoint, strong, limit=40, sort=(entrypoint, start)),
+                "where": cell("?" if where is None else f"{where.function} "
+                              f"{where.short_file}:{where.line}", dim, limit=44,
+                              sort=("" if where is None
+                                    else f"{where.short_file}:{where.line:08d}", start)),
+                "call": cell(worker.call_id.rsplit(".", 1)[-1][:8], dim or "dim", limit=8),
+                "args": cell(worker.args_preview, dim, limit=ARGS_CHARS),
+            }
+            self._static[key] = (signature, static)
+        return tuple(age if column == "age" else static[column] for column, _ in self._columns)
 
     def show(self, statuses: Sequence[TargetStatus]) -> None:
         """Bring the rows in line with the latest snapshots (in place)."""
@@ -150,17 +166,36 @@ class WorkersTable(DataTable[Text]):
                     if needle and needle not in worker_text(container, worker, status.label):
                         continue
                     key = WorkerRef(status.index, worker.call_id).key
-                    wanted[key] = self._row(status, container, worker, palette)
+                    wanted[key] = self._row(key, status, container, worker, palette)
         self.total, self.shown = total, len(wanted)
         self._apply(wanted)
 
+    def refresh(self, *regions: Region, repaint: bool = True, layout: bool = False,
+                recompose: bool = False) -> Self:
+        if self._batching and not (layout or recompose):
+            # update_cell refreshes the whole table each call: once per batch is enough
+            self._batched_refresh = True
+            return self
+        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
+
     def _apply(self, wanted: dict[str, tuple[Text, ...]]) -> None:
+        self._batching = True
+        try:
+            self._apply_rows(wanted)
+        finally:
+            self._batching = False
+        if self._batched_refresh:
+            self._batched_refresh = False
+            self.refresh()
+
+    def _apply_rows(self, wanted: dict[str, tuple[Text, ...]]) -> None:
         following = self.current_ref()
         old_index = self.cursor_row
         column_keys = [key for key, _ in self._columns]
         for key in [k for k in self._cells if k not in wanted]:
             self.remove_row(key)
             del self._cells[key]
+            self._static.pop(key, None)
         for key, cells in wanted.items():
             previous = self._cells.get(key)
             if previous is None:
@@ -168,7 +203,7 @@ class WorkersTable(DataTable[Text]):
             else:
                 for column, old, new in zip(column_keys, previous, cells, strict=True):
                     # Text equality ignores the base style: compare it too (stale rows dim)
-                    if old != new or old.style != new.style:
+                    if old is not new and (old != new or old.style != new.style):
                         self.update_cell(key, column, new)
             self._cells[key] = cells
         self._sort()
