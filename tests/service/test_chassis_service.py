@@ -231,6 +231,18 @@ def test_metrics_for_events_and_consumers(shop: Shop) -> None:
                  entrypoint="handle_job", entrypoint_type="consumer", outcome="success") >= 1
 
 
+def test_metrics_workers_in_flight(shop: Shop) -> None:
+    park = {"service": "chassis_parking", "entrypoint": "park", "entrypoint_type": "rpc"}
+    calls = shop.service.hold(2, service="chassis_parking", tag="gauge")
+    try:
+        assert value(shop.samples(), "nameko_workers_in_flight", **park) == 2
+    finally:
+        shop.service.release("gauge", service="chassis_parking")
+    assert [c.result() for c in calls] == ["gauge", "gauge"]
+    wait_for(lambda: value(shop.samples(), "nameko_workers_in_flight", **park) == 0,
+             what="in-flight gauge back to 0")
+
+
 def test_metrics_content_negotiation(shop: Shop) -> None:
     status, headers, text = shop.get("/metrics")  # no Accept header at all
     assert status == 200 and headers["Content-Type"].startswith("text/plain")
