@@ -60,7 +60,10 @@ class HistoryPanel(Static):
             row: list[Text] = [Text(format_age(ago), style="dim")]
             if several:
                 row.append(Text(clip(s.label, 30), style="dim"))
-            row += [Text(clip(service, 30)), Text(clip(h.entrypoint, 40), style="bold"),
+            entrypoint = h.entrypoint
+            if entrypoint.startswith(service + "."):  # the service has a column of its own
+                entrypoint = entrypoint[len(service) + 1:]
+            row += [Text(clip(service, 30)), Text(clip(entrypoint, 40), style="bold"),
                     Text(format_age(h.duration_s), style=age_style(h.duration_s, self.slow,
                                                                    palette)),
                     Text(clip(h.outcome, 20), style=outcome_style),

@@ -20,7 +20,13 @@ from typing import Any, Protocol, TypeVar
 
 from nameko_chassis.snapshot import Snapshot
 
-from ..errors import ConsoleError, UnreachableError, UnresponsiveError
+from ..errors import (
+    ConsoleError,
+    NoRunnerError,
+    ProtocolError,
+    UnreachableError,
+    UnresponsiveError,
+)
 
 T = TypeVar("T")
 
@@ -174,16 +180,18 @@ class TargetPoller:
     async def poll_once(self) -> float:
         """One refresh (connecting first when needed); returns the delay before the next."""
         status = self.status
+        connecting = False
         try:
             if not self._connected:
+                connecting = True
                 await self._calls.call(self.target.connect)
-                self._connected = True
+                self._connected, connecting = True, False
             stacks: str | frozenset[str] = frozenset(self.watched) if self.watched else "none"
             max_workers = self.options.max_workers
             snapshot = await self._calls.call(
                 lambda: self.target.snapshot(stacks=stacks, max_workers=max_workers))
         except Exception as exc:  # every failure is shown, none crashes the app
-            return self._failed(exc)
+            return self._failed(exc, connecting=connecting)
         previous = status.snapshot
         if previous is not None and previous.pid != snapshot.pid:
             status.note = f"service restarted: pid {previous.pid} → {snapshot.pid}"
@@ -201,13 +209,17 @@ class TargetPoller:
         self.on_change(status)
         return self.options.interval
 
-    def _failed(self, exc: Exception) -> float:
+    def _failed(self, exc: Exception, *, connecting: bool = False) -> float:
         status = self.status
         self._connected = False
         self._calls.submit(self._close_quietly)
         status.failures += 1
         status.note = None
-        if isinstance(exc, UnresponsiveError):
+        busy = (connecting and isinstance(exc, ProtocolError) and status.snapshot is not None
+                and not isinstance(exc, NoRunnerError))
+        if isinstance(exc, UnresponsiveError) or busy:
+            # A busy hub cannot even send the banner: a target that answered as a backdoor
+            # before is "not answering", not suddenly "not a backdoor".
             status.state = "unresponsive"
         elif isinstance(exc, UnreachableError):
             status.state = "down"
