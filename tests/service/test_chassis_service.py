@@ -164,7 +164,8 @@ def test_a_subclass_switches_base_methods_and_providers_off(shop: Shop) -> None:
     assert "SentryReporter" not in deps and "WorkerBookkeeping" in deps
     # the base class is not a service of its own although the module imports it
     assert shop.service.eval("sorted(runner.service_map)") == \
-        "['chassis_back', 'chassis_front', 'chassis_parking', 'chassis_quiet']"
+        "['chassis_back', 'chassis_front', 'chassis_parking', 'chassis_quiet', " \
+        "'chassis_standalone']"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,6 +186,7 @@ def test_metrics_count_calls_by_outcome_exactly(shop: Shop) -> None:
         assert shop.get(f"/front/{n}", port=shop.web_port)[0] == 200
     rpc.call("chassis_front", "count_sale", "kettle")
     rpc.call("chassis_front", "count_sale", "kettle")
+    rpc.call("chassis_standalone", "hi")  # a plain service with the provider on its own
     after = shop.samples()
 
     def delta(name: str, **labels: str) -> float:
@@ -208,6 +210,8 @@ def test_metrics_count_calls_by_outcome_exactly(shop: Shop) -> None:
             and ("service", "chassis_front") in labels]
     assert info and ("version", "1.2.3") in info[0]
     assert delta("chassis_test_sales_total", item="kettle") == 2
+    assert delta(calls, service="chassis_standalone", entrypoint="hi", entrypoint_type="rpc",
+                 outcome="success") == 1
     # every entrypoint type is counted: the eager timer fired once at start
     assert value(after, calls, service="chassis_front", entrypoint="warm_up",
                  entrypoint_type="timer", outcome="success") == 1
@@ -298,6 +302,11 @@ def test_sentry_reports_http_errors(shop: Shop) -> None:
     event = wait_for(lambda: [e for e in shop.sentry.events_for("Boom")
                               if e["tags"].get("method") == "broken"], what="the HTTP event")[0]
     assert event["tags"]["entrypoint_type"] == "http"
+    shop.service.rpc.call("chassis_front", "ping")
+    import time
+    time.sleep(1.0)  # a duplicate through nameko.web's or the logging integration's path
+    assert len([e for e in shop.sentry.events_for("Boom")
+                if e["tags"].get("method") == "broken"]) == 1
 
 
 # ---------------------------------------------------------------------------------------------

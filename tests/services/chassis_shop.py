@@ -14,7 +14,9 @@ from nameko.rpc import ServiceRpc, rpc
 from nameko.timer import timer
 from nameko.web.handlers import http
 
+from nameko_chassis.metrics import PrometheusMetrics
 from nameko_chassis.service import Service
+from nameko_chassis.workers import WorkerBookkeeping
 from tests.services import parking
 
 JOBS = Exchange("chassis-jobs", type="direct")
@@ -117,3 +119,16 @@ class Quiet(Service):
     @rpc
     def hello(self) -> str:
         return "quiet hello"
+
+
+class Standalone:
+    """A plain nameko service using two chassis providers on their own."""
+
+    name = "chassis_standalone"
+
+    metrics = PrometheusMetrics()
+    bookkeeping = WorkerBookkeeping()
+
+    @rpc
+    def hi(self) -> str:
+        return "hi"
