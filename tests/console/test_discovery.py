@@ -4,6 +4,7 @@ entrypoints from describe(), a plain nameko service without, vhost isolation, an
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -67,7 +68,8 @@ def test_discovers_chassis_and_plain_services(start_service, vhost: IsolatedVhos
 
     # the CLI, as a user runs it
     out = subprocess.run([sys.executable, "-m", "chassis_console", "--services", str(vhost.uri)],
-                         cwd=REPO, capture_output=True, text=True, timeout=60)
+                         cwd=REPO, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "COLUMNS": "200"})
     assert out.returncode == 0, out.stderr
     for name in names:
         assert name in out.stdout
