@@ -227,6 +227,17 @@ class ChassisConsole(App[int]):
         box.add_class("-visible")
         box.focus()
 
+    def on_tree_node_selected(self, event: ServiceTree.NodeSelected[str]) -> None:
+        """Selecting a service (or one of its entrypoints) in the tree filters the table by it."""
+        service = event.node.data
+        if not service:
+            return
+        box = self.query_one("#filter", Input)
+        box.add_class("-visible")
+        box.value = "" if box.value == service else service  # selecting it again clears it
+        if not box.value:
+            box.remove_class("-visible")
+
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "filter":
             self.query_one(WorkersTable).filter = event.value

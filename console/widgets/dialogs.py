@@ -26,6 +26,7 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("+  -", "refresh less / more often"),
     ("k", "kill the selected worker (needs --allow-actions; asks first)"),
     ("tab", "move between the panels (services tree, workers)"),
+    ("enter / space (tree)", "show only that service's workers (again: all) / fold a node"),
     ("ctrl+p", "command palette: every action above, searchable"),
     ("?", "this help"),
     ("q", "quit (back, on the worker screen)"),

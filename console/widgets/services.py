@@ -85,6 +85,7 @@ class ServiceTree(Tree[str]):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("services", **kwargs)
         self.show_root = False
+        self.auto_expand = False  # enter filters the workers by the service; space expands
         self.guide_depth = 3
         self._signature: tuple[Any, ...] = ()
         self._container_nodes: dict[tuple[int, str], TreeNode[str]] = {}
@@ -155,18 +156,20 @@ class ServiceTree(Tree[str]):
                     by_type.setdefault(ep.type, []).append(ep)
                 for type_, eps in by_type.items():
                     group = node.add(Text.assemble((clip(type_, 30), palette.accent),
-                                                   (f" {len(eps)}", "dim")), expand=True)
+                                                   (f" {len(eps)}", "dim")), data=c.service_name, expand=True)
                     for ep in eps:
                         group.add_leaf(_entrypoint_label(ep.method, ep.details),
                                        data=c.service_name)
                 if c.dependencies:
                     deps = node.add(Text.assemble(("dependencies", palette.primary),
-                                                  (f" {len(c.dependencies)}", "dim")))
+                                                  (f" {len(c.dependencies)}", "dim")),
+                                    data=c.service_name)
                     for d in c.dependencies:
                         deps.add_leaf(Text.assemble(clip(d.attr, 30), "  ",
                                                     (clip(d.type.rsplit(".", 1)[-1], 30), "dim")))
                 if c.managed_threads:
                     threads = node.add(Text.assemble(("managed threads", palette.primary),
-                                                     (f" {len(c.managed_threads)}", "dim")))
+                                                     (f" {len(c.managed_threads)}", "dim")),
+                                       data=c.service_name)
                     for t in c.managed_threads:
                         threads.add_leaf(Text(clip(t.target or t.identifier, 60)))

@@ -268,3 +268,21 @@ def test_several_targets_look(snap_compare):
                          label="10.0.0.7:12345")
     assert snap_compare(make_app(MemoryTarget(), other), terminal_size=SIZE,
                         run_before=_settled())
+
+
+@sync
+async def test_selecting_a_service_in_the_tree_filters_the_table():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await polled(pilot)
+        tree = app.query_one("#services")
+        tree.focus()
+        # orders, Rpc, place, HttpRequestHandler, get_order, create_order, dependencies, payments
+        await pilot.press(*["down"] * 8)  # the first one puts the cursor on the first line
+        node = tree.cursor_node
+        assert node is not None and node.data == "payments"
+        await pilot.press("enter")
+        await until(pilot, lambda: table(app).row_count == 3)
+        assert table(app).filter == "payments"
+        await pilot.press("enter")  # again: cleared
+        await until(pilot, lambda: table(app).row_count == 8)
