@@ -158,7 +158,9 @@ class ChassisConsole(App[int]):
         stale = [s for s in statuses if s.stale]
         table.set_class(bool(stale), "-stale")
         if stale:
-            shown += " · STALE: " + ", ".join(s.label for s in stale) + " not answering"
+            shown += " · STALE: " + ", ".join(
+                f"{s.label} {'not answering' if s.state == 'unresponsive' else 'unreachable'}"
+                for s in stale)
         table.border_title = f"workers {shown}"
         table.border_subtitle = f"sorted by {table.sort_label}"
 

@@ -33,6 +33,8 @@ T = TypeVar("T")
 #: Backoff between reconnection attempts: doubles from BACKOFF_FIRST up to BACKOFF_MAX seconds.
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 10.0
+#: How many refreshes a note ("service restarted: pid 1 → 2") stays in the header.
+NOTE_POLLS = 30
 
 
 class Target(Protocol):  # the shape of chassis_console.client.Target, restated for typing
@@ -80,6 +82,7 @@ class TargetStatus:
     round_trip_ms: float | None = None
     received_at: float | None = None  # wall clock of the last good snapshot
     note: str | None = None  # e.g. "service restarted (pid 1 -> 2)"
+    note_until: int = 0  # the note shows until this many polls
     polls: int = 0
 
     @property
@@ -195,9 +198,13 @@ class TargetPoller:
         previous = status.snapshot
         if previous is not None and previous.pid != snapshot.pid:
             status.note = f"service restarted: pid {previous.pid} → {snapshot.pid}"
+            status.note_until = status.polls + NOTE_POLLS
         elif status.state != "live" and status.failures:
             status.note = f"reconnected after {status.failures} failed attempt" + (
                 "s" if status.failures > 1 else "")
+            status.note_until = status.polls + NOTE_POLLS
+        elif status.polls >= status.note_until:
+            status.note = None
         status.state = "live"
         status.snapshot = snapshot
         status.error = None
