@@ -60,6 +60,8 @@ class ChassisConsole(App[int]):
     TITLE = "chassis-console"
     BINDINGS = [
         Binding("q", "quit", "Quit", id="quit"),
+        # like top and htop (and as the README promises): Ctrl-C quits, even from the filter box
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True, id="interrupt"),
         Binding("question_mark", "help", "Help", key_display="?", id="help"),
         Binding("slash", "filter", "Filter", key_display="/", id="filter"),
         Binding("s", "cycle_sort", "Sort", id="sort"),
@@ -300,12 +302,13 @@ class ChassisConsole(App[int]):
             killed = await poller.kill_worker(ref.call_id)
         except Exception as exc:  # shown to the user, never a crash
             self.notify(f"could not kill {ref.call_id}: {exc}", title="kill failed",
-                        severity="error", timeout=8)
+                        severity="error", timeout=8, markup=False)
             return
         if killed:
-            self.notify(f"killed worker {ref.call_id}", title="killed", timeout=5)
+            self.notify(f"killed worker {ref.call_id}", title="killed", timeout=5, markup=False)
         else:
-            self.notify(f"{ref.call_id} was no longer running", severity="warning", timeout=5)
+            self.notify(f"{ref.call_id} was no longer running", severity="warning", timeout=5,
+                        markup=False)
         poller.wake()
 
     # -- demo ----------------------------------------------------------------------------------
@@ -325,7 +328,7 @@ class ChassisConsole(App[int]):
             self.demo.start()
         except Exception as exc:  # shown to the user
             self.call_from_thread(self.notify, f"could not restart the demo: {exc}",
-                                  severity="error")
+                                  severity="error", markup=False)
             return
         self.view.demo = f"demo shop: nameko run pid {self.demo.pid} (stopped when you quit)"
         self.call_from_thread(self.action_refresh_now)

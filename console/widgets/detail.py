@@ -76,7 +76,8 @@ def _kv(rows: Sequence[tuple[str, RenderableType]]) -> Table:
     table.add_column(style="dim", no_wrap=True)
     table.add_column(overflow="fold")
     for key, value in rows:
-        table.add_row(key, value)
+        # keys can come from the service (kwargs, context data): never parse them as markup
+        table.add_row(Text(key), value)
     return table
 
 

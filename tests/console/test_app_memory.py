@@ -24,6 +24,7 @@ from chassis_console.widgets import (
     HistoryPanel,
     PoolGauges,
     WorkerDetailScreen,
+    WorkerRef,
     WorkersTable,
 )
 
@@ -286,3 +287,36 @@ async def test_selecting_a_service_in_the_tree_filters_the_table():
         assert table(app).filter == "payments"
         await pilot.press("enter")  # again: cleared
         await until(pilot, lambda: table(app).row_count == 8)
+
+
+@sync
+async def test_q_and_ctrl_c_quit_but_q_types_in_the_filter():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("slash", "q")
+        assert app.is_running and table(app).filter == "q"
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+        assert not app.is_running
+
+
+@sync
+async def test_untrusted_text_is_shown_as_itself_never_as_markup():
+    from dataclasses import replace
+
+    state = sample_snapshot()
+    c = state.containers[1]
+    w = replace(c.workers[0], args=["'[red]not red[/red]'"], kwargs={"[/tmp]": "[bold]x"},
+                context_data={"[b]key": "[/]", "call_id_stack": []})
+    state = replace(state, containers=[state.containers[0], replace(c, workers=[w]),
+                                       *state.containers[2:]])
+    app = make_app(MemoryTarget(state))
+    async with app.run_test(size=SIZE) as pilot:
+        await polled(pilot)
+        app.open_worker(next(r for r in map(WorkerRef.from_key, table(app).keys())
+                             if r.call_id == w.call_id))
+        screen = app.screen
+        await until(pilot, lambda: isinstance(screen, WorkerDetailScreen) and screen.worker)
+        await pilot.pause()
+        svg = app.export_screenshot()
+        assert "[red]not&#160;red[/red]" in svg and "[/tmp]" in svg and "[b]key" in svg
