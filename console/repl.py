@@ -12,6 +12,7 @@ import codeop
 import os
 import re
 import shutil
+import signal
 import socket
 import sys
 import threading
@@ -34,7 +35,6 @@ from prompt_toolkit.lexers import PygmentsLexer
 from pygments import lex
 from pygments.lexers.python import PythonLexer, PythonTracebackLexer
 
-from .backdoor import BackdoorConnection
 from .client import BackdoorClient
 from .errors import (
     ConsoleError,
@@ -52,6 +52,10 @@ EXEC_WAIT_SECONDS = 7 * 24 * 3600.0
 COMPLETE_TIMEOUT_SECONDS = 3.0
 #: A statement running longer than this gets a spinner with the elapsed time.
 SPINNER_AFTER_SECONDS = 0.5
+#: How long the service holds a poll for output of a running statement.
+POLL_WAIT_SECONDS = 0.25
+#: A request unanswered this long past what it should take: the statement holds the hub.
+BLOCKED_AFTER_SECONDS = 1.0
 INDENT = "    "
 #: Typed alone, these leave the REPL (inside code they are contained in the service).
 EXIT_INPUT = re.compile(r"(exit|quit)\(\s*(\d+|None)?\s*\)")
@@ -333,52 +337,49 @@ class Repl:
         return int(result.get("start", len(line))), [str(m) for m in result.get("matches", [])]
 
     def execute(self, source: str) -> dict[str, Any]:
-        """Run ``source`` in the service; a spinner shows a long statement is still running.
-        Ctrl-C stops waiting (the statement cannot be interrupted from here)."""
+        """Run ``source`` in the service and show its output as it comes (the statement runs
+        in a greenthread of its own there; the console polls). A spinner shows a long statement
+        is still running and whether the service's hub is free. The first Ctrl-C interrupts the
+        statement (KeyboardInterrupt where it waits), a second one stops waiting."""
         if not self.client.connected:
             if self.abandoned:
                 self.notice(f"reconnecting to {self.address}…", "ansibrightblack")
             self.connect()
-        client = self.client
-        client.conn.timeout = EXEC_WAIT_SECONDS
-        columns = shutil.get_terminal_size().columns
-        box: dict[str, Any] = {}
+        with _CtrlC() as ctrl_c:
+            return self._execute(source, _Waiting(self, time.monotonic(), ctrl_c))
 
-        def work() -> None:
-            try:
-                box["result"] = client.request("exec", source=source, columns=columns,
-                                               color=self.color)
-            except BaseException as exc:  # handed over to the main thread
-                box["error"] = exc
-
-        worker = threading.Thread(target=work, name="repl-exec", daemon=True)
-        t0 = time.monotonic()
-        worker.start()
-        spinner = _Spinner(self.interactive)
-        probe = _HubProbe(self.address)
+    def _execute(self, source: str, waiting: _Waiting) -> dict[str, Any]:
         try:
-            while worker.is_alive():
-                worker.join(0.1)
-                elapsed = time.monotonic() - t0
-                if elapsed >= SPINNER_AFTER_SECONDS:
-                    if self.interactive:
-                        probe.poke()
-                    spinner.show(elapsed, probe.state)
-        except KeyboardInterrupt:
-            spinner.clear()
+            result = waiting.call("exec_start", source=source,
+                                  columns=shutil.get_terminal_size().columns, color=self.color)
+            if result.get("done"):
+                return dict(result)
+            run_id = int(result["id"])
+            offset = 0
+            while True:
+                if waiting.interrupt == "wanted":
+                    waiting.interrupt = "sent"
+                    waiting.call("exec_cancel", id=run_id)
+                poll = waiting.call("exec_poll", expected=POLL_WAIT_SECONDS, id=run_id,
+                                    offset=offset, wait=POLL_WAIT_SECONDS)
+                if poll.get("output"):
+                    waiting.write(str(poll["output"]))
+                offset = int(poll.get("offset", offset))
+                if poll.get("done"):
+                    waiting.end_line()
+                    return {**poll, "output": ""}
+        except (_StopWaiting, KeyboardInterrupt):  # the second Ctrl-C
+            waiting.spinner.clear()
+            waiting.end_line()
             self.abandoned = True
             self._drop()
-            self.notice(f"stopped waiting after {time.monotonic() - t0:.1f}s — the statement "
-                        "keeps running in the service until it returns (a backdoor cannot "
-                        "interrupt it); the next input opens a new connection", "ansiyellow")
+            self.notice(f"stopped waiting after {time.monotonic() - waiting.t0:.1f}s — the "
+                        "statement may still be running in the service; the next input opens a "
+                        "new connection", "ansiyellow")
             return {}
         finally:
-            spinner.clear()
-        client.conn.timeout = self.timeout
-        if "error" in box:
-            raise box["error"]
-        result: dict[str, Any] = box["result"]
-        return result
+            waiting.spinner.clear()
+            self.client.conn.timeout = self.timeout
 
     # -- output --------------------------------------------------------------------------------
 
@@ -487,36 +488,98 @@ def _printable(text: str, stream: Any) -> str:
         return text.encode(encoding, "replace").decode(encoding, "replace")
 
 
-class _HubProbe:
-    """Is the service's hub free while a statement runs? A second backdoor connection answers
-    its banner only if the hub gets to run it: free when the statement yields (sleep, I/O),
-    blocked when it computes."""
+class _StopWaiting(Exception):
+    """The user pressed Ctrl-C twice while a statement ran."""
 
-    INTERVAL = 2.0
 
-    def __init__(self, address: TargetAddress) -> None:
-        self.address = address
-        self.state: str | None = None  # None (not known yet), "free" or "blocked"
-        self._next = time.monotonic() + SPINNER_AFTER_SECONDS
-        self._running = False
+class _CtrlC:
+    """Counts Ctrl-C (SIGINT) while a statement runs, instead of raising KeyboardInterrupt
+    wherever the main thread happens to be (which could be halfway through a reply)."""
 
-    def poke(self) -> None:
-        if self._running or time.monotonic() < self._next:
-            return
-        self._running = True
-        threading.Thread(target=self._probe, name="repl-hub-probe", daemon=True).start()
+    def __init__(self) -> None:
+        self.count = 0
+        self._saved: Any = None
 
-    def _probe(self) -> None:
-        conn = BackdoorConnection(self.address, connect_timeout=1.0, timeout=1.0)
-        try:
-            conn.connect()
-            self.state = "free"
-        except ConsoleError:
-            self.state = "blocked"
-        finally:
-            conn.close()
-            self._next = time.monotonic() + self.INTERVAL
-            self._running = False
+    def __enter__(self) -> _CtrlC:
+        if threading.current_thread() is threading.main_thread():
+            self._saved = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.count += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._saved is not None:
+            signal.signal(signal.SIGINT, self._saved)
+
+
+class _Waiting:
+    """Requests for one running statement, each made in a helper thread so that the main
+    thread keeps the spinner going and watches Ctrl-C: the first asks for an interrupt, the
+    second (:class:`_StopWaiting` out of :meth:`call`) stops waiting. A request left unanswered
+    well past what it should take means the statement holds the hub."""
+
+    def __init__(self, repl: Repl, t0: float, ctrl_c: _CtrlC) -> None:
+        self.repl = repl
+        self.t0 = t0
+        self.ctrl_c = ctrl_c
+        self.spinner = _Spinner(repl.interactive)
+        self.interrupt = "no"  # "no" -> "wanted" -> "sent"
+        self.answered = False  # a poll came back in time: the hub is free
+        self.at_line_start = True
+
+    def call(self, op: str, *, expected: float = 0.0, **kwargs: Any) -> dict[str, Any]:
+        client = self.repl.client
+        client.conn.timeout = EXEC_WAIT_SECONDS
+        box: dict[str, Any] = {}
+
+        done = threading.Event()
+
+        def work() -> None:
+            try:
+                box["result"] = client.request(op, **kwargs)
+            except BaseException as exc:  # handed over to the main thread
+                box["error"] = exc
+            finally:
+                done.set()
+
+        worker = threading.Thread(target=work, name=f"repl-{op}", daemon=True)
+        sent = time.monotonic()
+        worker.start()
+        while not done.is_set():
+            time.sleep(0.05)
+            if self.ctrl_c.count >= 2:
+                raise _StopWaiting
+            if self.ctrl_c.count == 1 and self.interrupt == "no":
+                self.interrupt = "wanted"
+                self.spinner.clear()
+                self.end_line()
+                self.repl.notice("interrupting: KeyboardInterrupt where the statement waits "
+                                 "(code computing without a yield cannot be reached) · Ctrl-C "
+                                 "again: stop waiting", "ansiyellow")
+            now = time.monotonic()
+            if now - self.t0 >= SPINNER_AFTER_SECONDS and self.at_line_start:
+                late = now - sent > expected + BLOCKED_AFTER_SECONDS
+                self.spinner.show(now - self.t0,
+                                  "blocked" if late else "free" if self.answered else None)
+        if "error" in box:
+            raise box["error"]
+        if expected and time.monotonic() - sent <= expected + BLOCKED_AFTER_SECONDS:
+            self.answered = True
+        result: dict[str, Any] = box["result"]
+        return result
+
+    def write(self, text: str) -> None:
+        self.spinner.clear()
+        sys.stdout.write(_printable(text, sys.stdout))
+        sys.stdout.flush()
+        self.at_line_start = text.endswith("\n")
+
+    def end_line(self) -> None:
+        if not self.at_line_start:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+            self.at_line_start = True
 
 
 class _Spinner:
@@ -537,7 +600,7 @@ class _Spinner:
             return
         self.n += 1
         text = (f"{self.FRAMES[self.n % len(self.FRAMES)]} still running {elapsed:.1f}s"
-                f"{self.STATES.get(state, '')} · Ctrl-C stops waiting")
+                f"{self.STATES.get(state, '')} · Ctrl-C interrupts")
         width = shutil.get_terminal_size().columns
         sys.stdout.write("\r\x1b[2m" + text[: max(width - 1, 10)] + "\x1b[0m\x1b[K")
         sys.stdout.flush()

@@ -6,7 +6,10 @@ merged into the agent's through :data:`OPS` and called as ``fn(namespace, **kwar
 backdoor's shared namespace (the one that holds ``runner``):
 
 - ``repl_hello`` — the helpers on offer and where they come from;
-- ``exec`` — run one unit of input (a line or a whole block), return its output and traceback;
+- ``exec_start`` / ``exec_poll`` / ``exec_cancel`` — run one unit of input (a line or a whole
+  block) in a greenthread of its own, fetch its output as it comes and its result or traceback
+  at the end, interrupt it with KeyboardInterrupt where it waits;
+- ``exec`` — the same in the backdoor's own greenlet, returning when done (no eventlet, tests);
 - ``complete`` — completions of the line before the cursor, from the live namespace.
 
 Safety policy, applied while the REPL's own code runs (other greenthreads are never affected:
@@ -22,7 +25,7 @@ every guard checks the calling greenlet and lets everyone else through):
   (its supervisor, or SIGTERM). Guards catch mistakes, not malice: a backdoor is full control.
 - ``input()`` and anything else reading stdin gets end-of-file: there is no terminal on this side.
 
-Output written by the REPL's greenlet is captured (up to :data:`MAX_OUTPUT_CHARS`) and returned;
+Output written by the REPL's greenthread is captured (up to :data:`MAX_OUTPUT_CHARS`) and returned;
 output of other greenthreads meanwhile goes to the process's own stdout/stderr, not the console.
 Helpers are put into the namespace for the duration of one ``exec`` only, and only under names
 that are free; ``exit``/``quit`` are shadowed by versions that say what they do here.
@@ -553,27 +556,25 @@ def _compile_units(source: str, filename: str) -> list[Any]:
     return [compile(ast.Interactive(body=[stmt]), filename, "single") for stmt in tree.body]
 
 
-def exec_source(namespace: dict[str, Any], source: str, columns: int = 100,
-                color: bool = False) -> dict[str, Any]:
-    """Run ``source`` (one line or a whole block) in the backdoor namespace, like the prompt.
-    ``columns`` and ``color`` describe the console's terminal, for the helpers' pictures."""
-    t0 = time.perf_counter()
+def _prepare(source: str, columns: int, color: bool) -> tuple[list[Any] | None, dict[str, Any]]:
+    """Compile ``source``; a SyntaxError is the (finished) result."""
     _state["columns"] = max(40, min(int(columns), 400))
     _state["color"] = bool(color)
     result: dict[str, Any] = {"output": "", "truncated": False, "error": None,
                               "contained": None, "refused": None}
     filename = _remember_source(source)
     try:
-        units = _compile_units(source, filename)
+        return _compile_units(source, filename), result
     except (SyntaxError, ValueError, OverflowError) as exc:
         result["error"] = "".join(traceback.format_exception_only(type(exc), exc))
-        result["took_ms"] = (time.perf_counter() - t0) * 1000
-        return result
-    owner = _current()
-    output = _Output()
+        return None, result
+
+
+def _run_units(namespace: dict[str, Any], units: list[Any], owner: Any, result: dict[str, Any],
+               interrupted: Callable[[], bool] = lambda: False) -> None:
+    """Run compiled input in the namespace, helpers in, guards up; fill ``result``."""
     try:
-        with _captured(owner, output), _displaying(owner, namespace), _injected(namespace), \
-                _guarded(owner, namespace):
+        with _displaying(owner, namespace), _injected(namespace), _guarded(owner, namespace):
             for code in units:
                 exec(code, namespace)
     except SystemExit as exc:
@@ -581,16 +582,174 @@ def exec_source(namespace: dict[str, Any], source: str, columns: int = 100,
             f"SystemExit({'' if exc.code is None else repr(exc.code)}) caught: in a backdoor it "
             "would stop the whole service, so the REPL contained it. The service keeps running; "
             "Ctrl-D leaves the REPL.")
-    except KeyboardInterrupt:
-        result["contained"] = ("KeyboardInterrupt caught: in a backdoor it would stop the whole "
-                               "service. The service keeps running.")
+    except KeyboardInterrupt as exc:
+        if interrupted():  # the user's Ctrl-C: show where the code was
+            result["error"] = _format_exception(exc)
+        else:
+            result["contained"] = ("KeyboardInterrupt caught: in a backdoor it would stop the "
+                                   "whole service. The service keeps running.")
     except Refused as exc:
         result["refused"] = str(exc)
     except BaseException as exc:  # shown as a traceback, the session goes on
         result["error"] = _format_exception(exc)
-    result["output"], result["truncated"] = output.text(), output.truncated
+
+
+def exec_source(namespace: dict[str, Any], source: str, columns: int = 100,
+                color: bool = False) -> dict[str, Any]:
+    """Run ``source`` (one line or a whole block) in the backdoor namespace, like the prompt,
+    in the backdoor's own greenlet; return when it is done. ``columns`` and ``color`` describe
+    the console's terminal, for the helpers' pictures."""
+    t0 = time.perf_counter()
+    units, result = _prepare(source, columns, color)
+    if units is not None:
+        owner = _current()
+        output = _Output()
+        with _captured(owner, output):
+            _run_units(namespace, units, owner, result)
+        result["output"], result["truncated"] = output.text(), output.truncated
     result["took_ms"] = (time.perf_counter() - t0) * 1000
     return result
+
+
+# -- statements in a greenthread of their own: streamed output, interruptible ------------------
+
+#: Finished statements whose result was never fetched, kept at most.
+MAX_UNFETCHED_RUNS = 20
+#: Longest a poll waits in the service for output or the end of the statement.
+MAX_POLL_WAIT_SECONDS = 5.0
+_runs: dict[int, _Run] = {}
+
+
+class _Run:
+    """One statement running in its own greenthread (see :func:`exec_start`)."""
+
+    def __init__(self, run_id: int, namespace: dict[str, Any], units: list[Any],
+                 result: dict[str, Any]) -> None:
+        self.id = run_id
+        self.namespace = namespace
+        self.units = units
+        self.result = result
+        self.output = _Output()
+        self.started = False
+        self.done = False
+        self.interrupt_requested = False
+        self.thread: Any = None
+        self.t0 = time.perf_counter()
+
+    def body(self) -> None:
+        self.started = True
+        try:
+            if self.interrupt_requested:
+                self.result["error"] = "KeyboardInterrupt (before the statement started)\n"
+            else:
+                _run_units(self.namespace, self.units, self.thread, self.result,
+                           lambda: self.interrupt_requested)
+        finally:
+            self.thread.leave()
+            self.result["truncated"] = self.output.truncated
+            self.result["took_ms"] = (time.perf_counter() - self.t0) * 1000
+            self.done = True
+
+
+def _thread_class() -> Any:
+    """A GreenThread that points sys.std* at its capture each time the hub switches into it —
+    what eventlet's backdoor does for its own console greenlet. Built on first use: this module
+    imports nothing but the standard library at import time."""
+    cls = _state.get("thread_class")
+    if cls is None:
+        from eventlet import greenthread
+
+        class ReplThread(greenthread.GreenThread):
+            capture: tuple[Any, Any] | None = None
+            saved: tuple[Any, Any, Any] | None = None
+
+            def switch(self, *args: Any, **kwargs: Any) -> Any:
+                self.enter()
+                return greenthread.GreenThread.switch(self, *args, **kwargs)
+
+            def enter(self) -> None:
+                if self.capture is not None and not self.dead:
+                    self.saved = sys.stdin, sys.stdout, sys.stderr
+                    sys.stdin = sys.stdout = self.capture[0]
+                    sys.stderr = self.capture[1]
+
+            def leave(self) -> None:
+                if self.saved is not None:
+                    sys.stdin, sys.stdout, sys.stderr = self.saved
+                self.capture = None
+
+        _state["thread_class"] = cls = ReplThread
+    return cls
+
+
+def exec_start(namespace: dict[str, Any], source: str, columns: int = 100,
+               color: bool = False) -> dict[str, Any]:
+    """Start ``source`` in a greenthread of its own and return at once with its id; the console
+    then fetches output as it comes with ``exec_poll`` and may interrupt it with
+    ``exec_cancel``. A syntax error, or a service without eventlet (where it runs here and
+    now, as ``exec`` does), comes back finished: ``done`` is true."""
+    t0 = time.perf_counter()
+    units, result = _prepare(source, columns, color)
+    if units is None:
+        result["took_ms"] = (time.perf_counter() - t0) * 1000
+        return {**result, "done": True}
+    try:
+        from eventlet import hubs
+
+        thread_class = _thread_class()
+    except ImportError:
+        return {**exec_source(namespace, source, columns, color), "done": True}
+    _state["counter"] += 1
+    run = _Run(_state["counter"], namespace, units, result)
+    hub = hubs.get_hub()
+    thread = thread_class(hub.greenlet)
+    thread.capture = (_Capture(thread, run.output, sys.__stdout__),
+                      _Capture(thread, run.output, sys.__stderr__))
+    run.thread = thread
+    finished = [r for r in _runs.values() if r.done]
+    for old in finished[: max(len(finished) - MAX_UNFETCHED_RUNS + 1, 0)]:
+        _runs.pop(old.id, None)
+    _runs[run.id] = run
+    hub.schedule_call_global(0, thread.switch, run.body, (), {})
+    return {"id": run.id, "done": False}
+
+
+def exec_poll(namespace: dict[str, Any], id: int, offset: int = 0,
+              wait: float = 0.25) -> dict[str, Any]:
+    """Output of statement ``id`` from character ``offset`` on, waiting up to ``wait`` seconds
+    (yielding to the hub) for some; with its result once it is done (then it is forgotten)."""
+    run = _runs.get(id)
+    if run is None:
+        raise LookupError(f"no statement {id} in this process (did the service restart?)")
+    from eventlet import sleep
+
+    deadline = time.monotonic() + min(max(wait, 0.0), MAX_POLL_WAIT_SECONDS)
+    while not run.done and run.output.size <= offset and time.monotonic() < deadline:
+        sleep(0.01)
+    text = run.output.text()[offset:]
+    answer: dict[str, Any] = {"output": text, "offset": offset + len(text), "done": run.done}
+    if run.done:
+        answer.update({k: v for k, v in run.result.items() if k != "output"})
+        _runs.pop(id, None)
+    return answer
+
+
+def exec_cancel(namespace: dict[str, Any], id: int) -> dict[str, Any]:
+    """Interrupt statement ``id``: KeyboardInterrupt is raised where it waits. Code that computes
+    without yielding cannot be reached; it stops at its next yield, if any."""
+    run = _runs.get(id)
+    if run is None or run.done:
+        return {"interrupted": False}
+    run.interrupt_requested = True
+    if run.started:
+        thread = run.thread
+        saved = sys.stdin, sys.stdout, sys.stderr
+        thread.enter()  # what its except/finally blocks print is its output too
+        try:
+            thread.kill(KeyboardInterrupt)
+        finally:
+            sys.stdin, sys.stdout, sys.stderr = saved
+    return {"interrupted": True}
 
 
 # -- completion --------------------------------------------------------------------------------
@@ -714,5 +873,8 @@ def complete(namespace: dict[str, Any], line: str) -> dict[str, Any]:
 OPS = {
     "repl_hello": repl_hello,
     "exec": exec_source,
+    "exec_start": exec_start,
+    "exec_poll": exec_poll,
+    "exec_cancel": exec_cancel,
     "complete": complete,
 }

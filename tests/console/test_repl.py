@@ -141,20 +141,35 @@ def test_history_persists_across_runs(service, tmp_path):
         child.close(force=True)
 
 
-def test_a_long_statement_shows_it_runs_and_ctrl_c_stops_waiting(service, tmp_path):
+def test_a_long_statement_streams_shows_it_runs_and_ctrl_c_interrupts(service, tmp_path):
     child = spawn_repl(service.target, tmp_path)
     try:
-        child.send("import eventlet; eventlet.sleep(5)\r")
-        child.expect(r"still running \d+\.\ds")
-        child.expect("it yields, so workers still run")  # the hub probe's verdict
+        # output comes as it is printed, and the spinner says the hub is free meanwhile
+        child.send("import eventlet\rfor i in range(50):\rprint('tick-' + str(i))\r"
+                   "eventlet.sleep(0.2)\r\r")
+        child.expect("tick-1\r\n")
+        child.expect(r"still running \d+\.\ds — it yields, so workers still run")
+        # the first Ctrl-C interrupts it where it waits
+        child.send("\x03")
+        child.expect("interrupting")
+        child.expect(f"KeyboardInterrupt{SGR}\r*\n")
+        child.expect(PROMPT)
+        assert "tick-49" not in child.before
+        assert service.rpc.call("parking", "ping") == "pong"
+        # code that never yields holds the hub: the spinner says so; Ctrl-C cannot reach it,
+        # a second Ctrl-C stops waiting; the next input reconnects once the hub is free again
+        release = tmp_path / "release"
+        child.send(f"import os, time; t = time.time()\r"  # bounded, should the test fail
+                   f"while not os.path.exists({str(release)!r}) and time.time() < t + 20: "
+                   "pass\r\r")
+        child.expect("it holds the hub: no worker runs")
+        child.send("\x03")
+        child.expect("interrupting")
         child.send("\x03")
         child.expect("stopped waiting after")
         child.expect(PROMPT)
-        # a new connection for the next input; the sleep yields, so the hub is free
+        release.touch()
         run(child, "'next-' + 'one'\r", "'next-one'")
-        # guards hold for this connection's code while the other statement still runs
-        run(child, "import os; os.kill(os.getpid(), 15)\r", r"os\.kill\(\) of this process")
-        assert service.rpc.call("parking", "ping") == "pong"
         child.send(CTRL_D)
         assert close(child) == 0
     finally:
@@ -223,7 +238,21 @@ def test_exec_op_captures_only_its_own_output_and_leaves_names_alone(service):
         assert exec_("import os; os.kill(os.getpid(), 0)")["refused"] is None
         assert "os.kill()" in exec_("os.kill(os.getpid(), 15)")["refused"]
         assert "EOFError" in exec_("input()")["error"]
-        exec_("del a, b, gt, collect, os, eventlet, builtins, _")
+        exec_("del a, b, gt, i, collect, os, eventlet, builtins, _")
+        # a statement started in a greenthread of its own streams its output
+        started = client.request("exec_start", source=(
+            "import eventlet\nfor i in range(3):\n    print(i)\n    eventlet.sleep(0.3)\n"))
+        first = client.request("exec_poll", id=started["id"], offset=0, wait=2)
+        assert (first["output"], first["done"]) == ("0\n", False)
+        # while it runs, code from another connection is guarded too
+        assert "os.kill()" in exec_("import os; os.kill(os.getpid(), 15)")["refused"]
+        polled, offset = first["output"], first["offset"]
+        while True:
+            poll = client.request("exec_poll", id=started["id"], offset=offset, wait=2)
+            polled, offset = polled + poll["output"], poll["offset"]
+            if poll["done"]:
+                break
+        assert polled == "0\n1\n2\n" and poll["error"] is None
         completions = client.request("complete", line="runner.service_map['pa")
         assert completions["matches"] == ["parking']"]
         completions = client.request("complete", line="x = runner.service_map['parking'].servi")
