@@ -546,8 +546,8 @@ class _Waiting:
         worker = threading.Thread(target=work, name=f"repl-{op}", daemon=True)
         sent = time.monotonic()
         worker.start()
-        while not done.is_set():
-            time.sleep(0.05)
+        # SIGINT only counts (see _CtrlC), so waiting on the event cannot be interrupted
+        while not done.wait(0.05):
             if self.ctrl_c.count >= 2:
                 raise _StopWaiting
             if self.ctrl_c.count == 1 and self.interrupt == "no":

@@ -724,8 +724,10 @@ def exec_poll(namespace: dict[str, Any], id: int, offset: int = 0,
     from eventlet import sleep
 
     deadline = time.monotonic() + min(max(wait, 0.0), MAX_POLL_WAIT_SECONDS)
+    pause = 0.0  # first just yield: a statement that was only scheduled gets to run
     while not run.done and run.output.size <= offset and time.monotonic() < deadline:
-        sleep(0.01)
+        sleep(pause)
+        pause = 0.01
     text = run.output.text()[offset:]
     answer: dict[str, Any] = {"output": text, "offset": offset + len(text), "done": run.done}
     if run.done:
