@@ -314,6 +314,9 @@ class Repl:
             except ConsoleError as again:
                 self.notice(self.reconnect_message(again), "ansired")
                 continue
+            except KeyboardInterrupt:
+                self.client.close()
+                continue
             same = old_pid == self.pid
             self.notice(f"reconnected to {self.address}, pid {self.pid}"
                         + ("" if same else " — a new process: what you defined before is gone"),
@@ -473,6 +476,10 @@ class Repl:
                 if not self.offer_reconnect(exc):
                     self.client.close()
                     return exc.exit_code
+                continue
+            except KeyboardInterrupt:  # while (re)connecting, before the statement was sent
+                self.client.close()
+                self.notice("cancelled", "ansiyellow")
                 continue
             self.show(result)
 
