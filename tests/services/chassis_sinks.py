@@ -150,6 +150,21 @@ class OtlpSink(_Sink):
         return out
 
 
+def _os_level(name: str) -> Any:
+    """The unpatched module when eventlet has monkey-patched this process: the proxy's sockets
+    and threads then live outside the hub, so closing them mid-read cannot leave stale hub
+    listeners behind (which make a later reused descriptor fail with "Second simultaneous
+    read"). Without eventlet, the ordinary module."""
+    import importlib
+    import sys
+
+    if "eventlet" in sys.modules:
+        from eventlet.patcher import original
+
+        return original(name)
+    return importlib.import_module(name)
+
+
 class Blackhole:
     """A TCP port that accepts connections (in the kernel's backlog) and never answers: the
     worst kind of dead backend, which hangs a client until its timeout."""
@@ -174,7 +189,7 @@ class TcpProxy:
     ones (the broker looks unreachable), :meth:`restore` listens again on the same port."""
 
     def __init__(self, upstream: tuple[str, int]) -> None:
-        import socket
+        socket = _os_level("socket")
 
         self.upstream = upstream
         probe = socket.socket()
@@ -183,7 +198,7 @@ class TcpProxy:
         probe.close()
         self.listener: Any = None
         self.conns: list[Any] = []
-        self.lock = threading.Lock()
+        self.lock = _os_level("threading").Lock()
 
     def __enter__(self) -> TcpProxy:
         self.restore()
@@ -193,17 +208,17 @@ class TcpProxy:
         self.cut()
 
     def restore(self) -> None:
-        import socket
+        socket = _os_level("socket")
 
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", self.port))
         listener.listen(64)
         self.listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        _os_level("threading").Thread(target=self._accept, args=(listener,), daemon=True).start()
 
     def cut(self) -> None:
-        import socket
+        socket = _os_level("socket")
 
         listener, self.listener = self.listener, None
         if listener is not None:
@@ -222,7 +237,7 @@ class TcpProxy:
             conn.close()
 
     def _accept(self, listener: Any) -> None:
-        import socket
+        socket = _os_level("socket")
 
         while True:
             try:
@@ -238,7 +253,8 @@ class TcpProxy:
             with self.lock:
                 self.conns += [client, server]
             for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+                _os_level("threading").Thread(target=self._pump, args=(a, b),
+                                                daemon=True).start()
 
     @staticmethod
     def _pump(src: Any, dst: Any) -> None:
