@@ -103,15 +103,25 @@ async def shoot(process: NamekoProcess) -> list[Path]:
         await pilot.pause(0.3)
         save(app, "console-main", written)
 
-        # the oldest payments worker: waiting on the (pretend) card processor
-        rows = [k for k in table.keys() if "|payments.charge." in k]
-        if rows:
-            table.move_cursor(row=table.get_row_index(rows[0]))
-        await pilot.press("enter")
-        screen = app.screen
-        assert isinstance(screen, WorkerDetailScreen)
-        await until(pilot, lambda: screen.worker is not None and screen.worker.stack, 20,
-                    "the worker's stack")
+        # the oldest payments worker, waiting on the (pretend) card processor; it may finish
+        # before its stack arrives: then take the next one
+        for _attempt in range(20):
+            rows = [k for k in table.keys() if "|payments.charge." in k]
+            if rows:
+                table.move_cursor(row=table.get_row_index(rows[0]))
+            await pilot.press("enter")
+            screen = app.screen
+            if not isinstance(screen, WorkerDetailScreen):
+                await pilot.pause(0.5)
+                continue
+            try:
+                await until(pilot, lambda s=screen: s.worker is not None and s.worker.stack
+                            and s.state == "running", 5, "the worker's stack")
+                break
+            except SystemExit:
+                await pilot.press("escape")
+        else:
+            raise SystemExit("make_screenshots: no payments worker lived long enough")
         await pilot.pause(0.3)
         save(app, "console-worker", written)
         await pilot.press("escape")
