@@ -92,9 +92,12 @@ class BackdoorConnection:
             self.close()
             if received:
                 raise not_a_backdoor from None
-            raise ProtocolError(
-                f"{target} accepted the connection but sent nothing within {self.timeout:g}s — "
-                "is this a nameko backdoor port, and is the service responsive?"
+            # Silence: a backdoor whose hub is blocked by a CPU-bound worker looks exactly like
+            # a server that waits for the client to speak first. Report it as unresponsive.
+            raise UnresponsiveError(
+                f"{target} accepted the connection but sent no prompt within {self.timeout:g}s — "
+                "the service may be busy (a worker not yielding to the eventlet hub), "
+                "or this is not a backdoor port"
             ) from None
         except UnreachableError:
             received = self._buffer
@@ -148,11 +151,15 @@ class BackdoorConnection:
             raise UnreachableError(f"not connected to {self.address}")
         remaining = deadline - time.monotonic()
         if remaining <= 0:
+            self.close()
             raise UnresponsiveError(self._unresponsive_message())
         self._sock.settimeout(remaining)
         try:
             chunk = self._sock.recv(262144)
         except TimeoutError:
+            # The reply may still come, late: drop the connection so it can never be read as
+            # the answer to the next request.
+            self.close()
             raise UnresponsiveError(self._unresponsive_message()) from None
         except OSError as exc:
             self.close()
