@@ -118,6 +118,12 @@ class ChassisConsole(App[int]):
         self.redraw()
         for poller in self.pollers:
             self.run_worker(poller.run(), name=f"poll {poller.status.label}", group="pollers")
+        # "last good snapshot Ns ago" keeps counting between two (backed-off) attempts
+        self.set_interval(1.0, self._tick_stale)
+
+    def _tick_stale(self) -> None:
+        if any(s.stale for s in self.statuses):
+            self.redraw_labels()
 
     def on_unmount(self) -> None:
         for poller in self.pollers:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,7 +16,22 @@ from nameko_chassis.snapshot import Container
 from .common import POOL_WARNING, Palette, clip, pool_colour
 from .polling import TargetStatus
 
-GAUGE_WIDTH = 12
+GAUGE_WIDTH = 8
+#: How many refreshes the per-container sparkline of running workers remembers.
+SPARK_POINTS = 10
+_BLOCKS = " ▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[int], max_workers: int, colour: str,
+              width: int = SPARK_POINTS) -> Text:
+    """Running workers over the last refreshes (oldest left), scaled to their own peak (but at
+    least a quarter of the pool) so the shape shows; the gauge beside it gives the level."""
+    top = max(max(values, default=0), max_workers / 4, 1)
+    text = Text(" " * (width - len(values)), no_wrap=True)
+    for v in values[-width:]:
+        level = 0 if v <= 0 else max(1, round(v / top * (len(_BLOCKS) - 1)))
+        text.append(_BLOCKS[level], style=colour)
+    return text
 
 
 def gauge(running: int, max_workers: int, palette: Palette, width: int = GAUGE_WIDTH) -> Text:
@@ -31,22 +47,40 @@ def gauge(running: int, max_workers: int, palette: Palette, width: int = GAUGE_W
 
 
 class PoolGauges(Static):
-    """Per container: running workers against ``max_workers``; warns near saturation."""
+    """Per container: running workers over the last refreshes, and against ``max_workers``;
+    warns near saturation."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._series: dict[tuple[int, str], deque[int]] = {}
+        self._seen: dict[int, float] = {}  # target -> time of the snapshot last recorded
+
+    def _record(self, status: TargetStatus) -> None:
+        snap = status.snapshot
+        if snap is None or self._seen.get(status.index) == snap.time or status.stale:
+            return  # a redraw without a new snapshot (a key, a filter) adds no point
+        self._seen[status.index] = snap.time
+        for c in snap.containers:
+            series = self._series.setdefault((status.index, c.service_name),
+                                             deque(maxlen=SPARK_POINTS))
+            series.append(c.workers_running)
 
     def show(self, statuses: Sequence[TargetStatus]) -> None:
         palette = Palette.of(self.app)
         table = Table.grid(padding=(0, 1), expand=True)
         table.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
         table.add_column(no_wrap=True)
+        table.add_column(no_wrap=True)
         table.add_column(justify="right", no_wrap=True)
         several = len(statuses) > 1
         warnings = 0
         for status in statuses:
             snap = status.snapshot
+            self._record(status)
             if several:
-                table.add_row(Text(clip(status.label, 40), style="bold dim"), "", "")
+                table.add_row(Text(clip(status.label, 40), style="bold dim"), "", "", "")
             if snap is None:
-                table.add_row(Text("  no data yet", style="dim"), "", "")
+                table.add_row(Text("  no data yet", style="dim"), "", "", "")
                 continue
             for c in snap.containers:
                 colour = pool_colour(c.workers_running, c.max_workers, palette)
@@ -59,7 +93,9 @@ class PoolGauges(Static):
                 elif c.max_workers and c.saturation >= POOL_WARNING:
                     count.append(" !", style=f"bold {palette.warning}")
                     warnings += 1
-                table.add_row(name, gauge(c.workers_running, c.max_workers, palette), count)
+                series = self._series.get((status.index, c.service_name), ())
+                table.add_row(name, sparkline(list(series), c.max_workers, colour),
+                              gauge(c.workers_running, c.max_workers, palette), count)
         self.border_title = "worker pools"
         self.border_subtitle = (f"{warnings} near saturation" if warnings else None)
         self.set_class(bool(warnings), "-warning")
