@@ -87,19 +87,20 @@ async def shoot(process: NamekoProcess) -> list[Path]:
         table = app.query_one(WorkersTable)
         status = app.pollers[0].status
 
-        def busy(oldest: float) -> bool:
+        def busy(oldest: float, rows: int) -> bool:
             snap = status.snapshot
-            if snap is None or table.row_count < 8:
+            if snap is None or table.row_count < rows:
                 return False
             ages = sorted((w.age_s for _, w in snap.workers), reverse=True)
             return ages[0] >= oldest and any(c.service_name == "payments" and c.workers
                                              for c in snap.containers)
 
-        # best: a slow payment (one charge in ten takes 8-15 s) among a busy shop
+        # best: a slow payment (one charge in ten takes 8-15 s; the shopper waits for it, so
+        # fewer workers are in flight meanwhile)
         try:
-            await until(pilot, lambda: busy(app.options.slow), 90, "a slow worker")
+            await until(pilot, lambda: busy(app.options.slow + 1, 4), 90, "a slow worker")
         except SystemExit:
-            await until(pilot, lambda: busy(3.0), 60, "a busy shop")
+            await until(pilot, lambda: busy(3.0, 8), 60, "a busy shop")
         await pilot.pause(0.3)
         save(app, "console-main", written)
 
