@@ -163,6 +163,10 @@ class ChassisConsole(App[int]):
         if isinstance(self.screen, WorkerDetailScreen):
             self.screen.query_one(StatusBar).show(self.view, statuses)
         shown = (f"{table.shown} of {table.total}" if table.filter else str(table.total))
+        running = sum(c.workers_running for s in statuses if s.snapshot is not None
+                      for c in s.snapshot.containers)
+        if running > table.total:
+            shown += f" listed of {running} running (--max-workers {self.options.max_workers})"
         stale = [s for s in statuses if s.stale]
         table.set_class(bool(stale), "-stale")
         if stale:

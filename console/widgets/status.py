@@ -69,6 +69,11 @@ def target_line(status: TargetStatus, palette: Palette, *, paused: bool) -> Text
             line.append(_fmt_ms(snap.took_ms), style=stall_style)
         if status.note:
             line.append(f"  {clip(status.note, 80)}", style=palette.accent)
+        if snap is not None and snap.errors:
+            # the collector skipped something it could not read: say so, never hide it
+            line.append(f"  ⚠ {len(snap.errors)} collector error{'s' * (len(snap.errors) > 1)}: ",
+                        style=f"bold {palette.warning}")
+            line.append(clip(snap.errors[0], 120), style=palette.warning)
     else:
         if status.stale and status.received_at is not None:
             ago = max(0.0, time.time() - status.received_at)

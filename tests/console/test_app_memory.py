@@ -320,3 +320,20 @@ async def test_untrusted_text_is_shown_as_itself_never_as_markup():
         await pilot.pause()
         svg = app.export_screenshot()
         assert "[red]not&#160;red[/red]" in svg and "[/tmp]" in svg and "[b]key" in svg
+
+
+@sync
+async def test_collector_errors_and_unlisted_workers_are_said():
+    from dataclasses import replace
+
+    from chassis_console.widgets import StatusBar
+
+    state = replace(sample_snapshot(), errors=["orders: cannot read a worker: ValueError: x"])
+    app = make_app(MemoryTarget(state), max_workers=1)
+    async with app.run_test(size=SIZE) as pilot:
+        await polled(pilot)
+        await pilot.pause()
+        header = app.query_one(StatusBar).content.plain
+        assert "1 collector error: orders: cannot read a worker" in header
+        assert table(app).row_count == 4  # one per container
+        assert "workers 4 listed of 8 running (--max-workers 1)" in str(table(app).border_title)
