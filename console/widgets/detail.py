@@ -108,6 +108,8 @@ class WorkerDetailScreen(Screen[None]):
         self.finished: FinishedWorker | None = None
         self.gone_at: float | None = None  # snapshot time at which it was first missing
         self.state = "waiting"  # waiting | running | finished | stale
+        self.pid: int | None = None  # of the service process the worker was seen in
+        self.restarted_as: int | None = None  # pid of the process that replaced it
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status")
@@ -143,10 +145,13 @@ class WorkerDetailScreen(Screen[None]):
                 worker = replace(worker, stack=self.worker.stack)
             self.worker = worker
             self.state = "running"
+            self.pid = snap.pid if snap is not None else None
         elif snap is not None and self.worker is not None:
             if self.state != "finished":
                 self.gone_at = snap.time
             self.state = "finished"
+            if self.pid is not None and snap.pid != self.pid:
+                self.restarted_as = snap.pid
             container = next((c for c in snap.containers
                               if self.container is not None
                               and c.service_name == self.container.service_name), None)
@@ -178,6 +183,9 @@ class WorkerDetailScreen(Screen[None]):
                 if f.exc_type:
                     title.append(f"  {clip(f.exc_type, 40)}: {clip(f.exc_message or '', 80)}",
                                  style=palette.error)
+            elif self.restarted_as is not None:
+                title.append(f" — the service restarted (pid {self.pid} → {self.restarted_as})"
+                             " and the worker went with it", style=f"bold {palette.error}")
             elif w is not None:
                 title.append(f" (ran for at least {format_age(w.age_s)})", style="dim")
             title.append("   — what follows is its last known state", style="dim")

@@ -145,6 +145,10 @@ async def test_killed_service_shows_disconnected_then_recovers_on_restart(start_
         await until(pilot, lambda: table(app).row_count == 2, what="2 workers")
         old_pid = app.pollers[0].status.snapshot.pid
         old_rows = set(table(app).keys())
+        await pilot.press("enter")  # look at one worker while its service dies
+        detail = app.screen
+        assert isinstance(detail, WorkerDetailScreen)
+        await until(pilot, lambda: detail.state == "running", what="the worker on screen")
         await asyncio.to_thread(service.process.kill)
         status = app.pollers[0].status
         await until(pilot, lambda: status.state == "down", what="the down state")
@@ -152,9 +156,13 @@ async def test_killed_service_shows_disconnected_then_recovers_on_restart(start_
         text = header(app)
         assert "connection lost" in text and "STALE" in text and "retry #" in text
         assert table(app).row_count == 2  # the last snapshot stays, dimmed
+        assert detail.state == "stale" and "STALE" in plain(detail.query_one("#detail-title"))
 
         await asyncio.to_thread(service.process.start)
         await until(pilot, lambda: status.state == "live", timeout=30, what="reconnection")
+        await until(pilot, lambda: detail.state == "finished", what="the worker gone")
+        assert "service restarted" in plain(detail.query_one("#detail-title"))
+        await pilot.press("escape")
         assert status.snapshot.pid != old_pid
         assert "service restarted" in (status.note or "")
         # the broker redelivers the two unacknowledged calls: new workers, new call ids
