@@ -67,20 +67,24 @@ class PoolGauges(Static):
 
     def show(self, statuses: Sequence[TargetStatus]) -> None:
         palette = Palette.of(self.app)
+        # the sparkline goes first when the panel is narrow: names and gauges matter more
+        spark = not 0 < self.size.width < 42
         table = Table.grid(padding=(0, 1), expand=True)
-        table.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
-        table.add_column(no_wrap=True)
+        table.add_column(ratio=1, no_wrap=True, overflow="ellipsis", min_width=8)
+        if spark:
+            table.add_column(no_wrap=True)
         table.add_column(no_wrap=True)
         table.add_column(justify="right", no_wrap=True)
+        blank = ("",) * (3 if spark else 2)
         several = len(statuses) > 1
         warnings = 0
         for status in statuses:
             snap = status.snapshot
             self._record(status)
             if several:
-                table.add_row(Text(clip(status.label, 40), style="bold dim"), "", "", "")
+                table.add_row(Text(clip(status.label, 40), style="bold dim"), *blank)
             if snap is None:
-                table.add_row(Text("  no data yet", style="dim"), "", "", "")
+                table.add_row(Text("  no data yet", style="dim"), *blank)
                 continue
             for c in snap.containers:
                 colour = pool_colour(c.workers_running, c.max_workers, palette)
@@ -93,9 +97,11 @@ class PoolGauges(Static):
                 elif c.max_workers and c.saturation >= POOL_WARNING:
                     count.append(" !", style=f"bold {palette.warning}")
                     warnings += 1
-                series = self._series.get((status.index, c.service_name), ())
-                table.add_row(name, sparkline(list(series), c.max_workers, colour),
-                              gauge(c.workers_running, c.max_workers, palette), count)
+                cells = [name, gauge(c.workers_running, c.max_workers, palette), count]
+                if spark:
+                    series = self._series.get((status.index, c.service_name), ())
+                    cells.insert(1, sparkline(list(series), c.max_workers, colour))
+                table.add_row(*cells)
         self.border_title = "worker pools"
         self.border_subtitle = (f"{warnings} near saturation" if warnings else None)
         self.set_class(bool(warnings), "-warning")
