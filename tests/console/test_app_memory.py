@@ -61,7 +61,7 @@ def table(app: ChassisConsole) -> WorkersTable:
 async def polled(pilot: Any, n: int = 1) -> None:
     app = pilot.app
     await until(pilot, lambda: all(p.status.polls >= n for p in app.pollers), what=f"poll {n}")
-    await pilot.pause()
+    await pilot.pause(0.1)  # let the redraw that the poll posted happen
 
 
 # -- behaviour -----------------------------------------------------------------------------------
