@@ -70,6 +70,22 @@ def make_sampler(settings: TracingSettings) -> otel_sampling.Sampler:
     return known[name]
 
 
+class _HashOnceResource(Resource):
+    """A ``Resource`` that computes its hash once. The OTLP encoder groups every exported span
+    by resource, and ``Resource.__hash__`` serialises the attributes to JSON each time; a
+    resource never changes, so the hash need not either."""
+
+    _hash: int | None = None
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = super().__hash__()
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return other is self or super().__eq__(other)
+
+
 def make_resource(settings: TracingSettings, service_name: str, version: str = "") -> Resource:
     attributes: dict[str, Any] = dict(settings.resource_attributes)
     if settings.service_name:
@@ -80,7 +96,7 @@ def make_resource(settings: TracingSettings, service_name: str, version: str = "
     name = str(resource.attributes.get(SERVICE_NAME, ""))
     if not name or name.startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: service_name}))
-    return resource
+    return _HashOnceResource(resource.attributes, resource.schema_url)
 
 
 def tracer_provider(settings: TracingSettings, service_name: str, version: str = ""
