@@ -102,8 +102,12 @@ class Service:
         before = self.running_workers(service) if wait else 0
         calls = [self.rpc.call_async(service, method, context=context, **kwargs) for _ in range(n)]
         if wait:
-            wait_for(lambda: self.running_workers(service) >= before + n, timeout=20,
-                     what=f"{n} workers in flight in {service}")
+            try:
+                wait_for(lambda: self.running_workers(service) >= before + n, timeout=20,
+                         what=f"{n} workers in flight in {service}")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\n--- service log ---\n"
+                                     f"{self.process.log_text()[-4000:]}") from None
         return calls
 
     def release(self, tag: str = "default", service: str = "parking") -> int:
