@@ -124,7 +124,7 @@ class WorkersTable(DataTable[Text]):
         where = where_of(worker)
         age = SortText(format_age(worker.age_s) + (" ⚠" if slow else ""),
                        style=dim or age_style(worker.age_s, self.slow, palette), no_wrap=True)
-        age.sort_value = (-worker.age_s, worker.call_id)
+        age.sort_value = (-worker.age_s, worker.call_id, status.label)  # total order: stable rows
         # Everything but the age changes rarely: build those cells again only when it does.
         signature = (dim, slow, where, worker.args_preview, worker.entrypoint,
                      container.service_name, status.label)
