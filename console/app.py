@@ -20,6 +20,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input
 
+from .client import Target
 from .target import TargetAddress
 from .widgets import (
     ConfirmKillScreen,
@@ -37,7 +38,6 @@ from .widgets import (
     WorkersTable,
 )
 from .widgets.dialogs import describe_worker
-from .widgets.polling import Target
 
 if TYPE_CHECKING:
     from .launch import NamekoProcess

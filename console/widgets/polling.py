@@ -16,10 +16,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from nameko_chassis.snapshot import Snapshot
 
+from ..client import Target
 from ..errors import (
     ConsoleError,
     NoRunnerError,
@@ -35,19 +36,6 @@ BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 10.0
 #: How many refreshes a note ("service restarted: pid 1 → 2") stays in the header.
 NOTE_POLLS = 30
-
-
-class Target(Protocol):  # the shape of chassis_console.client.Target, restated for typing
-    label: str
-
-    def connect(self) -> None: ...
-
-    def snapshot(self, *, stacks: str | frozenset[str] = "none",
-                 max_workers: int = 1000) -> Snapshot: ...
-
-    def kill_worker(self, call_id: str) -> bool: ...
-
-    def close(self) -> None: ...
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import io
-import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -23,6 +22,7 @@ from chassis_console.widgets import (
 from rich.console import Console
 
 from nameko_chassis.rpcclient import RpcTimeout
+from tests.console.pilot import until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -52,16 +52,6 @@ def make_app(*targets: str, timeout: float = 5.0, **options: Any) -> ChassisCons
     clients = [BackdoorClient(t, timeout=timeout, connect_timeout=2) for t in targets]
     return ChassisConsole(clients, opts)
 
-
-async def until(pilot: Any, predicate: Callable[[], Any], timeout: float = 15.0,
-                what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def plain(widget: Any) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -28,6 +27,8 @@ from chassis_console.widgets import (
     WorkersTable,
 )
 
+from tests.console.pilot import until
+
 SIZE = (150, 42)
 
 
@@ -37,16 +38,6 @@ def sync(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
         asyncio.run(test(*args, **kwargs))
     return run
 
-
-async def until(pilot: Any, predicate: Callable[[], Any], timeout: float = 5.0,
-                what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        await pilot.pause(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def make_app(*targets: MemoryTarget, interval: float = 60.0, **options: Any) -> ChassisConsole:

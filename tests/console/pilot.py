@@ -1,0 +1,19 @@
+"""Helpers for driving the Textual app in tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+async def until(pilot: Any, predicate: Callable[[], Any], timeout: float = 15.0,
+                what: str = "condition") -> Any:
+    """Let the app run until ``predicate()`` is truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        await pilot.pause(0.03)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
