@@ -8,6 +8,7 @@ the broker and leaves nothing behind.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -60,9 +61,17 @@ def demo_services(*, web_port: int | None = None) -> Iterator[NamekoProcess]:
                 print(f"warning: could not delete demo vhost {vhost!r}: {exc}", file=sys.stderr)
 
 
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def run_demo(*, serve_only: bool, args: object) -> int:
     """Start the shop; attach the live console to it (or, with ``--serve``, wait for Ctrl-C)."""
     print("starting the demo shop (orders, payments, notifications, shopper) ...", file=sys.stderr)
+    # A closed terminal (SIGHUP) or a `kill` (SIGTERM) must clean up like Ctrl-C does: by
+    # default Python dies on them at once and would leave the services and their vhost behind.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _exit_on_signal)
     with demo_services() as process:
         if not serve_only:
             from .app import run_app
