@@ -366,12 +366,20 @@ def _resolve(target: Any, namespace: Mapping[str, Any] | None) -> tuple[list[Any
 # extensions
 
 
+_type_by_class: dict[type, str] = {}
+
+
 def entrypoint_type(entrypoint: Any) -> str:
-    for cls in type(entrypoint).__mro__:
-        kind = ENTRYPOINT_TYPES.get(cls.__name__)
-        if kind:
-            return kind
-    return type(entrypoint).__name__.lower()
+    """``rpc``, ``event_handler``, ``http``, ``timer``, ``consumer`` (by the nearest known class
+    in the entrypoint's MRO, by name: no nameko import), or the lower-cased class name of any
+    other entrypoint. Cached per class: the chassis providers call it for every worker."""
+    t = type(entrypoint)
+    kind = _type_by_class.get(t)
+    if kind is None:
+        kind = next((ENTRYPOINT_TYPES[c.__name__] for c in t.__mro__
+                     if c.__name__ in ENTRYPOINT_TYPES), t.__name__.lower())
+        _type_by_class[t] = kind
+    return kind
 
 
 def _qualified(obj: Any) -> str:

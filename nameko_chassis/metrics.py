@@ -33,7 +33,8 @@ from prometheus_client.exposition import choose_encoder
 from . import __version__
 from .config import load_settings
 from .health import ChassisHttpServer
-from .workers import ERROR, EXPECTED_ERROR, SUCCESS, entrypoint_kind, outcome_of
+from .introspection import entrypoint_type
+from .workers import ERROR, EXPECTED_ERROR, SUCCESS, outcome_of
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,7 @@ class PrometheusMetrics(DependencyProvider):
         # labels() takes a lock and hashes the label values: resolve them once per entrypoint
         children = self._by_entrypoint.get(entrypoint)
         if children is None:
-            labels = (service_name, entrypoint.method_name, entrypoint_kind(entrypoint))
+            labels = (service_name, entrypoint.method_name, entrypoint_type(entrypoint))
             m = self.metrics
             children = self._by_entrypoint[entrypoint] = _EntrypointMetrics(
                 calls={outcome: m.calls.labels(*labels, outcome)

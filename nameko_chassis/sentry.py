@@ -21,8 +21,8 @@ from nameko.extensions import DependencyProvider
 from sentry_sdk.integrations.logging import LoggingIntegration, ignore_logger
 
 from .config import SentrySettings, load_settings
-from .introspection import redact_mapping, redacted_arguments
-from .workers import EXPECTED_ERROR, SUCCESS, entrypoint_kind, entrypoint_name, outcome_of
+from .introspection import entrypoint_type, redact_mapping, redacted_arguments
+from .workers import EXPECTED_ERROR, SUCCESS, entrypoint_name, outcome_of
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def _tag_scope(scope: Any, worker_ctx: Any) -> None:
     scope.set_tag("service", worker_ctx.service_name)
     scope.set_tag("entrypoint", entrypoint_name(worker_ctx))
     scope.set_tag("method", worker_ctx.entrypoint.method_name)
-    scope.set_tag("entrypoint_type", entrypoint_kind(worker_ctx.entrypoint))
+    scope.set_tag("entrypoint_type", entrypoint_type(worker_ctx.entrypoint))
     scope.set_tag("call_id", worker_ctx.call_id)
     scope.set_transaction_name(entrypoint_name(worker_ctx))
 

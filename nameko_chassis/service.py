@@ -31,11 +31,11 @@ from nameko.rpc import rpc
 from . import __version__
 from .config import load_settings
 from .health import Health
-from .introspection import entrypoint_details
+from .introspection import entrypoint_details, entrypoint_type
 from .metrics import PrometheusMetrics
 from .sentry import SentryReporter
 from .tracing import Tracing
-from .workers import WorkerBookkeeping, entrypoint_kind
+from .workers import WorkerBookkeeping
 
 _LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "NOTSET")
 
@@ -94,7 +94,7 @@ class Service:
             raise RuntimeError("describe() needs the chassis provider (chassis = None switches it off)")
         entrypoints = []
         for ep in sorted(container.entrypoints, key=lambda e: (e.method_name, type(e).__name__)):
-            kind = entrypoint_kind(ep)
+            kind = entrypoint_type(ep)
             details = entrypoint_details(ep, kind)
             details.pop("class", None)
             entrypoints.append({"method": ep.method_name, "type": kind, "details": details})

@@ -32,7 +32,8 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from . import __version__
 from .config import TracingSettings, load_settings
-from .workers import EXPECTED_ERROR, entrypoint_kind, outcome_of
+from .introspection import entrypoint_type
+from .workers import EXPECTED_ERROR, outcome_of
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +182,7 @@ def _parent_context(worker_ctx: Any, kind: str) -> Any:
 def _http_status(worker_ctx: Any, result: Any, exc_info: Any) -> int | None:
     """The status nameko's HttpRequestHandler will answer with (it builds the response after
     the worker's result reaches the providers)."""
-    if entrypoint_kind(worker_ctx.entrypoint) != "http":
+    if entrypoint_type(worker_ctx.entrypoint) != "http":
         return None
     if exc_info:
         return 400 if outcome_of(worker_ctx, exc_info) == EXPECTED_ERROR else 500
@@ -235,7 +236,7 @@ class Tracing(DependencyProvider):
         if self.tracer is None:
             return
         try:
-            kind = entrypoint_kind(worker_ctx.entrypoint)
+            kind = entrypoint_type(worker_ctx.entrypoint)
             name, attributes = _span_name_and_attributes(worker_ctx, kind)
             span = self.tracer.start_span(name, context=_parent_context(worker_ctx, kind),
                                           kind=_KIND.get(kind, SpanKind.INTERNAL),

@@ -4,7 +4,7 @@
 ``worker_setup`` — the collector (``nameko_chassis.introspection``) reads it so worker ages are
 exact — and keeps ``chassis_history``, a bounded deque of plain dicts describing finished workers,
 which snapshots include as ``history``. It also holds the helpers the other providers share:
-:func:`entrypoint_kind` and :func:`outcome_of`.
+:func:`entrypoint_name` and :func:`outcome_of`.
 """
 
 from __future__ import annotations
@@ -14,12 +14,7 @@ import time
 from collections import deque
 from typing import Any
 
-from nameko.events import EventHandler
 from nameko.extensions import DependencyProvider
-from nameko.messaging import Consumer
-from nameko.rpc import Rpc
-from nameko.timer import Timer
-from nameko.web.handlers import HttpRequestHandler
 
 from .config import DEFAULT_HISTORY_SIZE, load_settings
 from .introspection import safe_repr
@@ -32,30 +27,6 @@ EXC_MESSAGE_LIMIT = 300
 SUCCESS = "success"
 ERROR = "error"
 EXPECTED_ERROR = "expected_error"
-
-# most specific first: EventHandler subclasses messaging.Consumer
-_KINDS: tuple[tuple[type, str], ...] = (
-    (Rpc, "rpc"),
-    (EventHandler, "event_handler"),
-    (HttpRequestHandler, "http"),
-    (Timer, "timer"),
-    (Consumer, "consumer"),
-)
-
-
-_kind_by_type: dict[type, str] = {}
-
-
-def entrypoint_kind(entrypoint: Any) -> str:
-    """``rpc``, ``event_handler``, ``http``, ``timer``, ``consumer``, or the lower-cased class
-    name of any other entrypoint."""
-    t = type(entrypoint)
-    kind = _kind_by_type.get(t)
-    if kind is None:
-        kind = next((k for cls, k in _KINDS if issubclass(t, cls)), t.__name__.lower())
-        _kind_by_type[t] = kind
-    return kind
-
 
 def entrypoint_name(worker_ctx: Any) -> str:
     return f"{worker_ctx.service_name}.{worker_ctx.entrypoint.method_name}"
