@@ -108,6 +108,15 @@ class BackdoorConnection:
         self.banner = banner.decode("utf-8", "replace")
         return self.banner
 
+    def abort(self) -> None:
+        """Close at once, waking a thread blocked reading from this connection."""
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.close()
+
     def close(self) -> None:
         if self._sock is not None:
             try:

@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sys
 import threading
 import time
@@ -278,18 +277,12 @@ class Repl:
 
     def _drop(self) -> None:
         """Close the connection at once, also under a thread blocked reading from it."""
-        sock = getattr(self.client.conn, "_sock", None)  # shutdown wakes a blocked recv
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        self.client.close()
+        self.client.conn.abort()
 
     def reconnect_message(self, exc: ConsoleError) -> str:
         message = str(exc)
         if self.abandoned and not isinstance(exc, RemoteError):
-            if isinstance(exc, ProtocolError | UnresponsiveError):  # a busy backdoor
+            if isinstance(exc, UnresponsiveError):  # a busy backdoor sends no prompt
                 return (f"{self.address} accepted the connection but did not answer — the "
                         "statement you stopped waiting for is probably still holding the "
                         "service's hub")

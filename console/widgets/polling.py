@@ -23,8 +23,6 @@ from nameko_chassis.snapshot import Snapshot
 from ..client import Target
 from ..errors import (
     ConsoleError,
-    NoRunnerError,
-    ProtocolError,
     UnreachableError,
     UnresponsiveError,
 )
@@ -171,18 +169,16 @@ class TargetPoller:
     async def poll_once(self) -> float:
         """One refresh (connecting first when needed); returns the delay before the next."""
         status = self.status
-        connecting = False
         try:
             if not self._connected:
-                connecting = True
                 await self._calls.call(self.target.connect)
-                self._connected, connecting = True, False
+                self._connected = True
             stacks: str | frozenset[str] = frozenset(self.watched) if self.watched else "none"
             max_workers = self.options.max_workers
             snapshot = await self._calls.call(
                 lambda: self.target.snapshot(stacks=stacks, max_workers=max_workers))
         except Exception as exc:  # every failure is shown, none crashes the app
-            return self._failed(exc, connecting=connecting)
+            return self._failed(exc)
         previous = status.snapshot
         if previous is not None and previous.pid != snapshot.pid:
             status.note = f"service restarted: pid {previous.pid} → {snapshot.pid}"
@@ -204,17 +200,13 @@ class TargetPoller:
         self.on_change(status)
         return self.options.interval
 
-    def _failed(self, exc: Exception, *, connecting: bool = False) -> float:
+    def _failed(self, exc: Exception) -> float:
         status = self.status
         self._connected = False
         self._calls.submit(self._close_quietly)
         status.failures += 1
         status.note = None
-        busy = (connecting and isinstance(exc, ProtocolError) and status.snapshot is not None
-                and not isinstance(exc, NoRunnerError))
-        if isinstance(exc, UnresponsiveError) or busy:
-            # A busy hub cannot even send the banner: a target that answered as a backdoor
-            # before is "not answering", not suddenly "not a backdoor".
+        if isinstance(exc, UnresponsiveError):  # incl. a busy hub that sends no banner
             status.state = "unresponsive"
         elif isinstance(exc, UnreachableError):
             status.state = "down"
