@@ -3,9 +3,6 @@ the page stays bounded however many workers there are."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 from rich.console import Console
 
@@ -26,7 +23,6 @@ from tests.console.test_schema import (
     make_stack,
     make_worker,
 )
-from tests.harness import REPO
 
 
 def snap(**kw) -> Snapshot:
@@ -257,15 +253,6 @@ def test_plain_text_has_no_escape_codes_and_colour_has():
 ])
 def test_format_age(seconds, expected):
     assert format_age(seconds) == expected
-
-
-def test_render_is_pure():
-    code = ("import sys, nameko_chassis.render; "
-            "print(','.join(sorted(m for m in sys.modules "
-            "if m.split('.')[0] in ('nameko', 'eventlet', 'textual'))))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == ""
 
 
 def test_every_limit_has_a_documented_default():
