@@ -46,6 +46,7 @@ def parked(start_service):
 def test_held_workers_appear_with_entrypoints_and_counts(parked):
     with BackdoorClient(parked.target) as client:
         snap = client.snapshot(stacks="none")
+        assert client.info["nodelay"] is True  # the service's end of the socket was tuned
     assert snap.schema == 1
     (container,) = snap.containers
     assert container.service_name == "parking"
