@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -39,12 +38,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from _reference import ensure_ref_venv  # noqa: E402  (bench/ is this script's folder)
 from chassis_console.launch import NamekoProcess, free_port  # noqa: E402
 
 from nameko_chassis.broker import ManagementApi, amqp_uri_from_env  # noqa: E402
 from nameko_chassis.rpcclient import RpcClient, RpcTimeout  # noqa: E402
 
-REF_VENV = REPO / "bench" / ".venv-ref"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 SOURCES = {
@@ -59,17 +58,6 @@ class Bench:
         return x
 ''',
     "bench_chassis": '''
-from nameko.rpc import rpc
-from nameko_chassis.service import Service
-
-class Bench(Service):
-    name = "bench"
-
-    @rpc
-    def echo(self, x):
-        return x
-''',
-    "bench_ref": '''
 from nameko.rpc import rpc
 from nameko_chassis.service import Service
 
@@ -121,19 +109,6 @@ class Variant:
     rates: list[float] = field(default_factory=list)
     cpu_ms: list[float] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
-
-
-def ensure_ref_venv() -> Path | None:
-    python = REF_VENV / "bin" / "python"
-    if not python.exists():
-        print("creating bench/.venv-ref with nameko-chassis 3.2.0 ...", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(REF_VENV)], check=True)
-        done = subprocess.run([str(python), "-m", "pip", "install", "-q", "nameko-chassis==3.2.0"],
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            print(f"could not install nameko-chassis 3.2.0: {done.stderr[-500:]}", file=sys.stderr)
-            return None
-    return python
 
 
 def cpu_seconds(pid: int) -> float:
@@ -225,7 +200,8 @@ def main() -> int:
     }, env))
     ref_python = ensure_ref_venv()
     if ref_python is not None:
-        variants.append(Variant("nameko-chassis 3.2.0", "bench_ref", str(ref_python),
+        # the same module as ours: the reference venv's `nameko_chassis` is 3.2.0's
+        variants.append(Variant("nameko-chassis 3.2.0", "bench_chassis", str(ref_python),
                                 {"WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}"}, env))
     else:
         print("nameko-chassis 3.2.0 unavailable: measuring bare and chassis only", file=sys.stderr)

@@ -26,27 +26,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from _reference import ensure_ref_venv  # noqa: E402  (bench/ is this script's folder)
 from chassis_console.client import BackdoorClient  # noqa: E402
 from chassis_console.launch import NamekoProcess  # noqa: E402
 
 from nameko_chassis.broker import ManagementApi, amqp_uri_from_env  # noqa: E402
 from nameko_chassis.rpcclient import RpcClient  # noqa: E402
 
-REF_VENV = REPO / "bench" / ".venv-ref"
 SIZES = (10, 100, 1000)
-
-
-def ensure_ref_venv() -> Path | None:
-    python = REF_VENV / "bin" / "python"
-    if not python.exists():
-        print("creating bench/.venv-ref with nameko-chassis 3.2.0 ...", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(REF_VENV)], check=True)
-        done = subprocess.run([str(python), "-m", "pip", "install", "-q", "nameko-chassis==3.2.0",
-                               "rich"], capture_output=True, text=True)
-        if done.returncode != 0:
-            print(f"could not install nameko-chassis 3.2.0: {done.stderr[-500:]}", file=sys.stderr)
-            return None
-    return python
 
 
 def inprocess(python: Path, n: int, mode: str) -> dict[str, float]:
