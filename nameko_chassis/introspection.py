@@ -556,11 +556,8 @@ def _history(container: Any) -> list[dict[str, Any]] | None:
     return None
 
 
-def collect_container(container: Any, *, now: float | None = None, errors: list[str] | None = None,
-                      **limits: Any) -> dict[str, Any]:
-    opts = _options(**limits)
-    errors = errors if errors is not None else []
-    now = time.time() if now is None else now
+def _collect_container(container: Any, now: float, opts: dict[str, Any],
+                       errors: list[str]) -> dict[str, Any]:
     name = str(getattr(container, "service_name", "?"))
     cls = getattr(container, "service_cls", None)
     entrypoints = []
@@ -668,9 +665,7 @@ def collect(target: Any = None, *, namespace: Mapping[str, Any] | None = None,
     out = []
     for container in containers:
         try:
-            out.append(collect_container(container, now=now, errors=errors, **{
-                k: opts[k] for k in ("stacks", "max_workers", "max_frames", "repr_limit",
-                                     "secret_patterns", "known")}))
+            out.append(_collect_container(container, now, opts, errors))
         except BaseException as exc:
             name = getattr(container, "service_name", "?")
             errors.append(f"{name}: cannot read container: {type(exc).__name__}: {exc}")
