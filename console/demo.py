@@ -18,7 +18,6 @@ from pathlib import Path
 
 from nameko_chassis.broker import ManagementApi, ManagementError, amqp_uri_from_env
 
-from .errors import ConsoleError
 from .launch import NamekoProcess, free_port
 
 DEMO_MODULE = "nameko_chassis.demo.shop"
@@ -44,13 +43,8 @@ def demo_services(*, web_port: int | None = None) -> Iterator[NamekoProcess]:
         "LOGGING": {"version": 1, "root": {"level": "WARNING"}},
     }
     process = NamekoProcess([DEMO_MODULE], config, cwd=Path.cwd(), env=dict(os.environ))
-    process.web_port = web_port  # type: ignore[attr-defined]
-    process.amqp_uri = uri  # type: ignore[attr-defined]
     try:
-        try:
-            process.start()
-        except ConsoleError:
-            raise
+        process.start()
         yield process
     finally:
         process.stop()
@@ -77,9 +71,9 @@ def run_demo(*, serve_only: bool, args: object) -> int:
             from .app import run_app
 
             return run_app([process.address], args, demo=process)
-        web = getattr(process, "web_port", None)
+        web = process.config["WEB_SERVER_ADDRESS"]
         print(
-            f"demo shop running (pid {process.pid}); HTTP on http://127.0.0.1:{web}/orders/1\n"
+            f"demo shop running (pid {process.pid}); HTTP on http://{web}/orders/1\n"
             f"attach with:  chassis-console {process.target}\n"
             f"         or:  chassis-console {process.target} --once\n"
             "Ctrl-C stops the demo and deletes its vhost.",
