@@ -25,16 +25,16 @@ test: $(STAMP)
 	@.ci/with-broker $(MAKE) --no-print-directory lint typecheck pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check nameko_chassis console tests bench
+	$(BIN)/ruff check nameko_chassis console tests bench screenshots
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# Console-side tests never import eventlet; service-side tests run eventlet-patched in-process
-# code too, so they get their own pytest process.
+# Test folders mirror the packages. The probe, view, amqp and console tests never import eventlet;
+# providers and chassis tests run eventlet-patched in-process code, in a pytest process of their own.
 pytest: $(STAMP)
-	$(BIN)/pytest tests/console
-	$(BIN)/pytest -p tests.eventlet_patch tests/service
+	$(BIN)/pytest tests/probe tests/view tests/amqp tests/console
+	$(BIN)/pytest -p tests.eventlet_patch tests/providers tests/chassis
 
 screenshots: $(STAMP)
 	@.ci/with-broker $(BIN)/python screenshots/make_screenshots.py

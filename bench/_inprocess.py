@@ -1,8 +1,8 @@
 """Bench worker: an in-process nameko container with N parked workers; times collectors on it.
 
 Run by bench/snapshot.py, once in the project's venv and once in the reference venv with
-nameko-chassis 3.2.0 (which uses the same import name, hence the separate process). Our collector
-is loaded from its source file, as the console ships it, so both are measured on the same runner.
+nameko-chassis 3.2.0 (which uses the same import name, hence the separate process). Our probe
+is loaded from its source folder, so both are measured on the same runner.
 Prints one JSON line of timings.
 """
 
@@ -14,6 +14,7 @@ eventlet.monkey_patch()
 
 import contextlib  # noqa: E402
 import importlib  # noqa: E402
+import importlib.util  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
@@ -41,12 +42,17 @@ class Parking:
         wait_here(seconds)
 
 
-def load_source(path: Path, name: str) -> types.ModuleType:
-    mod = types.ModuleType(name)
-    mod.__file__ = str(path)
-    sys.modules[name] = mod
-    exec(compile(path.read_text(), str(path), "exec"), mod.__dict__)
-    return mod
+def load_probe(folder: Path) -> types.ModuleType:
+    """Our probe package from its source folder, under a name of its own (the reference venv
+    has nameko-chassis 3.2.0 under the same import name as ours)."""
+    spec = importlib.util.spec_from_file_location("bench_probe", folder / "__init__.py",
+                                                  submodule_search_locations=[str(folder)])
+    assert spec is not None and spec.loader is not None
+    package = importlib.util.module_from_spec(spec)
+    sys.modules["bench_probe"] = package
+    spec.loader.exec_module(package)
+    importlib.import_module("bench_probe.collect")
+    return package
 
 
 def timed(fn, repeat: int) -> float:
@@ -75,7 +81,7 @@ def main() -> None:
         service_map = {"parking": container}
 
     out: dict[str, float] = {}
-    intro = load_source(repo / "nameko_chassis" / "introspection.py", "bench_introspection")
+    intro = load_probe(repo / "nameko_chassis" / "probe").collect
     intro.collect(container, stacks="none")  # warm caches, as the second refresh would be
     out["live"] = timed(lambda: intro.collect(container, stacks="none"), 20)
     out["live_json"] = timed(lambda: json.dumps(intro.collect(container, stacks="none")), 20)

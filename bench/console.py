@@ -9,7 +9,7 @@ prints one table:
 - the console's CPU use while it refreshes every second (process CPU time / wall time);
 - per refresh: time spent redrawing the widgets, round trip, and the service stall (the time the
   request held the service's eventlet hub, as the agent reports it; the collector's part is the
-  snapshot's ``took_ms``). DESIGN.md target: stall <= 2 ms at 1000 workers.
+  snapshot's ``took_ms``). Target: stall <= 1 ms at 1000 workers.
 
 Run with ``.ci/with-broker .venv/bin/python bench/console.py [--workers N] [--seconds S]``.
 """
@@ -28,18 +28,15 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from chassis_console.app import ChassisConsole  # noqa: E402
-from chassis_console.client import BackdoorClient  # noqa: E402
 from chassis_console.launch import NamekoProcess  # noqa: E402
-from chassis_console.widgets import (  # noqa: E402
-    ConsoleOptions,
-    TargetStatus,
-    WorkerDetailScreen,
-    WorkersTable,
-)
+from chassis_console.live.app import ChassisConsole  # noqa: E402
+from chassis_console.live.detail import WorkerDetailScreen  # noqa: E402
+from chassis_console.live.poller import ConsoleOptions, TargetStatus  # noqa: E402
+from chassis_console.live.workers import WorkersTable  # noqa: E402
+from chassis_console.targets.backdoor import BackdoorClient  # noqa: E402
 
-from nameko_chassis.broker import ManagementApi, amqp_uri_from_env  # noqa: E402
-from nameko_chassis.rpcclient import RpcClient  # noqa: E402
+from nameko_chassis.amqp.management import ManagementApi, amqp_uri_from_env  # noqa: E402
+from nameko_chassis.amqp.rpc import RpcClient  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:

@@ -13,7 +13,7 @@ one service ``bench`` with ``echo(x)``:
 
 The variants are measured in interleaved rounds (the machine is shared, so drift hits all of them
 alike): throughput with ``--concurrency`` calls in flight, latency one call at a time, and the
-service process's CPU time (``/proc/<pid>/stat``) per call. Target (DESIGN.md): chassis
+service process's CPU time (``/proc/<pid>/stat``) per call. Target (docs/chassis.md): chassis
 throughput >= 0.90x bare, CPU per call <= +10%.
 
     .venv/bin/python bench/overhead.py [--calls 1500] [--rounds 3] [--concurrency 10]
@@ -41,8 +41,8 @@ sys.path.insert(0, str(REPO))
 from _reference import ensure_ref_venv  # noqa: E402  (bench/ is this script's folder)
 from chassis_console.launch import NamekoProcess, free_port  # noqa: E402
 
-from nameko_chassis.broker import ManagementApi, amqp_uri_from_env  # noqa: E402
-from nameko_chassis.rpcclient import RpcClient, RpcTimeout  # noqa: E402
+from nameko_chassis.amqp.management import ManagementApi, amqp_uri_from_env  # noqa: E402
+from nameko_chassis.amqp.rpc import RpcClient, RpcTimeout  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

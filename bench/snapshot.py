@@ -9,7 +9,7 @@ Prints two tables, measured side by side in one run:
 2. over a real backdoor (``nameko run`` on the broker at $AMQP_URI): ``--json``-style round trip
    and the service-side stall reported by the agent.
 
-Run with ``make bench``. Targets (DESIGN.md): live <= 2 ms and full <= 10 ms at 1000 workers;
+Run with ``make bench``. Targets: live <= 1 ms and full <= 10 ms at 1000 workers;
 round trip <= 10 ms at 10 workers.
 """
 
@@ -27,11 +27,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from _reference import ensure_ref_venv  # noqa: E402  (bench/ is this script's folder)
-from chassis_console.client import BackdoorClient  # noqa: E402
 from chassis_console.launch import NamekoProcess  # noqa: E402
+from chassis_console.targets.backdoor import BackdoorClient  # noqa: E402
 
-from nameko_chassis.broker import ManagementApi, amqp_uri_from_env  # noqa: E402
-from nameko_chassis.rpcclient import RpcClient  # noqa: E402
+from nameko_chassis.amqp.management import ManagementApi, amqp_uri_from_env  # noqa: E402
+from nameko_chassis.amqp.rpc import RpcClient  # noqa: E402
 
 SIZES = (10, 100, 1000)
 

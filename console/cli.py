@@ -20,7 +20,7 @@ from typing import NoReturn
 
 from . import __version__
 from .errors import ConsoleError, UsageError
-from .target import TargetAddress
+from .targets import TargetAddress
 
 EPILOG = """\
 targets:
@@ -108,7 +108,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 
         return run_demo(serve_only=args.serve, args=args)
     if args.services is not None:
-        from .discovery_cli import run_services
+        from .services import run_services
 
         return run_services(args.services or None, timeout=args.timeout)
 
@@ -124,7 +124,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         from .repl import run_repl
 
         return run_repl(addresses[0], timeout=args.timeout)
-    from .app import run_app
+    from .live.app import run_app
 
     return run_app(addresses, args)
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from nameko_chassis.broker import ManagementApi, ManagementError, amqp_uri_from_env
+from nameko_chassis.amqp.management import ManagementApi, ManagementError, amqp_uri_from_env
 
 from .launch import NamekoProcess, free_port
 
@@ -68,7 +68,7 @@ def run_demo(*, serve_only: bool, args: object) -> int:
         signal.signal(sig, _exit_on_signal)
     with demo_services() as process:
         if not serve_only:
-            from .app import run_app
+            from .live.app import run_app
 
             return run_app([process.address], args, demo=process)
         web = process.config["WEB_SERVER_ADDRESS"]

@@ -3,6 +3,7 @@
 ::
 
     ConsoleError                 exit 1   (base; anything a user can act on)
+    ├── LaunchError              exit 1   a `nameko run` child (--demo) exited or never got ready
     ├── UsageError               exit 2   malformed target, bad option
     ├── UnreachableError         exit 3   connection refused / no such host / connection lost
     │   └── UnresponsiveError    exit 3   connected, but no answer within the timeout
@@ -17,6 +18,12 @@ from __future__ import annotations
 
 
 class ConsoleError(Exception):
+    exit_code = 1
+
+
+class LaunchError(ConsoleError):
+    """A service process (``--demo``) exited or never became ready; the message quotes its log."""
+
     exit_code = 1
 
 

@@ -17,13 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .backdoor import BackdoorConnection
-from .errors import ConsoleError
-from .target import TargetAddress
-
-
-class LaunchError(ConsoleError):
-    """The service process exited or never became ready; the message quotes its log."""
+from .errors import ConsoleError, LaunchError
+from .targets import TargetAddress
+from .targets.line import BackdoorConnection
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -8,9 +8,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .client import BackdoorClient
 from .errors import ConsoleError
-from .target import TargetAddress
+from .targets import TargetAddress
+from .targets.backdoor import BackdoorClient
 
 
 def _collect(address: TargetAddress, args: argparse.Namespace) -> dict[str, Any]:
@@ -37,8 +37,8 @@ def run_oneshot(addresses: Sequence[TargetAddress], args: argparse.Namespace) ->
         return 0
     from rich.console import Console
 
-    from nameko_chassis.render import render_snapshot
-    from nameko_chassis.snapshot import Snapshot
+    from nameko_chassis.view.model import Snapshot
+    from nameko_chassis.view.page import render_snapshot
 
     console = Console(highlight=False)
     for address, data in zip(addresses, snapshots, strict=True):

@@ -15,11 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import ChassisError
+
 DEFAULT_HISTORY_SIZE = 100
 DEFAULT_OTLP_TIMEOUT = 10.0
 
 
-class ConfigError(ValueError):
+class ConfigError(ChassisError, ValueError):
     """A chassis setting has a value that cannot be used; the message names the key."""
 
 

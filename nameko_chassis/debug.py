@@ -5,7 +5,7 @@
 
 (or ``from nameko_chassis.debug import debug_runner; debug_runner(runner)``, which leaves the
 name ``debug_runner`` in the backdoor's shared namespace). It collects a snapshot in-process with
-:func:`nameko_chassis.introspection.collect` and prints :func:`nameko_chassis.render.render_snapshot`
+:func:`nameko_chassis.probe.collect.collect` and prints :func:`nameko_chassis.view.page.render_snapshot`
 of it: the same picture as ``chassis-console --once``.
 
 The work runs on the eventlet hub, so no worker runs meanwhile: it collects every worker's
@@ -20,9 +20,9 @@ import os
 import sys
 from typing import Any, TextIO
 
-from .introspection import collect
-from .render import DEFAULT_WIDTH, STACKS_FOR_OLDEST, render_snapshot, to_text
-from .snapshot import Snapshot
+from .probe.collect import collect
+from .view.model import Snapshot
+from .view.page import DEFAULT_WIDTH, STACKS_FOR_OLDEST, render_snapshot, to_text
 
 __all__ = ["debug_container", "debug_runner", "render_debug"]
 
@@ -49,9 +49,9 @@ def debug_runner(runner: Any = None, *, file: TextIO | None = None, width: int |
       connection, and ``nc``/``telnet`` pass the codes to the terminal), off when the
       ``NO_COLOR`` environment variable is set or ``TERM=dumb``. Off means plain text: no escape
       codes at all.
-    - ``limits``: :func:`nameko_chassis.render.render_snapshot`'s limits (``max_workers_listed``,
+    - ``limits``: :func:`nameko_chassis.view.page.render_snapshot`'s limits (``max_workers_listed``,
       ``stacks_for_oldest``, ``slow_after``, ``max_groups``, ``max_frames``, ``preview_chars``,
-      ``history_listed``, ``max_errors``) and :func:`nameko_chassis.introspection.collect`'s
+      ``history_listed``, ``max_errors``) and :func:`nameko_chassis.probe.collect.collect`'s
       (``max_workers``, ``repr_limit``, ``secret_patterns``).
 
     Returns None, so an interactive console echoes nothing after the page.
@@ -113,7 +113,7 @@ def render_debug(snapshot: Snapshot, *, width: int = DEFAULT_WIDTH, color: bool 
 
 
 def terminal_width(file: Any) -> int:
-    """The width of the terminal ``file`` writes to, else :data:`~render.DEFAULT_WIDTH`.
+    """The width of the terminal ``file`` writes to, else :data:`~nameko_chassis.view.page.DEFAULT_WIDTH`.
 
     Only a real terminal on ``file`` itself counts: inside a backdoor the service's own terminal
     (if any) says nothing about the operator's, and ``COLUMNS`` is the service's environment.

@@ -30,12 +30,12 @@ from nameko.rpc import rpc
 
 from . import __version__
 from .config import load_settings
-from .health import Health
-from .introspection import entrypoint_details, entrypoint_type
-from .metrics import PrometheusMetrics
-from .sentry import SentryReporter
-from .tracing import Tracing
-from .workers import WorkerBookkeeping
+from .probe import entrypoints
+from .providers.bookkeeping import WorkerBookkeeping
+from .providers.health import Health
+from .providers.metrics import PrometheusMetrics
+from .providers.sentry import SentryReporter
+from .providers.tracing import Tracing
 
 _LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "NOTSET")
 
@@ -92,19 +92,19 @@ class Service:
         container = getattr(chassis, "container", None)
         if container is None:
             raise RuntimeError("describe() needs the chassis provider (chassis = None switches it off)")
-        entrypoints = []
+        listed = []
         for ep in sorted(container.entrypoints, key=lambda e: (e.method_name, type(e).__name__)):
-            kind = entrypoint_type(ep)
-            details = entrypoint_details(ep, kind)
+            kind = entrypoints.kind_of(ep)
+            details = entrypoints.details(ep, kind)
             details.pop("class", None)
-            entrypoints.append({"method": ep.method_name, "type": kind, "details": details})
+            listed.append({"method": ep.method_name, "type": kind, "details": details})
         version = type(self).version or load_settings().chassis.version
         return {
             "name": container.service_name,
             "version": version,
             "chassis": __version__,
             "max_workers": container.max_workers,
-            "entrypoints": entrypoints,
+            "entrypoints": listed,
         }
 
     def set_log_level(self, logger: str, level: str) -> dict[str, str]:

@@ -25,15 +25,13 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from chassis_console.app import ChassisConsole  # noqa: E402
-from chassis_console.client import BackdoorClient  # noqa: E402
 from chassis_console.demo import demo_services  # noqa: E402
 from chassis_console.launch import NamekoProcess  # noqa: E402
-from chassis_console.widgets import (  # noqa: E402
-    ConsoleOptions,
-    WorkerDetailScreen,
-    WorkersTable,
-)
+from chassis_console.live.app import ChassisConsole  # noqa: E402
+from chassis_console.live.detail import WorkerDetailScreen  # noqa: E402
+from chassis_console.live.poller import ConsoleOptions  # noqa: E402
+from chassis_console.live.workers import WorkersTable  # noqa: E402
+from chassis_console.targets.backdoor import BackdoorClient  # noqa: E402
 
 SIZE = (150, 42)
 

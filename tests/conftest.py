@@ -1,4 +1,8 @@
-"""Fixtures shared by console-side and service-side tests.
+"""Fixtures shared by every test folder.
+
+Each folder runs in the pytest process its runtime needs (see the Makefile): tests/providers and
+tests/chassis monkey-patched by eventlet (``-p tests.eventlet_patch``); every other folder in a
+process that must never import eventlet, which a fixture checks after every test there.
 
 - ``broker``: the AMQP URI of a broker that answers (``make test`` makes sure one does).
 - ``vhost``: a fresh vhost per test, deleted afterwards.
@@ -8,14 +12,26 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from chassis_console.launch import NamekoProcess
 
-from nameko_chassis.broker import AmqpUri, ManagementApi, ManagementError, amqp_uri_from_env
+from nameko_chassis.amqp.management import AmqpUri, ManagementApi, ManagementError, amqp_uri_from_env
 from tests.harness import REPO, IsolatedVhost, Service, wait_for
+
+#: Test folders whose code runs eventlet in-process (their own pytest process, patched).
+EVENTLET_FOLDERS = ("providers", "chassis")
+
+
+@pytest.fixture(autouse=True)
+def _no_eventlet_outside_eventlet_folders(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    folder = request.path.parent.name
+    if folder not in EVENTLET_FOLDERS:
+        assert "eventlet" not in sys.modules, f"a test in tests/{folder} imported eventlet"
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +61,7 @@ StartService = Callable[..., Service]
 def _answers(service: Service) -> bool:
     try:
         return bool(service.rpc.call("parking", "ping", timeout=2) == "pong")
-    except Exception:  # noqa: BLE001 - RpcTimeout and connection errors alike: try again
+    except Exception:  # RpcTimeout and connection errors alike: try again
         return False
 
 

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from chassis_console.backdoor import BackdoorConnection
 from chassis_console.launch import NamekoProcess
+from chassis_console.targets.line import BackdoorConnection
 
-from nameko_chassis.broker import AmqpUri, ManagementApi
-from nameko_chassis.rpcclient import PendingCall, RpcClient
+from nameko_chassis.amqp.management import AmqpUri, ManagementApi
+from nameko_chassis.amqp.rpc import PendingCall, RpcClient
 
 REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")

@@ -9,19 +9,17 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
-from chassis_console.app import ChassisConsole
-from chassis_console.client import BackdoorClient
 from chassis_console.launch import free_port
-from chassis_console.widgets import (
-    ConfirmKillScreen,
-    ConsoleOptions,
-    StatusBar,
-    WorkerDetailScreen,
-    WorkersTable,
-)
+from chassis_console.live.app import ChassisConsole
+from chassis_console.live.detail import WorkerDetailScreen
+from chassis_console.live.dialogs import ConfirmKillScreen
+from chassis_console.live.poller import ConsoleOptions
+from chassis_console.live.status import StatusBar
+from chassis_console.live.workers import WorkersTable
+from chassis_console.targets.backdoor import BackdoorClient
 from rich.console import Console
 
-from nameko_chassis.rpcclient import RpcTimeout
+from nameko_chassis.amqp.rpc import RpcTimeout
 from tests.console.pilot import until
 
 pytestmark = pytest.mark.timeout(90)

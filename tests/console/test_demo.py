@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from chassis_console.client import BackdoorClient
+from chassis_console.targets.backdoor import BackdoorClient
 
 from tests.harness import REPO, wait_for
 

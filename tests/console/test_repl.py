@@ -1,6 +1,6 @@
 """``chassis-console --repl``: driven through a pseudo-terminal against a real service.
 
-The service side (:mod:`nameko_chassis.remote_repl`) is also checked op by op through the
+The service side (:mod:`nameko_chassis.probe.repl`) is also checked op by op through the
 client, and the editing rules (when Enter runs the input) as plain functions.
 """
 
@@ -14,12 +14,11 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from chassis_console.client import BackdoorClient
 from chassis_console.launch import NamekoProcess
 from chassis_console.repl import history_path, should_run
-from chassis_console.target import TargetAddress
+from chassis_console.targets import TargetAddress
+from chassis_console.targets.backdoor import BackdoorClient
 
-from nameko_chassis import remote_repl
 from tests.harness import REPO, IsolatedVhost, Service
 
 UP = "\x1b[A"
@@ -257,10 +256,18 @@ def test_exec_op_captures_only_its_own_output_and_leaves_names_alone(service):
         assert completions["matches"] == ["parking']"]
         completions = client.request("complete", line="x = runner.service_map['parking'].servi")
         assert "runner.service_map['parking'].service_name" in completions["matches"]
-        # the picture debug_runner falls back to in a service without nameko-chassis
-        picture = remote_repl._plain_picture(client.collect(stacks="none"))
-        assert "parking (tests.services.parking.Parking)" in picture
-        assert "ping" in picture
+        # a service without nameko-chassis sends debug_runner's page for the console to draw
+        import io
+
+        from chassis_console.repl.output import write_output
+
+        from nameko_chassis.probe import wire
+        out = io.StringIO()
+        write_output("before\n" + wire.encode_page(client.collect(stacks="none")) + "after\n",
+                     out)
+        picture = out.getvalue()
+        assert picture.startswith("before\n") and picture.endswith("after\n")
+        assert "parking" in picture and "ping" in picture and "PAGE" not in picture
     assert service.rpc.call("parking", "ping") == "pong"
 
 

@@ -14,9 +14,9 @@ from nameko.rpc import ServiceRpc, rpc
 from nameko.timer import timer
 from nameko.web.handlers import http
 
-from nameko_chassis.metrics import PrometheusMetrics
+from nameko_chassis.providers.bookkeeping import WorkerBookkeeping
+from nameko_chassis.providers.metrics import PrometheusMetrics
 from nameko_chassis.service import Service
-from nameko_chassis.workers import WorkerBookkeeping
 from tests.services import parking
 
 JOBS = Exchange("chassis-jobs", type="direct")

@@ -1,0 +1,174 @@
+"""The worker detail screen: everything about one worker, updated live, clear when it finished."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from rich.console import RenderableType
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from nameko_chassis.view.model import Container, FinishedWorker, Frame, Worker
+from nameko_chassis.view.page import (
+    StackStyle,
+    arguments_text,
+    kv_table,
+    mapping_text,
+    render_stack,
+    worker_fields,
+)
+
+from .common import Palette, age_style, clip, format_age
+from .poller import TargetStatus
+from .status import ConsoleView, StatusBar
+from .workers import WorkerRef
+
+VALUE_CHARS = 300
+#: Entries listed per section (arguments, context data, call chain).
+MAX_ITEMS = 50
+CODE_CHARS = 160
+#: Frames drawn of a worker's stack (the collector sends at most 40).
+MAX_FRAMES = 60
+
+
+def stack_view(frames: Sequence[Frame] | None, palette: Palette) -> RenderableType:
+    """The full stack, outermost first, drawn by the page's stack renderer in the console's
+    style: every frame with its source line, the service's own frames emphasised, and the
+    innermost of them marked as where the worker is."""
+    style = StackStyle(user_marker="  ", where_marker="▶ ", where_note="   ← where it is now",
+                       accent=palette.accent, library_code=True, highlight=True,
+                       missing="collecting the stack…")
+    return render_stack(frames, max_frames=MAX_FRAMES, code_chars=CODE_CHARS, style=style)
+
+
+class WorkerDetailScreen(Screen[None]):
+    """Arguments, context data, call chain and the full stack of one worker."""
+
+    BINDINGS = [
+        Binding("escape", "dismiss", "Back", id="back"),
+        Binding("q", "dismiss", "Back", show=False),
+    ]
+
+    def __init__(self, ref: WorkerRef, label: str) -> None:
+        super().__init__()
+        self.ref = ref
+        self.target_label = label
+        self.worker: Worker | None = None
+        self.container: Container | None = None
+        self.finished: FinishedWorker | None = None
+        self.gone_at: float | None = None  # snapshot time at which it was first missing
+        self.state = "waiting"  # waiting | running | finished | stale
+        self.pid: int | None = None  # of the service process the worker was seen in
+        self.restarted_as: int | None = None  # pid of the process that replaced it
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(id="status")
+        yield Static(id="detail-title")
+        with VerticalScroll(id="detail-body"):
+            yield Static(id="detail-worker", classes="panel")
+            yield Static(id="detail-args", classes="panel")
+            yield Static(id="detail-context", classes="panel")
+            yield Static(id="detail-stack", classes="panel")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#detail-worker").border_title = "worker"
+        self.query_one("#detail-args").border_title = "arguments"
+        self.query_one("#detail-context").border_title = "context data"
+        self.query_one("#detail-stack").border_title = "stack (outermost first)"
+        self.query_one("#detail-body").focus()
+        app: Any = self.app  # the ChassisConsole: draw from its state at once
+        if hasattr(app, "statuses"):
+            self.show(app.view, app.statuses)
+
+    def show(self, view: ConsoleView, statuses: Sequence[TargetStatus]) -> None:
+        self.query_one(StatusBar).show(view, statuses)
+        status = next((s for s in statuses if s.index == self.ref.target), None)
+        snap = status.snapshot if status is not None else None
+        found = snap.find_worker(self.ref.call_id) if snap is not None else None
+        if status is not None and status.stale:
+            self.state = "stale" if self.worker is not None else "waiting"
+        elif found is not None:
+            self.container, worker = found
+            if worker.stack is None and self.worker is not None and self.worker.stack:
+                # the stack was not collected in this snapshot: keep the last one we saw
+                worker = replace(worker, stack=self.worker.stack)
+            self.worker = worker
+            self.state = "running"
+            self.pid = snap.pid if snap is not None else None
+        elif snap is not None and self.worker is not None:
+            if self.state != "finished":
+                self.gone_at = snap.time
+            self.state = "finished"
+            if self.pid is not None and snap.pid != self.pid:
+                self.restarted_as = snap.pid
+            container = next((c for c in snap.containers
+                              if self.container is not None
+                              and c.service_name == self.container.service_name), None)
+            if container is not None and container.history:
+                self.finished = next((h for h in container.history
+                                      if h.call_id == self.ref.call_id), self.finished)
+        self._draw()
+
+    def _title(self, palette: Palette) -> Text:
+        w = self.worker
+        title = Text()
+        name = w.entrypoint if w else self.ref.call_id
+        title.append(f" {clip(name, 80)} ", style=f"bold reverse {palette.primary}")
+        title.append("  ")
+        if self.state == "running" and w is not None:
+            slow = self.app_slow
+            title.append("● running ", style=f"bold {palette.success}")
+            title.append(format_age(w.age_s), style=age_style(w.age_s, slow, palette) or "bold")
+            if w.age_s >= slow:
+                title.append(f"  ⚠ slow (over {slow:g}s)", style=f"bold {palette.error}")
+        elif self.state == "finished":
+            title.append(" ■ FINISHED ", style=f"bold reverse {palette.warning}")
+            title.append("  this worker is no longer running", style=f"bold {palette.warning}")
+            if self.finished is not None:
+                f = self.finished
+                outcome_style = palette.error if f.outcome == "error" else palette.success
+                title.append(f" — {f.outcome}", style=f"bold {outcome_style}")
+                title.append(f" after {format_age(f.duration_s)}")
+                if f.exc_type:
+                    title.append(f"  {clip(f.exc_type, 40)}: {clip(f.exc_message or '', 80)}",
+                                 style=palette.error)
+            elif self.restarted_as is not None:
+                title.append(f" — the service restarted (pid {self.pid} → {self.restarted_as})"
+                             " and the worker went with it", style=f"bold {palette.error}")
+            elif w is not None:
+                title.append(f" (ran for at least {format_age(w.age_s)})", style="dim")
+            title.append("   — what follows is its last known state", style="dim")
+        elif self.state == "stale":
+            title.append(" STALE ", style=f"bold reverse {palette.warning}")
+            title.append("  the target is not answering: showing the last known state",
+                         style=palette.warning)
+        else:
+            title.append("waiting for the next snapshot…", style="dim")
+        return title
+
+    @property
+    def app_slow(self) -> float:
+        return float(getattr(self.app, "slow", 10.0))
+
+    def _draw(self) -> None:
+        palette = Palette.of(self.app)
+        self.query_one("#detail-title", Static).update(self._title(palette))
+        w, c = self.worker, self.container
+        if w is None:
+            return
+        fields = worker_fields(c, w, target=self.target_label, value_chars=VALUE_CHARS,
+                               slow_after=self.app_slow, accent=palette.accent)
+        self.query_one("#detail-worker", Static).update(kv_table(fields))
+        self.query_one("#detail-args", Static).update(
+            arguments_text(w, max_items=MAX_ITEMS, value_chars=VALUE_CHARS))
+        self.query_one("#detail-context", Static).update(mapping_text(
+            w.context_data, max_items=MAX_ITEMS, value_chars=VALUE_CHARS,
+            empty="no context data (besides the call chain)"))
+        self.query_one("#detail-stack", Static).update(stack_view(w.stack, palette))

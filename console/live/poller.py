@@ -1,0 +1,242 @@
+"""One poller per target: the blocking client runs on a thread of its own, polls never overlap.
+
+A :class:`TargetPoller` owns one :class:`~chassis_console.client.Target` and one daemon thread
+that makes every call to it (the client is blocking and serves one request at a time, so kills
+queue behind polls instead of racing them). Its loop polls, then sleeps for the interval (or until
+woken by "refresh now"), so the next poll is armed only when the previous one has finished. On a
+failure it keeps the last snapshot (now stale), closes the connection and tries again with
+exponential backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from nameko_chassis.view.model import Snapshot
+
+from ..errors import (
+    ConsoleError,
+    UnreachableError,
+    UnresponsiveError,
+)
+from ..targets import Target
+
+T = TypeVar("T")
+
+#: Backoff between reconnection attempts: doubles from BACKOFF_FIRST up to BACKOFF_MAX seconds.
+BACKOFF_FIRST = 0.5
+BACKOFF_MAX = 10.0
+#: How many refreshes a note ("service restarted: pid 1 → 2") stays in the header.
+NOTE_POLLS = 30
+
+
+@dataclass
+class ConsoleOptions:
+    """What the command line says about the live console (see ``chassis-console --help``)."""
+
+    interval: float = 1.0
+    slow: float = 10.0
+    timeout: float = 10.0
+    allow_actions: bool = False
+    max_workers: int = 1000
+
+    @classmethod
+    def from_args(cls, args: Any) -> ConsoleOptions:
+        defaults = cls()
+        return cls(**{name: getattr(args, name, getattr(defaults, name))
+                      for name in ("interval", "slow", "timeout", "allow_actions",
+                                   "max_workers")})
+
+
+@dataclass
+class TargetStatus:
+    """What the console knows about one target; widgets draw it."""
+
+    label: str
+    index: int
+    state: str = "connecting"  # connecting | live | down | unresponsive | error
+    snapshot: Snapshot | None = None
+    error: str | None = None
+    failures: int = 0  # consecutive
+    retry_in: float | None = None
+    round_trip_ms: float | None = None
+    received_at: float | None = None  # wall clock of the last good snapshot
+    note: str | None = None  # e.g. "service restarted (pid 1 -> 2)"
+    note_until: int = 0  # the note shows until this many polls
+    polls: int = 0
+
+    @property
+    def stale(self) -> bool:
+        return self.state != "live" and self.snapshot is not None
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "live"
+
+
+class _CallThread:
+    """A daemon thread that runs blocking calls one at a time, results delivered to asyncio.
+
+    Daemon, so that a call stuck on an unresponsive service never holds up quitting.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            fn, loop, future = job
+            try:
+                result, error = fn(), None
+            except BaseException as exc:  # handed to the awaiting coroutine
+                result, error = None, exc
+            if loop is None:
+                continue
+            try:
+                loop.call_soon_threadsafe(_settle, future, result, error)
+            except RuntimeError:  # the loop has closed: the app quit meanwhile
+                pass
+
+    async def call(self, fn: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put((fn, loop, future))
+        return await future
+
+    def submit(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` after the calls already queued, without waiting for it."""
+        self._jobs.put((fn, None, None))
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class TargetPoller:
+    """Polls one target until cancelled; calls ``on_change(status)`` after every change."""
+
+    def __init__(self, target: Target, index: int, options: ConsoleOptions,
+                 on_change: Callable[[TargetStatus], None]) -> None:
+        self.target = target
+        self.options = options
+        self.status = TargetStatus(label=target.label, index=index)
+        self.on_change = on_change
+        self.watched: set[str] = set()  # call ids whose full stack the screen shows
+        self.paused = False
+        self._connected = False
+        self._wake = asyncio.Event()
+        self._calls = _CallThread(f"chassis-poll {target.label}")
+
+    def __repr__(self) -> str:
+        return f"<TargetPoller {self.status.label} {self.status.state}>"
+
+    def wake(self) -> None:
+        """Poll now (also once while paused)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            forced = self._wake.is_set()
+            self._wake.clear()
+            if self.paused and not forced:
+                await self._wake.wait()
+                continue
+            delay = await self.poll_once()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            except TimeoutError:
+                pass
+
+    async def poll_once(self) -> float:
+        """One refresh (connecting first when needed); returns the delay before the next."""
+        status = self.status
+        try:
+            if not self._connected:
+                await self._calls.call(self.target.connect)
+                self._connected = True
+            stacks: str | frozenset[str] = frozenset(self.watched) if self.watched else "none"
+            max_workers = self.options.max_workers
+            snapshot = await self._calls.call(
+                lambda: self.target.snapshot(stacks=stacks, max_workers=max_workers))
+        except Exception as exc:  # every failure is shown, none crashes the app
+            return self._failed(exc)
+        previous = status.snapshot
+        if previous is not None and previous.pid != snapshot.pid:
+            status.note = f"service restarted: pid {previous.pid} → {snapshot.pid}"
+            status.note_until = status.polls + NOTE_POLLS
+        elif status.state != "live" and status.failures:
+            status.note = f"reconnected after {status.failures} failed attempt" + (
+                "s" if status.failures > 1 else "")
+            status.note_until = status.polls + NOTE_POLLS
+        elif status.polls >= status.note_until:
+            status.note = None
+        status.state = "live"
+        status.snapshot = snapshot
+        status.error = None
+        status.failures = 0
+        status.retry_in = None
+        status.round_trip_ms = getattr(self.target, "last_round_trip_ms", None)
+        status.received_at = time.time()
+        status.polls += 1
+        self.on_change(status)
+        return self.options.interval
+
+    def _failed(self, exc: Exception) -> float:
+        status = self.status
+        self._connected = False
+        self._calls.submit(self._close_quietly)
+        status.failures += 1
+        status.note = None
+        if isinstance(exc, UnresponsiveError):  # incl. a busy hub that sends no banner
+            status.state = "unresponsive"
+        elif isinstance(exc, UnreachableError):
+            status.state = "down"
+        else:
+            status.state = "error"
+        if isinstance(exc, ConsoleError):
+            status.error = str(exc)
+        else:
+            status.error = f"{type(exc).__name__}: {exc}"
+        delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (status.failures - 1))
+        status.retry_in = delay
+        self.on_change(status)
+        return delay
+
+    def _close_quietly(self) -> None:
+        try:
+            self.target.close()
+        except Exception:  # closing a broken connection may fail; nothing to do
+            pass
+
+    async def kill_worker(self, call_id: str) -> bool:
+        """Kill one worker, queued behind any poll in progress."""
+        def kill() -> bool:
+            if not self._connected:
+                self.target.connect()
+                self._connected = True
+            return self.target.kill_worker(call_id)
+        return await self._calls.call(kill)
+
+    def stop(self) -> None:
+        """Close the connection and let the thread end (without waiting for a stuck call)."""
+        self._calls.submit(self._close_quietly)
+        self._calls.stop()

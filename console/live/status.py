@@ -1,0 +1,126 @@
+"""The header: one line for the console, one per target (state, round trip, service stall)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.widgets import Static
+
+from .common import Palette, clip
+from .poller import TargetStatus
+
+
+@dataclass
+class ConsoleView:
+    """The console-wide settings the header shows."""
+
+    interval: float = 1.0
+    paused: bool = False
+    sort: str = "age ↓"
+    filter: str = ""
+    allow_actions: bool = False
+    demo: str | None = None  # e.g. "demo shop pid 123 (stopped on quit)"
+
+
+def _fmt_ms(ms: float | None) -> str:
+    if ms is None:
+        return "–"
+    return f"{ms:.1f} ms" if ms < 100 else f"{ms:.0f} ms"
+
+
+def _fmt_interval(seconds: float) -> str:
+    return f"{seconds:g}s"
+
+
+def target_line(status: TargetStatus, palette: Palette, *, paused: bool) -> Text:
+    """One target: a state badge, what it is, and how fresh and cheap the last refresh was."""
+    line = Text(no_wrap=True, overflow="ellipsis")
+    snap = status.snapshot
+    if status.state == "live":
+        badge, colour = ("⏸ paused", palette.warning) if paused else ("● live", palette.success)
+    elif status.state == "connecting":
+        badge, colour = "◌ connecting", palette.muted
+    elif status.state == "unresponsive":
+        badge, colour = "◐ not answering", palette.warning
+    elif status.state == "down":
+        badge, colour = ("✖ connection lost" if snap is not None else "✖ down"), palette.error
+    else:
+        badge, colour = "✖ error", palette.error
+    line.append(f" {badge} ", style=f"bold {colour} reverse")
+    line.append(" ")
+    line.append(clip(status.label, 60), style="bold")
+    if snap is not None:
+        line.append(f"  pid {snap.pid}", style="dim")
+        if snap.host:
+            line.append(f" @ {clip(snap.host, 30)}", style="dim")
+        services = len(snap.containers)
+        workers = sum(c.workers_running for c in snap.containers)
+        line.append(f"  {services} service{'s' * (services != 1)}")
+        line.append(f"  {workers} worker{'s' * (workers != 1)}")
+    if status.state == "live":
+        line.append("  round trip ", style="dim")
+        line.append(_fmt_ms(status.round_trip_ms))
+        if snap is not None:
+            line.append("  service stall ", style="dim")
+            stall_style = palette.warning if snap.took_ms > 2 else ""
+            line.append(_fmt_ms(snap.took_ms), style=stall_style)
+        if status.note:
+            line.append(f"  {clip(status.note, 80)}", style=palette.accent)
+        if snap is not None and snap.errors:
+            # the collector skipped something it could not read: say so, never hide it
+            line.append(f"  ⚠ {len(snap.errors)} collector error{'s' * (len(snap.errors) > 1)}: ",
+                        style=f"bold {palette.warning}")
+            line.append(clip(snap.errors[0], 120), style=palette.warning)
+    else:
+        if status.stale and status.received_at is not None:
+            ago = max(0.0, time.time() - status.received_at)
+            line.append(f"  STALE: last good snapshot {ago:.0f}s ago",
+                        style=f"bold {palette.warning}")
+        # what went wrong, on a line of its own so the whole message shows
+        line.append("\n   ↳ ", style="dim")
+        line.append(clip(status.error or "connecting…", 300), style=colour)
+        if status.retry_in is not None and not paused:
+            line.append(f"  · retry #{status.failures + 1} in {status.retry_in:g}s",
+                        style="dim")
+        line.no_wrap = False
+    return line
+
+
+def console_line(view: ConsoleView, statuses: Sequence[TargetStatus], palette: Palette) -> Text:
+    line = Text(no_wrap=True, overflow="ellipsis")
+    line.append(" chassis-console ", style=f"bold reverse {palette.primary}")
+    live = sum(1 for s in statuses if s.state == "live")
+    line.append(f"  {live}/{len(statuses)} target{'s' * (len(statuses) != 1)} live",
+                style=palette.success if live == len(statuses) else f"bold {palette.error}")
+    if view.paused:
+        line.append("  ⏸ PAUSED (p resumes)", style=f"bold {palette.warning}")
+    else:
+        line.append(f"  every {_fmt_interval(view.interval)}", style="")
+    line.append("  sort ", style="dim")
+    line.append(view.sort)
+    if view.filter:
+        line.append("  filter ", style="dim")
+        line.append(f"“{clip(view.filter, 40)}”", style=f"bold {palette.accent}")
+    line.append("  ")
+    if view.allow_actions:
+        line.append("actions ON", style=f"bold {palette.error}")
+    else:
+        line.append("read-only", style="dim")
+    if view.demo:
+        line.append(f"  {clip(view.demo, 80)}", style="dim")
+    return line
+
+
+class StatusBar(Static):
+    """The console's header (one instance per screen)."""
+
+    DEFAULT_CSS = "StatusBar { height: auto; }"
+
+    def show(self, view: ConsoleView, statuses: Sequence[TargetStatus]) -> None:
+        palette = Palette.of(self.app)
+        lines = [console_line(view, statuses, palette)]
+        lines += [target_line(s, palette, paused=view.paused) for s in statuses]
+        self.update(Text("\n").join(lines))

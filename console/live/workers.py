@@ -1,0 +1,235 @@
+"""The workers table: one keyed row per in-flight worker, updated in place on every refresh.
+
+Rows are never cleared: new workers are added, finished ones removed, changed cells updated with
+``update_cell``, and the cursor follows the worker it was on, so a refresh never moves what the
+user is looking at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Self
+
+from rich.text import Text
+from textual.geometry import Region
+from textual.widgets import DataTable
+from textual.widgets.data_table import CellDoesNotExist
+
+from nameko_chassis.view.model import Container, Worker
+from nameko_chassis.view.text import short_entrypoint, since, where_of, where_text
+
+from .common import Palette, SortText, age_style, cell, format_age
+from .poller import TargetStatus
+
+#: (column key, label). The target column exists only when there are several targets.
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("target", "target"),
+    ("service", "service"),
+    ("entrypoint", "entrypoint"),
+    ("age", "age"),
+    ("where", "where"),
+    ("call", "call id"),
+    ("args", "arguments"),
+)
+#: What `s` cycles through: (column key, label shown in the header, descending?).
+SORTS: tuple[tuple[str, str, bool], ...] = (
+    ("age", "age ↓", False),  # the age cell sorts by -age: oldest first
+    ("service", "service", False),
+    ("entrypoint", "entrypoint", False),
+    ("where", "where", False),
+)
+ARGS_CHARS = 40
+#: Columns whose cells change on every refresh get a fixed width (others size to their content).
+FIXED_WIDTHS = {"age": 9, "call": 8}
+
+
+@dataclass(frozen=True)
+class WorkerRef:
+    """Which worker a row is: enough to find it again in the next snapshot."""
+
+    target: int
+    call_id: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.target}|{self.call_id}"
+
+    @classmethod
+    def from_key(cls, key: str) -> WorkerRef:
+        target, call_id = key.split("|", 1)
+        return cls(int(target), call_id)
+
+
+def parse_filter(text: str) -> tuple[str | None, str]:
+    """``service:NAME rest`` -> (``NAME``, ``rest``): ``service:`` matches the service field
+    exactly (what selecting a service in the tree sets); the rest matches any text."""
+    service, words = None, []
+    for word in text.split():
+        if word.lower().startswith("service:"):
+            service = word[len("service:"):]
+        else:
+            words.append(word)
+    return service, " ".join(words).lower()
+
+
+def worker_text(container: Container, worker: Worker, target: str = "") -> str:
+    """What the filter matches against."""
+    return " ".join((target, container.service_name, worker.entrypoint,
+                     where_text(where_of(worker)), worker.args_preview,
+                     worker.call_id)).lower()
+
+
+class WorkersTable(DataTable[Text]):
+    """In-flight workers of every target."""
+
+    _batching = False  # class level: refresh() runs before __init__ has finished
+    _batched_refresh = False
+
+    def __init__(self, *, several_targets: bool = False, slow: float = 10.0, **kwargs: object
+                 ) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
+        self.several_targets = several_targets
+        self.slow = slow
+        self.sort_index = 0
+        self.filter = ""
+        self._cells: dict[str, tuple[Text, ...]] = {}
+        self._static: dict[str, tuple[tuple[object, ...], dict[str, SortText]]] = {}
+        self._columns = [c for c in COLUMNS if several_targets or c[0] != "target"]
+        self.shown = 0
+        self.total = 0
+
+    def on_mount(self) -> None:
+        for key, label in self._columns:
+            self.add_column(label, key=key, width=FIXED_WIDTHS.get(key))
+
+    @property
+    def sort_label(self) -> str:
+        return SORTS[self.sort_index][1]
+
+    def cycle_sort(self) -> None:
+        self.sort_index = (self.sort_index + 1) % len(SORTS)
+        self._sort()
+
+    def current_ref(self) -> WorkerRef | None:
+        """The worker under the cursor, if any."""
+        if not self.row_count:
+            return None
+        try:
+            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
+        except CellDoesNotExist:
+            return None
+        return WorkerRef.from_key(str(key.value))
+
+    def _row(self, key: str, status: TargetStatus, container: Container, worker: Worker,
+             palette: Palette) -> tuple[Text, ...]:
+        slow = worker.age_s >= self.slow
+        dim = "dim" if status.stale else ""
+        where = where_of(worker)
+        age = SortText(format_age(worker.age_s) + (" ⚠" if slow else ""),
+                       style=dim or age_style(worker.age_s, self.slow, palette), no_wrap=True)
+        age.sort_value = (-worker.age_s, worker.call_id, status.label)  # total order: stable rows
+        # Everything but the age changes rarely: build those cells again only when it does. A
+        # worker the agent reported unchanged shares its where and arguments with the last
+        # snapshot's, so comparing them is an identity check.
+        signature = (dim, slow, where, worker.args, worker.kwargs, container.service_name,
+                     status.label)
+        cached = self._static.get(key)
+        if cached is not None and all(a is b or a == b for a, b in zip(cached[0], signature,
+                                                                       strict=True)):
+            static = cached[1]
+        else:
+            # ties sort oldest first by start time, which (unlike the age) never changes
+            start = since(worker)
+            strong = "bold" if slow and not dim else dim
+            entrypoint = short_entrypoint(container.service_name, worker.entrypoint)
+            static = {
+                "target": cell(status.label, dim, limit=30, sort=(status.label, start)),
+                "service": cell(container.service_name, strong, limit=30,
+                                sort=(container.service_name, start)),
+                "entrypoint": cell(entrypoint, strong, limit=40, sort=(entrypoint, start)),
+                "where": cell(where_text(where), dim, limit=44,
+                              sort=("" if where is None
+                                    else f"{where.short_file}:{where.line:08d}", start)),
+                "call": cell(worker.call_id.rsplit(".", 1)[-1][:8], dim or "dim", limit=8),
+                "args": cell(worker.args_preview, dim, limit=ARGS_CHARS),
+            }
+            self._static[key] = (signature, static)
+        return tuple(age if column == "age" else static[column] for column, _ in self._columns)
+
+    def show(self, statuses: Sequence[TargetStatus]) -> None:
+        """Bring the rows in line with the latest snapshots (in place)."""
+        palette = Palette.of(self.app)
+        service, needle = parse_filter(self.filter)
+        wanted: dict[str, tuple[Text, ...]] = {}
+        total = 0
+        for status in statuses:
+            if status.snapshot is None:
+                continue
+            for container in status.snapshot.containers:
+                for worker in container.workers:
+                    total += 1
+                    if service is not None and container.service_name != service:
+                        continue
+                    if needle and needle not in worker_text(container, worker, status.label):
+                        continue
+                    key = WorkerRef(status.index, worker.call_id).key
+                    wanted[key] = self._row(key, status, container, worker, palette)
+        self.total, self.shown = total, len(wanted)
+        self._apply(wanted)
+
+    def refresh(self, *regions: Region, repaint: bool = True, layout: bool = False,
+                recompose: bool = False) -> Self:
+        if self._batching and not (layout or recompose):
+            # update_cell refreshes the whole table each call: once per batch is enough
+            self._batched_refresh = True
+            return self
+        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
+
+    def _apply(self, wanted: dict[str, tuple[Text, ...]]) -> None:
+        self._batching = True
+        try:
+            self._apply_rows(wanted)
+        finally:
+            self._batching = False
+        if self._batched_refresh:
+            self._batched_refresh = False
+            self.refresh()
+
+    def _apply_rows(self, wanted: dict[str, tuple[Text, ...]]) -> None:
+        following = self.current_ref()
+        old_index = self.cursor_row
+        column_keys = [key for key, _ in self._columns]
+        for key in [k for k in self._cells if k not in wanted]:
+            self.remove_row(key)
+            del self._cells[key]
+            self._static.pop(key, None)
+        for key, cells in wanted.items():
+            previous = self._cells.get(key)
+            if previous is None:
+                self.add_row(*cells, key=key)
+            else:
+                for column, old, new in zip(column_keys, previous, cells, strict=True):
+                    # Text equality ignores the base style: compare it too (stale rows dim)
+                    if old is not new and (old != new or old.style != new.style):
+                        self.update_cell(key, column, new)
+            self._cells[key] = cells
+        self._sort()
+        if following is not None and following.key in self._cells:
+            index = self.get_row_index(following.key)
+            if index != self.cursor_row:
+                self.move_cursor(row=index, scroll=False)
+        elif self.row_count:
+            self.move_cursor(row=min(old_index, self.row_count - 1), scroll=False)
+
+    def _sort(self) -> None:
+        if not self.row_count:
+            return
+        column, _, reverse = SORTS[self.sort_index]
+        following = self.current_ref()
+        self.sort(column, key=lambda c: getattr(c, "sort_value", str(c)), reverse=reverse)
+        if following is not None and following.key in self._cells:
+            self.move_cursor(row=self.get_row_index(following.key), scroll=False)
+
+    def keys(self) -> Iterable[str]:
+        return [str(row.key.value) for row in self.ordered_rows]

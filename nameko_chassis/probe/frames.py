@@ -1,0 +1,142 @@
+"""Stack frames as the schema's frame objects, and which of them are the service's own code.
+
+A frame is *library* code when it lives in the standard library, site-packages/dist-packages or
+nameko/eventlet/greenlet/kombu/amqp; everything else is the service's. Frame objects are shared
+between snapshots (cached by code object and line): callers must not mutate them.
+"""
+
+from __future__ import annotations
+
+import linecache
+import os
+import sys
+import sysconfig
+from typing import Any
+
+from . import privates
+from .redaction import DEFAULT_REPR_LIMIT, safe_repr
+from .schema import FrameDict
+
+#: Frames kept per stack (the innermost ones).
+DEFAULT_MAX_FRAMES = 40
+
+
+def _library_roots() -> tuple[str, ...]:
+    roots = set()
+    for key in ("stdlib", "platstdlib"):
+        try:
+            roots.add(os.path.realpath(sysconfig.get_paths()[key]))
+        except (KeyError, OSError):
+            pass
+    for key in ("stdlib", "platstdlib"):
+        try:
+            roots.add(os.path.realpath(sysconfig.get_path(key, vars={"base": sys.base_prefix,
+                                                                       "platbase": sys.base_prefix})))
+        except (KeyError, OSError, TypeError):
+            pass
+    return tuple(sorted(r.rstrip("/") + "/" for r in roots if r))
+
+
+_LIB_ROOTS = _library_roots()
+_LIB_MARKERS = ("/site-packages/", "/dist-packages/")
+_LIB_PACKAGES = ("/nameko/", "/eventlet/", "/greenlet/", "/kombu/", "/amqp/")
+_library_by_file: dict[str, bool] = {}
+
+
+def is_library_file(filename: str) -> bool:
+    """Standard library, site-packages/dist-packages and nameko/eventlet internals."""
+    cached = _library_by_file.get(filename)
+    if cached is not None:
+        return cached
+    if filename.startswith("<"):
+        result = filename.startswith("<frozen") or filename == "<string>"
+    else:
+        result = (
+            any(m in filename for m in _LIB_MARKERS)
+            or any(m in filename for m in _LIB_PACKAGES)
+            or filename.startswith(_LIB_ROOTS)
+        )
+    if len(_library_by_file) < 20_000:
+        _library_by_file[filename] = result
+    return result
+
+
+_frame_cache: dict[tuple[Any, int], FrameDict] = {}
+_library_by_code: dict[Any, bool] = {}
+
+
+def code_is_library(code: Any) -> bool:
+    cached = _library_by_code.get(code)
+    if cached is None:
+        cached = is_library_file(code.co_filename)
+        if len(_library_by_code) < 50_000:
+            _library_by_code[code] = cached
+    return cached
+
+
+def frame_dict(frame: Any) -> FrameDict:
+    """The schema's frame object, shared between snapshots (cached by code and line): callers
+    must not mutate it."""
+    code = frame.f_code
+    lineno = frame.f_lineno or 0
+    key = (code, lineno)
+    cached = _frame_cache.get(key)
+    if cached is not None:
+        return cached
+    filename = code.co_filename
+    cached = {
+        "file": filename,
+        "line": lineno,
+        "function": code.co_name,
+        "code": linecache.getline(filename, lineno).strip()[:DEFAULT_REPR_LIMIT] if lineno else "",
+        "library": code_is_library(code),
+    }
+    if len(_frame_cache) > 50_000:
+        _frame_cache.clear()
+    _frame_cache[key] = cached
+    return cached
+
+
+def stack_of(frame: Any, max_frames: int = DEFAULT_MAX_FRAMES) -> list[FrameDict]:
+    """The frames from ``frame`` outwards, at most ``max_frames`` innermost, outermost first."""
+    frames: list[FrameDict] = []
+    while frame is not None and len(frames) < max_frames:
+        frames.append(frame_dict(frame))
+        frame = frame.f_back
+    frames.reverse()
+    return frames
+
+
+def innermost_user_frame(frame: Any, max_depth: int = 200) -> FrameDict | None:
+    """Where a suspended greenthread is, in user terms: its innermost non-library frame
+    (or its innermost frame when every frame is library code)."""
+    first = frame
+    depth = 0
+    while frame is not None and depth < max_depth:
+        if not code_is_library(frame.f_code):
+            return frame_dict(frame)
+        frame = frame.f_back
+        depth += 1
+    return frame_dict(first) if first is not None else None
+
+
+def managed_target(frame: Any) -> str | None:
+    """Name what a managed thread runs, from the bottom of its stack."""
+    bottom = None
+    depth = 0
+    while frame is not None and depth < 500:
+        bottom = frame
+        frame = frame.f_back
+        depth += 1
+    if bottom is None:
+        return None
+    fn = privates.managed_function(bottom)
+    if fn is None:
+        return f"{bottom.f_code.co_name} ({os.path.basename(bottom.f_code.co_filename)})"
+    owner = getattr(fn, "__self__", None)
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    if name is None:
+        return safe_repr(fn, 120)
+    if owner is not None and "." not in name:
+        name = f"{type(owner).__name__}.{name}"
+    return str(name)

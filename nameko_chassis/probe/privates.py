@@ -1,0 +1,123 @@
+"""Every private attribute of nameko, eventlet and greenlet that the probe reads, in one place.
+
+The probe is duck-typed: it imports none of them (they may be absent, or another version), and
+each reach below is a small function that cannot raise. ``TESTED_WITH`` names the versions these
+reaches were written and tested against; :func:`untested_versions` says when the service runs
+others, so the console can warn instead of silently showing less.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+#: The library versions the reaches below were checked against.
+TESTED_WITH: dict[str, tuple[str, ...]] = {
+    "nameko": ("3.0.0rc11",),
+    "eventlet": ("0.41.3",),
+    "greenlet": ("3.5.6",),
+}
+
+
+def _version(module_name: str) -> str | None:
+    mod = sys.modules.get(module_name)
+    version = getattr(mod, "__version__", None)
+    if version:
+        return str(version)
+    try:
+        from importlib.metadata import version as dist_version
+
+        return dist_version(module_name)
+    except Exception:
+        return None
+
+
+def library_versions() -> dict[str, str | None]:
+    return {name: _version(name) for name in TESTED_WITH}
+
+
+def untested_versions() -> list[str]:
+    """``["nameko 3.1.0 (tested: 3.0.0rc11)"]`` for every library at a version not tested."""
+    out = []
+    for name, version in library_versions().items():
+        if version is not None and version not in TESTED_WITH[name]:
+            out.append(f"{name} {version} (tested: {', '.join(TESTED_WITH[name])})")
+    return out
+
+
+# -- nameko: runners and containers ----------------------------------------------------------
+
+
+def is_runner(obj: Any) -> bool:
+    """A nameko ``ServiceRunner``. ``type()``, not ``isinstance()``: weakref proxies pass
+    isinstance checks."""
+    return type(obj).__name__ == "ServiceRunner" and isinstance(getattr(obj, "service_map", None),
+                                                                dict)
+
+
+def runner_containers(runner: Any) -> list[Any]:
+    return list(runner.service_map.values())
+
+
+def is_container(obj: Any) -> bool:
+    t = type(obj)
+    return t.__name__ == "ServiceContainer" or (
+        hasattr(t, "spawn_worker") and hasattr(t, "spawn_managed_thread")
+        and isinstance(getattr(obj, "__dict__", None), dict) and "service_name" in obj.__dict__
+    )
+
+
+def worker_threads(container: Any) -> list[tuple[Any, Any]]:
+    """(WorkerContext, GreenThread) of every running worker: ``container._worker_threads``."""
+    return list((getattr(container, "_worker_threads", None) or {}).items())
+
+
+def managed_threads(container: Any) -> list[tuple[Any, Any]]:
+    """(GreenThread, identifier) of the container's managed threads: ``_managed_threads``."""
+    return list((getattr(container, "_managed_threads", None) or {}).items())
+
+
+# -- greenlet / eventlet ---------------------------------------------------------------------
+
+
+def greenthread_frame(gt: Any) -> Any:
+    """The innermost frame of a suspended greenlet (``gr_frame``); None while it runs or once
+    it has finished."""
+    try:
+        return gt.gr_frame
+    except BaseException:
+        return None
+
+
+def managed_function(bottom_frame: Any) -> Any:
+    """What a greenthread runs: its bottom frame is eventlet's ``GreenThread.main``, whose local
+    ``function`` is the callable. None for any other bottom frame."""
+    try:
+        if bottom_frame.f_code.co_name == "main":
+            return bottom_frame.f_locals.get("function")
+    except BaseException:
+        pass
+    return None
+
+
+def current_greenlet() -> Any:
+    try:
+        import greenlet
+
+        return greenlet.getcurrent()
+    except BaseException:  # no greenlet: plain threads
+        import threading
+
+        return threading.current_thread()
+
+
+def backdoor_peer() -> tuple[Any, ...] | None:
+    """The client address of the backdoor connection running this code: eventlet's backdoor
+    console greenlet keeps it as ``hostport``."""
+    peer = getattr(current_greenlet(), "hostport", None)
+    return tuple(peer)[:2] if peer else None
+
+
+#: eventlet's backdoor console greenlet points ``sys.std*`` at its ``desc`` each time it is
+#: switched back in; the REPL re-points that attribute while it captures output.
+BACKDOOR_OUTPUT_ATTR = "desc"

@@ -1,0 +1,98 @@
+"""Snapshot schema v1 as ``TypedDict``s: what the collector returns, the wire carries and the
+console's model parses (``snapshot.schema.json`` beside this file is the JSON Schema of it, and
+docs/schema.md its prose). Optional fields added within v1 are ``NotRequired``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NotRequired, TypedDict
+
+SCHEMA_VERSION = 1
+
+#: How a finished worker ended.
+Outcome = Literal["success", "error", "expected_error"]
+OUTCOMES: tuple[Outcome, ...] = ("success", "error", "expected_error")
+
+
+class FrameDict(TypedDict):
+    file: str
+    line: int
+    function: str
+    code: str
+    library: bool
+
+
+class EntrypointDict(TypedDict):
+    method: str
+    type: str
+    details: dict[str, object]
+
+
+class DependencyDict(TypedDict):
+    attr: str
+    type: str
+
+
+class SubextensionDict(TypedDict):
+    type: str
+    details: dict[str, object]
+
+
+class WorkerDict(TypedDict):
+    call_id: str
+    call_id_stack: list[str]
+    entrypoint: str  # "service.method"
+    entrypoint_type: str
+    args: list[str]
+    kwargs: dict[str, str]
+    context_data: dict[str, object]
+    started_at: float | None
+    first_seen: float
+    age_s: float
+    where: FrameDict | None
+    stack: list[FrameDict] | None
+
+
+class ManagedThreadDict(TypedDict):
+    identifier: str
+    target: str | None
+    stack: list[FrameDict] | None
+
+
+class FinishedWorkerDict(TypedDict):
+    call_id: str
+    entrypoint: str
+    started_at: float
+    finished_at: float
+    duration_s: float
+    outcome: Outcome
+    exc_type: str | None
+    exc_message: str | None
+
+
+class ContainerDict(TypedDict):
+    service_name: str
+    service_class: str
+    started: bool
+    max_workers: int
+    workers_running: int
+    entrypoints: list[EntrypointDict]
+    dependencies: list[DependencyDict]
+    subextensions: list[SubextensionDict]
+    workers: list[WorkerDict]
+    managed_threads: list[ManagedThreadDict]
+    history: list[FinishedWorkerDict] | None
+    unchanged: NotRequired[list[str]]  # wire only: see wire.py
+
+
+class SnapshotDict(TypedDict):
+    schema: int
+    pid: int
+    host: str
+    python: str
+    nameko: str
+    time: float
+    took_ms: float
+    errors: list[str]
+    containers: list[ContainerDict]
+    frames: NotRequired[list[FrameDict]]  # wire only: see wire.py

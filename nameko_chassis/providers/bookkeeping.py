@@ -1,0 +1,110 @@
+"""Worker bookkeeping: exact worker start times and a ring buffer of recently finished workers.
+
+:class:`WorkerBookkeeping` stamps ``worker_ctx.chassis_started_at`` (epoch seconds) in
+``worker_setup`` — the collector (``nameko_chassis.probe.collect``) reads it so worker ages are
+exact — and keeps ``chassis_history``, a bounded deque of plain dicts describing finished workers,
+which snapshots include as ``history``. It also holds the helpers the other providers share:
+:func:`entrypoint_name` and :func:`outcome_of`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from typing import Any
+
+from nameko.extensions import DependencyProvider
+
+from ..config import DEFAULT_HISTORY_SIZE, load_settings
+from ..probe.redaction import safe_repr
+from ..probe.schema import Outcome
+
+log = logging.getLogger(__name__)
+
+#: Characters kept of a finished worker's exception message.
+EXC_MESSAGE_LIMIT = 300
+
+SUCCESS: Outcome = "success"
+ERROR: Outcome = "error"
+EXPECTED_ERROR: Outcome = "expected_error"
+
+
+def entrypoint_name(worker_ctx: Any) -> str:
+    return f"{worker_ctx.service_name}.{worker_ctx.entrypoint.method_name}"
+
+
+def outcome_of(worker_ctx: Any, exc_info: Any) -> Outcome:
+    """``success``, ``expected_error`` (listed in the entrypoint's ``expected_exceptions``) or
+    ``error``."""
+    if not exc_info:
+        return SUCCESS
+    expected = getattr(worker_ctx.entrypoint, "expected_exceptions", ()) or ()
+    try:
+        if expected and isinstance(exc_info[1], expected):
+            return EXPECTED_ERROR
+    except TypeError:  # a malformed expected_exceptions must not break bookkeeping
+        pass
+    return ERROR
+
+
+class WorkerBookkeeping(DependencyProvider):
+    """Start times and recently finished workers, for the introspection console.
+
+    ``history_size`` (default: ``CHASSIS.HISTORY_SIZE``, else 100) bounds ``chassis_history``.
+    The dependency it injects is the provider itself, which gives a worker its ``container``
+    (``Service.describe()`` uses it). Never raises into a worker: every hook catches and logs.
+    """
+
+    def __init__(self, history_size: int | None = None) -> None:
+        self.history_size = history_size
+        self.chassis_history: deque[dict[str, Any]] = deque(maxlen=DEFAULT_HISTORY_SIZE)
+
+    def __repr__(self) -> str:
+        service = getattr(getattr(self, "container", None), "service_name", "?")
+        return f"<WorkerBookkeeping [{service}] history={len(self.chassis_history)}>"
+
+    def setup(self) -> None:
+        size = self.history_size
+        if size is None:
+            try:
+                size = load_settings().chassis.history_size
+            except Exception:
+                log.exception("chassis: cannot read CHASSIS.HISTORY_SIZE; using %s",
+                              DEFAULT_HISTORY_SIZE)
+                size = DEFAULT_HISTORY_SIZE
+        self.chassis_history = deque(maxlen=max(int(size), 0))
+
+    def get_dependency(self, worker_ctx: Any) -> WorkerBookkeeping:
+        return self
+
+    def worker_setup(self, worker_ctx: Any) -> None:
+        worker_ctx.chassis_started_at = time.time()
+
+    def worker_result(self, worker_ctx: Any, result: Any = None, exc_info: Any = None) -> None:
+        try:
+            finished = time.time()
+            started = getattr(worker_ctx, "chassis_started_at", None) or finished
+            exc = exc_info[1] if exc_info else None
+            self.chassis_history.append({
+                "call_id": str(worker_ctx.call_id),
+                "entrypoint": entrypoint_name(worker_ctx),
+                "started_at": started,
+                "finished_at": finished,
+                "duration_s": round(finished - started, 6),
+                "outcome": outcome_of(worker_ctx, exc_info),
+                "exc_type": type(exc).__name__ if exc is not None else None,
+                "exc_message": _exc_message(exc) if exc is not None else None,
+            })
+        except Exception:
+            log.exception("chassis: worker bookkeeping failed for %r", worker_ctx)
+
+
+def _exc_message(exc: BaseException) -> str:
+    try:
+        text = str(exc)
+    except Exception:
+        return safe_repr(exc, EXC_MESSAGE_LIMIT)
+    if len(text) > EXC_MESSAGE_LIMIT:
+        text = text[: EXC_MESSAGE_LIMIT - 3] + "..."
+    return text

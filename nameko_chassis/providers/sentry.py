@@ -1,0 +1,177 @@
+"""Sentry error reporting for every entrypoint, through ``sentry-sdk``.
+
+:class:`SentryReporter` initialises the SDK once per process when a DSN is configured
+(``SENTRY.DSN`` or ``$SENTRY_DSN``), runs each worker in its own isolation scope tagged with
+service, entrypoint, method and call id, and captures the worker's unexpected exception once, with
+its redacted arguments and context data (the console's rules: entrypoint ``sensitive_arguments``
+and secret-looking keys). Expected exceptions are not reported; nameko's own "error handling
+worker" log line is ignored by the logging integration so the event is not sent twice.
+
+Workers get a handle, ``self.sentry``, to add breadcrumbs, tags or capture something themselves.
+Sending happens on the SDK's background transport: an unreachable DSN never blocks a worker.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import sentry_sdk
+from nameko.extensions import DependencyProvider
+from sentry_sdk.integrations.logging import LoggingIntegration, ignore_logger
+
+from ..config import SentrySettings, load_settings
+from ..probe.entrypoints import kind_of
+from ..probe.redaction import redact_mapping, redacted_arguments
+from .bookkeeping import EXPECTED_ERROR, SUCCESS, entrypoint_name, outcome_of
+
+log = logging.getLogger(__name__)
+
+#: nameko logs every failed worker here with ``log.exception``; we capture those ourselves.
+NAMEKO_WORKER_LOGGERS = ("nameko.containers",)
+
+_initialised: SentrySettings | None = None
+
+
+def init_sentry(settings: SentrySettings) -> bool:
+    """Initialise sentry-sdk once per process; ``False`` when no DSN is configured."""
+    global _initialised
+    if not settings.enabled:
+        return False
+    if _initialised is not None:
+        if _initialised != settings:
+            log.warning("chassis: sentry-sdk already initialised for another DSN; keeping it")
+        return True
+    for name in NAMEKO_WORKER_LOGGERS:
+        ignore_logger(name)
+    sentry_sdk.init(
+        dsn=settings.dsn,
+        environment=settings.environment,
+        release=settings.release,
+        sample_rate=settings.sample_rate,
+        # frame locals would carry the very arguments sensitive_arguments hides
+        include_local_variables=settings.include_local_variables,
+        send_default_pii=False,
+        integrations=[LoggingIntegration(level=logging.INFO, event_level=logging.ERROR)],
+    )
+    _initialised = settings
+    return True
+
+
+def _tag_scope(scope: Any, worker_ctx: Any) -> None:
+    scope.set_tag("service", worker_ctx.service_name)
+    scope.set_tag("entrypoint", entrypoint_name(worker_ctx))
+    scope.set_tag("method", worker_ctx.entrypoint.method_name)
+    scope.set_tag("entrypoint_type", kind_of(worker_ctx.entrypoint))
+    scope.set_tag("call_id", worker_ctx.call_id)
+    scope.set_transaction_name(entrypoint_name(worker_ctx))
+
+
+class SentryHandle:
+    """``self.sentry`` in a worker: reports into the worker's own isolation scope, tagged like
+    the chassis' own events. Every method is safe to call when Sentry is not configured (it
+    does nothing) and never raises."""
+
+    def __init__(self, enabled: bool, worker_ctx: Any = None) -> None:
+        self.enabled = enabled
+        self._worker_ctx = worker_ctx
+
+    def __repr__(self) -> str:
+        return f"<SentryHandle {'on' if self.enabled else 'off'}>"
+
+    def capture_exception(self, error: BaseException | None = None) -> str | None:
+        return self._call(sentry_sdk.capture_exception, error, tag=True)
+
+    def capture_message(self, message: str, level: str = "info") -> str | None:
+        return self._call(sentry_sdk.capture_message, message, level=level, tag=True)
+
+    def add_breadcrumb(self, message: str | None = None, category: str | None = None,
+                       level: str = "info", **data: Any) -> None:
+        self._call(sentry_sdk.add_breadcrumb, message=message, category=category, level=level,
+                   data=data or None)
+
+    def set_tag(self, key: str, value: Any) -> None:
+        self._call(sentry_sdk.set_tag, key, value)
+
+    def set_context(self, key: str, value: dict[str, Any]) -> None:
+        self._call(sentry_sdk.set_context, key, value)
+
+    def _call(self, fn: Any, *args: Any, tag: bool = False, **kwargs: Any) -> Any:
+        if not self.enabled:
+            return None
+        try:
+            if tag and self._worker_ctx is not None:
+                _tag_scope(sentry_sdk.get_isolation_scope(), self._worker_ctx)
+            return fn(*args, **kwargs)
+        except Exception:
+            log.exception("chassis: sentry %s failed", getattr(fn, "__name__", fn))
+            return None
+
+
+class SentryReporter(DependencyProvider):
+    """Captures each worker's unexpected exception once. A no-op without a DSN.
+
+    Tags are set when something is captured, not on every call: a worker that succeeds costs
+    one context-variable lookup.
+    """
+
+    def __init__(self) -> None:
+        self.enabled = False
+        self._scopes: dict[Any, Any] = {}
+
+    def __repr__(self) -> str:
+        service = getattr(getattr(self, "container", None), "service_name", "?")
+        return f"<SentryReporter [{service}] {'on' if self.enabled else 'off'}>"
+
+    def setup(self) -> None:
+        try:
+            self.enabled = init_sentry(load_settings().sentry)
+        except Exception:
+            log.exception("chassis: Sentry off for %s", self.container.service_name)
+            self.enabled = False
+
+    def get_dependency(self, worker_ctx: Any) -> SentryHandle:
+        return SentryHandle(self.enabled, worker_ctx)
+
+    def worker_setup(self, worker_ctx: Any) -> None:
+        if not self.enabled:
+            return
+        try:
+            # each worker reports from an isolation scope of its own (forked from the process's)
+            manager = sentry_sdk.isolation_scope()
+            manager.__enter__()
+            self._scopes[worker_ctx] = manager
+        except Exception:
+            log.exception("chassis: sentry scope failed for %r", worker_ctx)
+
+    def worker_result(self, worker_ctx: Any, result: Any = None, exc_info: Any = None) -> None:
+        if not self.enabled or not exc_info:
+            return
+        try:
+            if outcome_of(worker_ctx, exc_info) in (SUCCESS, EXPECTED_ERROR):
+                return
+            args, kwargs = redacted_arguments(worker_ctx.entrypoint, worker_ctx.args,
+                                              worker_ctx.kwargs)
+            scope = sentry_sdk.get_isolation_scope()
+            _tag_scope(scope, worker_ctx)
+            scope.set_context("nameko", {
+                "service": worker_ctx.service_name,
+                "entrypoint": entrypoint_name(worker_ctx),
+                "call_id": worker_ctx.call_id,
+                "call_id_stack": list(worker_ctx.call_id_stack),
+                "args": args,
+                "kwargs": kwargs,
+                "context_data": redact_mapping(worker_ctx.data),
+            })
+            sentry_sdk.capture_exception(exc_info)
+        except Exception:
+            log.exception("chassis: sentry capture failed for %r", worker_ctx)
+
+    def worker_teardown(self, worker_ctx: Any) -> None:
+        manager = self._scopes.pop(worker_ctx, None)
+        if manager is None:
+            return
+        try:
+            manager.__exit__(None, None, None)
+        except Exception:
+            log.exception("chassis: sentry scope exit failed for %r", worker_ctx)

@@ -1,0 +1,371 @@
+"""The typed snapshot: schema v1 (:mod:`nameko_chassis.probe.schema`) as frozen dataclasses.
+
+``Snapshot.from_dict(data)`` validates as it parses and raises :class:`SnapshotError` naming the
+path of the first bad field (``containers[0].workers[3].age_s: expected a number, got 'x'``).
+``Snapshot.from_wire(data, previous)`` parses what the agent sends on a live connection: stack
+frames come once in a shared table and stay shared objects, and workers the agent marks
+unchanged are the previous snapshot's objects with their age moved on, not parsed again.
+Standard library only: the console and the service side both use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from ..errors import ChassisError
+from ..probe.schema import OUTCOMES, SCHEMA_VERSION, Outcome
+
+
+class SnapshotError(ChassisError, ValueError):
+    """A snapshot does not match schema v1."""
+
+
+class _Reader:
+    """Typed field access over a mapping, with the path in every error message."""
+
+    def __init__(self, data: Any, path: str) -> None:
+        if not isinstance(data, Mapping):
+            raise SnapshotError(f"{path or 'snapshot'}: expected an object, got {_kind(data)}")
+        self.data = data
+        self.path = path
+
+    def _p(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def get(self, key: str, types: type | tuple[type, ...], *, optional: bool = False,
+            default: Any = None) -> Any:
+        if key not in self.data:
+            if optional:
+                return default
+            raise SnapshotError(f"{self._p(key)}: missing")
+        value = self.data[key]
+        if value is None and optional:
+            return default
+        if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+            raise SnapshotError(f"{self._p(key)}: expected {_names(types)}, got a boolean")
+        if not isinstance(value, types):
+            raise SnapshotError(f"{self._p(key)}: expected {_names(types)}, got {_kind(value)}")
+        return value
+
+    def text(self, key: str, **kw: Any) -> Any:
+        return self.get(key, str, **kw)
+
+    def number(self, key: str, **kw: Any) -> Any:
+        value = self.get(key, (int, float), **kw)
+        return float(value) if value is not None else value
+
+    def integer(self, key: str, **kw: Any) -> Any:
+        return self.get(key, int, **kw)
+
+    def array(self, key: str, **kw: Any) -> list[Any]:
+        return list(self.get(key, list, optional=True, default=[], **kw))
+
+    def mapping(self, key: str) -> dict[str, Any]:
+        return dict(self.get(key, dict, optional=True, default={}))
+
+    def items(self, key: str, cls: Any) -> list[Any]:
+        return [cls.from_dict(item, f"{self._p(key)}[{i}]")
+                for i, item in enumerate(self.array(key))]
+
+
+def _names(types: type | tuple[type, ...]) -> str:
+    ts = types if isinstance(types, tuple) else (types,)
+    names = {"str": "a string", "int": "an integer", "float": "a number", "bool": "a boolean",
+             "list": "an array", "dict": "an object"}
+    return " or ".join(dict.fromkeys(names.get(t.__name__, t.__name__) for t in ts))
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", str: repr(value)[:40], int: "an integer", float: "a number",
+            list: "an array", dict: "an object"}.get(type(value), type(value).__name__)
+
+
+@dataclass(frozen=True)
+class Frame:
+    file: str
+    line: int
+    function: str
+    code: str
+    library: bool
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str = "") -> Frame:
+        r = _Reader(data, path)
+        return cls(r.text("file"), r.integer("line"), r.text("function"),
+                   r.text("code", optional=True, default=""), r.get("library", bool))
+
+    @property
+    def short_file(self) -> str:
+        """The file path from its package onwards (``.../site-packages/nameko/rpc.py`` ->
+        ``nameko/rpc.py``), for narrow columns."""
+        for marker in ("site-packages/", "dist-packages/"):
+            if marker in self.file:
+                return self.file.split(marker, 1)[1]
+        parts = self.file.rsplit("/", 3)
+        return "/".join(parts[-2:]) if len(parts) > 2 else self.file
+
+    def __str__(self) -> str:
+        return f"{self.short_file}:{self.line} in {self.function}"
+
+
+@dataclass(frozen=True)
+class Entrypoint:
+    method: str
+    type: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str = "") -> Entrypoint:
+        r = _Reader(data, path)
+        return cls(r.text("method"), r.text("type"), r.mapping("details"))
+
+
+@dataclass(frozen=True)
+class Dependency:
+    attr: str
+    type: str
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str = "") -> Dependency:
+        r = _Reader(data, path)
+        return cls(r.text("attr"), r.text("type"))
+
+
+@dataclass(frozen=True)
+class Subextension:
+    type: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str = "") -> Subextension:
+        r = _Reader(data, path)
+        return cls(r.text("type"), r.mapping("details"))
+
+
+class _Wire:
+    """What parsing one wire snapshot shares: its frame table (parsed once) and the previous
+    snapshot's workers (reused for the call ids the agent says are unchanged)."""
+
+    def __init__(self, frames: list[Frame], previous: Snapshot | None, now: float) -> None:
+        self.frames = frames
+        self.previous = previous._by_call_id if previous is not None else {}
+        self.now = now
+
+    def frame(self, ref: Any, path: str) -> Frame:
+        if isinstance(ref, int) and not isinstance(ref, bool) and 0 <= ref < len(self.frames):
+            return self.frames[ref]
+        if isinstance(ref, Mapping):
+            return Frame.from_dict(ref, path)
+        raise SnapshotError(f"{path}: expected a frame or an index into frames, got {_kind(ref)}")
+
+
+def _stack(r: _Reader, wire: _Wire | None) -> list[Frame] | None:
+    stack = r.get("stack", list, optional=True)
+    if stack is None:
+        return None
+    path = r._p("stack")
+    if wire is None:
+        return [Frame.from_dict(f, f"{path}[{i}]") for i, f in enumerate(stack)]
+    return [wire.frame(f, f"{path}[{i}]") for i, f in enumerate(stack)]
+
+
+@dataclass(frozen=True)
+class Worker:
+    call_id: str
+    call_id_stack: list[str]
+    entrypoint: str
+    entrypoint_type: str
+    args: list[str]
+    kwargs: dict[str, str]
+    context_data: dict[str, Any]
+    started_at: float | None
+    first_seen: float
+    age_s: float
+    where: Frame | None
+    stack: list[Frame] | None  # None: not collected in this snapshot (stacks="none")
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str = "", wire: _Wire | None = None) -> Worker:
+        r = _Reader(data, path)
+        where = r.get("where", dict, optional=True)
+        return cls(
+            call_id=r.text("call_id"),
+            call_id_stack=[str(c) for c in r.array("call_id_stack")],
+            entrypoint=r.text("entrypoint"),
+            entrypoint_type=r.text("entrypoint_type"),
+            args=[str(a) for a in r.array("args")],
+            kwargs={str(k): str(v) for k, v in r.mapping("kwargs").items()},
+            context_data=r.mapping("context_data"),
+            started_at=r.number("started_at", optional=True),
+            first_seen=r.number("first_seen"),
+            age_s=r.number("age_s"),
+            where=Frame.from_dict(where, f"{r._p('where')}") if where is not None else None,
+            stack=_stack(r, wire),
+        )
+
+    def aged(self, now: float) -> Worker:
+        """This worker as seen at ``now``: the same objects (arguments, where), a new age and
+        no stack (the agent sends stacks only for new or watched workers)."""
+        copy = object.__new__(Worker)
+        copy.__dict__.update(self.__dict__)
+        since = self.started_at if self.started_at is not None else self.first_seen
+        copy.__dict__["age_s"] = round(max(now - since, 0.0), 3)
+        copy.__dict__["stack"] = None
+        return copy
+
+    @cached_property
+    def args_preview(self) -> str:
+        parts = list(self.args) + [f"{k}={v}" for k, v in self.kwargs.items()]
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class ManagedThread:
+    identifier: str
+    target: str | None
+    stack: list[Frame] | None
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str = "", wire: _Wire | None = None) -> ManagedThread:
+        r = _Reader(data, path)
+        return cls(r.text("identifier"), r.text("target", optional=True), _stack(r, wire))
+
+
+@dataclass(frozen=True)
+class FinishedWorker:
+    call_id: str
+    entrypoint: str
+    started_at: float
+    finished_at: float
+    duration_s: float
+    outcome: Outcome
+    exc_type: str | None = None
+    exc_message: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str = "") -> FinishedWorker:
+        r = _Reader(data, path)
+        outcome = r.text("outcome")
+        if outcome not in OUTCOMES:
+            raise SnapshotError(f"{r._p('outcome')}: expected one of {', '.join(OUTCOMES)}, "
+                                f"got {outcome!r}")
+        return cls(r.text("call_id"), r.text("entrypoint"), r.number("started_at"),
+                   r.number("finished_at"), r.number("duration_s"), outcome,
+                   r.text("exc_type", optional=True), r.text("exc_message", optional=True))
+
+
+@dataclass(frozen=True)
+class Container:
+    service_name: str
+    service_class: str
+    started: bool
+    max_workers: int
+    workers_running: int
+    entrypoints: list[Entrypoint]
+    dependencies: list[Dependency]
+    subextensions: list[Subextension]
+    workers: list[Worker]  # oldest first
+    managed_threads: list[ManagedThread]
+    history: list[FinishedWorker] | None  # None: the service keeps no history
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str = "", wire: _Wire | None = None) -> Container:
+        r = _Reader(data, path)
+        history = r.get("history", list, optional=True)
+        workers = [Worker.from_dict(w, f"{r._p('workers')}[{i}]", wire)
+                   for i, w in enumerate(r.array("workers"))]
+        unchanged = r.array("unchanged")
+        if unchanged:
+            if wire is None:
+                raise SnapshotError(f"{r._p('unchanged')}: a delta refresh needs the previous "
+                                    "snapshot (Snapshot.from_wire)")
+            for call_id in unchanged:
+                found = wire.previous.get(str(call_id))
+                if found is None:
+                    raise SnapshotError(f"{r._p('unchanged')}: names worker {call_id!r} that was "
+                                        "never sent")
+                workers.append(found[1].aged(wire.now))
+            workers.sort(key=lambda w: (-w.age_s, w.call_id))
+        return cls(
+            service_name=r.text("service_name"),
+            service_class=r.text("service_class"),
+            started=r.get("started", bool),
+            max_workers=r.integer("max_workers"),
+            workers_running=r.get("workers_running", int, optional=True, default=len(workers)),
+            entrypoints=r.items("entrypoints", Entrypoint),
+            dependencies=r.items("dependencies", Dependency),
+            subextensions=r.items("subextensions", Subextension),
+            workers=workers,
+            managed_threads=[ManagedThread.from_dict(t, f"{r._p('managed_threads')}[{i}]", wire)
+                             for i, t in enumerate(r.array("managed_threads"))],
+            history=None if history is None else r.items("history", FinishedWorker),
+        )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    schema: int
+    pid: int
+    host: str
+    python: str
+    nameko: str
+    time: float
+    took_ms: float
+    errors: list[str]
+    containers: list[Container]
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str = "") -> Snapshot:
+        return cls._parse(data, path, None)
+
+    @classmethod
+    def from_wire(cls, data: Any, previous: Snapshot | None = None) -> Snapshot:
+        """Parse a snapshot as the agent sends it (see :mod:`nameko_chassis.probe.wire`):
+        ``frames`` table, per-container ``unchanged`` call ids resolved against ``previous``."""
+        return cls._parse(data, "", previous, wire=True)
+
+    @classmethod
+    def _parse(cls, data: Any, path: str, previous: Snapshot | None, wire: bool = False
+               ) -> Snapshot:
+        r = _Reader(data, path)
+        schema = r.integer("schema")
+        if schema != SCHEMA_VERSION:
+            raise SnapshotError(f"schema: version {schema} is not supported (expected 1)")
+        now = r.number("time")
+        context = None
+        if wire:
+            table = [Frame.from_dict(f, f"frames[{i}]") for i, f in enumerate(r.array("frames"))]
+            context = _Wire(table, previous, now)
+        return cls(
+            schema=schema,
+            pid=r.integer("pid"),
+            host=r.text("host"),
+            python=r.text("python"),
+            nameko=r.text("nameko"),
+            time=now,
+            took_ms=r.number("took_ms"),
+            errors=[str(e) for e in r.array("errors")],
+            containers=[Container.from_dict(c, f"containers[{i}]", context)
+                        for i, c in enumerate(r.array("containers"))],
+        )
+
+    @property
+    def workers(self) -> list[tuple[Container, Worker]]:
+        return [(c, w) for c in self.containers for w in c.workers]
+
+    @cached_property
+    def _by_call_id(self) -> dict[str, tuple[Container, Worker]]:
+        return {w.call_id: (c, w) for c in self.containers for w in c.workers}
+
+    def find_worker(self, call_id: str) -> tuple[Container, Worker] | None:
+        return self._by_call_id.get(call_id)
+
+    def __repr__(self) -> str:
+        n = sum(len(c.workers) for c in self.containers)
+        names = ",".join(c.service_name for c in self.containers)
+        return f"<Snapshot pid={self.pid} {names} workers={n} took={self.took_ms:.2f}ms>"

@@ -1,0 +1,584 @@
+"""The one page renderer: rich renderables for a :class:`~nameko_chassis.view.model.Snapshot`,
+what ``debug_runner``, ``chassis-console --once`` and the REPL print, and the stack renderer the
+live console uses too.
+
+Pure: imports rich, the model and the text helpers only (never nameko, eventlet or textual).
+Everything that came from the service (arguments, context data, file names, source lines,
+service names, error messages) is untrusted text: it goes into :class:`rich.text.Text` objects,
+never into markup strings, and is made single-line and clipped before it is drawn. Every bound on
+the output is a keyword argument with a module-level default, so 1000 workers still make one
+readable page.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.constrain import Constrain
+from rich.rule import Rule
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.text import Text
+
+from .model import Container, FinishedWorker, Frame, Snapshot, Worker
+from .text import (
+    VALUE_CHARS,
+    call_id_tail,
+    caller,
+    clip,
+    clock,
+    entrypoint_label,
+    format_age,
+    oldest_first,
+    pool_level,
+    where_of,
+)
+
+__all__ = [
+    "StackStyle",
+    "arguments_text",
+    "kv_table",
+    "mapping_text",
+    "render_worker_detail",
+    "worker_fields",
+    "render_container",
+    "render_snapshot",
+    "render_stack",
+    "render_workers",
+    "to_text",
+]
+
+# -- limits (every one is also a keyword argument of the functions below) -----------------------
+
+#: Worker rows listed per container (oldest first); the rest are counted ("... and 980 more").
+MAX_WORKERS_LISTED = 20
+#: Stacks drawn per container, for its oldest workers that carry one.
+STACKS_FOR_OLDEST = 3
+#: Workers at least this old (seconds) are highlighted as slow.
+SLOW_AFTER = 10.0
+#: Rows of the "by entrypoint and where" summary, shown when workers do not all fit in the list.
+MAX_GROUPS = 10
+#: Frames drawn per stack; the innermost are kept (that is where the worker is now).
+MAX_FRAMES = 30
+#: Characters of a call id's unique part shown in the workers table (like a short git hash).
+CALL_ID_CHARS = 8
+#: Characters of an argument preview in the workers table.
+PREVIEW_CHARS = 60
+#: Entries listed per section of a worker's detail (args, kwargs, context data, call chain).
+MAX_ITEMS = 20
+#: Errors listed from ``snapshot.errors``; the rest are counted.
+MAX_ERRORS = 10
+#: Entrypoint methods named per entrypoint type in a container header.
+MAX_ENTRYPOINTS_PER_TYPE = 12
+#: Dependencies, subextensions and managed threads named in a container header.
+MAX_LISTED_EXTENSIONS = 12
+#: Finished workers listed from a chassis service's history (most recent first).
+HISTORY_LISTED = 5
+#: Width used by :func:`to_text` when the caller does not know the terminal's.
+DEFAULT_WIDTH = 120
+
+# -- styles ---------------------------------------------------------------------------------------
+
+S_TITLE = "bold"
+S_DIM = "dim"
+S_SERVICE = "bold cyan"
+S_ENTRYPOINT = "cyan"
+S_USER_FRAME = "bold"
+S_USER_CODE = "yellow"
+S_LIBRARY = "dim"
+S_SLOW = "bold red"
+S_WARN = "bold yellow"
+S_ERROR = "bold red"
+S_OK = "green"
+
+# -- text helpers ---------------------------------------------------------------------------------
+
+
+def _t(text: Any, style: str = "", limit: int = VALUE_CHARS) -> Text:
+    """Untrusted text as a :class:`Text`: never parsed as markup, one line, bounded."""
+    return Text(clip(text, limit), style=style)
+
+
+def _age(seconds: float, slow_after: float) -> Text:
+    return Text(format_age(seconds), style=S_SLOW if seconds >= slow_after else "")
+
+
+def _where_text(frame: Frame | None, limit: int = VALUE_CHARS) -> Text:
+    if frame is None:
+        return Text("?", style=S_DIM)
+    text = _t(frame.function, S_USER_FRAME if not frame.library else S_LIBRARY, limit)
+    text.append(" ")
+    text.append(clip(f"{frame.short_file}:{frame.line}", limit), style=S_DIM)
+    return text
+
+
+def _cell(text: Text) -> Text:
+    """A table cell that is cut with an ellipsis rather than wrapped when its column narrows."""
+    text.no_wrap = True
+    text.overflow = "ellipsis"
+    return text
+
+
+def _names(items: Iterable[Any], limit: int, sep: str = ", ") -> Text:
+    """A bounded, comma-separated list of untrusted names ("a, b, c … +7 more")."""
+    items = list(items)
+    text = Text()
+    for i, item in enumerate(items[:limit]):
+        if i:
+            text.append(sep)
+        text.append_text(item if isinstance(item, Text) else _t(item, limit=VALUE_CHARS))
+    if len(items) > limit:
+        text.append(f" … +{len(items) - limit} more", style=S_DIM)
+    return text
+
+
+def _entrypoint_label(method: str, type_: str, details: Mapping[str, Any]) -> Text:
+    text = _t(method, S_ENTRYPOINT, 80)
+    shown = entrypoint_label(type_, details)
+    if shown:
+        text.append(" ")
+        text.append(clip(f"[{shown}]", 80), style=S_DIM)
+    return text
+
+
+# -- stacks ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StackStyle:
+    """How :func:`render_stack` draws: the page's plain defaults, or the live console's."""
+
+    #: prefix of the service's own frames, and of the innermost one (where the worker is now)
+    user_marker: str = "> "
+    where_marker: str = "> "
+    #: appended to the innermost user frame's line
+    where_note: str = ""
+    #: style of the service's function names and of the where marker and note
+    accent: str = S_ENTRYPOINT
+    #: library frames: one dim line (False) or with their source line too (True)
+    library_code: bool = False
+    #: Python syntax highlighting of the service's source lines
+    highlight: bool = False
+    #: what a stack that was not collected says
+    missing: str = "stack not collected in this snapshot"
+
+
+PAGE_STACK = StackStyle()
+
+
+def _code_line(code: str, style: StackStyle, library: bool, code_chars: int) -> Text:
+    text = clip(code, code_chars)
+    if library:
+        return Text("      " + text, style=S_LIBRARY)
+    if style.highlight:
+        line = Syntax(text, "python", theme="ansi_dark").highlight(text)
+        line.rstrip()
+        return Text("      ") + line
+    return Text("      ") + Text(text, style=S_USER_CODE)
+
+
+def render_stack(frames: Sequence[Frame] | None, *, max_frames: int = MAX_FRAMES,
+                 code_chars: int = VALUE_CHARS, style: StackStyle = PAGE_STACK) -> RenderableType:
+    """A stack, outermost first and innermost last (like a traceback).
+
+    The service's own frames are emphasised with their source line; library frames (stdlib,
+    site-packages, nameko, eventlet) are dimmed. Only the innermost ``max_frames`` are drawn.
+    Plain-text output keeps the distinction: user frames start with ``style.user_marker``.
+    """
+    if frames is None:
+        return Text(style.missing, style=S_DIM)
+    if not frames:
+        return Text("no stack (the greenthread is running or has finished)", style=S_DIM)
+    where = next((i for i in range(len(frames) - 1, -1, -1) if not frames[i].library), None)
+    lines: list[Text] = []
+    hidden = len(frames) - max_frames
+    if hidden > 0:
+        lines.append(Text(f"  … {hidden} outer frames not shown", style=S_DIM))
+    for i, frame in enumerate(frames):
+        if i < hidden:
+            continue
+        if frame.library:
+            line = Text("  ", style=S_LIBRARY)
+            line.append(clip(f"{frame.short_file}:{frame.line} in {frame.function}", code_chars))
+            lines.append(line)
+            if style.library_code and frame.code:
+                lines.append(_code_line(frame.code, style, True, code_chars))
+            continue
+        marker = style.where_marker if i == where else style.user_marker
+        line = Text(marker, style=f"bold {style.accent}" if i == where else S_USER_FRAME)
+        line.append(clip(frame.file, code_chars), style=S_USER_FRAME)
+        line.append(f":{frame.line}", style=S_USER_FRAME)
+        line.append(" in ")
+        line.append(clip(frame.function, code_chars), style=f"{S_USER_FRAME} {style.accent}")
+        if i == where and style.where_note:
+            line.append(style.where_note, style=f"italic {style.accent}")
+        lines.append(line)
+        if frame.code:
+            lines.append(_code_line(frame.code, style, False, code_chars))
+    return Group(*lines)
+
+
+# -- workers --------------------------------------------------------------------------------------
+
+
+def _worker_title(worker: Worker, slow_after: float) -> Text:
+    title = _t(worker.entrypoint, S_ENTRYPOINT + " bold", 120)
+    title.append("  ")
+    title.append_text(_age(worker.age_s, slow_after))
+    title.append("  ")
+    title.append(clip(worker.call_id, 120), style=S_DIM)
+    return title
+
+
+def render_workers(workers: Sequence[Worker], *, max_workers_listed: int = MAX_WORKERS_LISTED,
+                   slow_after: float = SLOW_AFTER, preview_chars: int = PREVIEW_CHARS,
+                   total: int | None = None) -> RenderableType:
+    """A table of workers, oldest first: entrypoint, age, where, call id, argument preview.
+
+    At most ``max_workers_listed`` rows; a last line counts the others. ``total`` is how many
+    workers are running when that is more than the snapshot lists.
+    """
+    ordered = oldest_first(workers)
+    shown = ordered[:max_workers_listed]
+    with_caller = any(len(w.call_id_stack) > 1 for w in shown)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    # Narrow columns never wrap; the wide ones may be narrowed by rich, and their cells cut
+    # themselves with an ellipsis instead of wrapping (see _cell).
+    table.add_column("age", justify="right", no_wrap=True)
+    table.add_column("entrypoint", style=S_ENTRYPOINT, no_wrap=True, max_width=40)
+    table.add_column("where", min_width=16)
+    table.add_column("call id", style=S_DIM, no_wrap=True)
+    if with_caller:
+        table.add_column("called by", min_width=10, max_width=32)
+    table.add_column("arguments", min_width=10)
+    for w in shown:
+        row: list[RenderableType] = [
+            _age(w.age_s, slow_after),
+            _cell(_t(w.entrypoint, limit=120)),
+            _cell(_where_text(where_of(w), 120)),
+            _t(call_id_tail(w.call_id)[:CALL_ID_CHARS]),
+        ]
+        if with_caller:
+            row.append(_cell(_t(caller(w), limit=120)))
+        row.append(_cell(_t(w.args_preview, limit=preview_chars)))
+        table.add_row(*row)
+    parts: list[RenderableType] = [table]
+    more = max(len(ordered), total or 0) - len(shown)
+    if more > 0:
+        parts.append(Text(f"… and {more} more", style=S_DIM))
+    return Group(*parts)
+
+
+def _render_groups(workers: Sequence[Worker], *, max_groups: int, slow_after: float
+                   ) -> RenderableType:
+    """Workers counted by (entrypoint, where), largest groups first."""
+    counts: Counter[tuple[str, str]] = Counter()
+    oldest: dict[tuple[str, str], float] = {}
+    frames: dict[tuple[str, str], Frame | None] = {}
+    for w in workers:
+        frame = where_of(w)
+        key = (w.entrypoint, "" if frame is None else f"{frame.file}:{frame.line}")
+        counts[key] += 1
+        if w.age_s > oldest.get(key, -1.0):
+            oldest[key] = w.age_s
+        frames.setdefault(key, frame)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  title=Text("by entrypoint and where", style=S_TITLE), title_justify="left")
+    table.add_column("workers", justify="right")
+    table.add_column("entrypoint", style=S_ENTRYPOINT, no_wrap=True, overflow="ellipsis",
+                     max_width=40)
+    table.add_column("where", min_width=16)
+    table.add_column("oldest", justify="right", no_wrap=True)
+    groups = sorted(counts, key=lambda k: (-counts[k], -oldest[k]))
+    for key in groups[:max_groups]:
+        table.add_row(str(counts[key]), _cell(_t(key[0], limit=120)),
+                      _cell(_where_text(frames[key], 120)),
+                      _age(oldest[key], slow_after))
+    parts: list[RenderableType] = [table]
+    if len(groups) > max_groups:
+        rest = sum(counts[k] for k in groups[max_groups:])
+        parts.append(Text(f"… and {len(groups) - max_groups} more groups ({rest} workers)",
+                          style=S_DIM))
+    return Group(*parts)
+
+
+def _kv_table() -> Table:
+    table = Table(box=None, show_header=False, pad_edge=False, padding=(0, 1))
+    table.add_column(style=S_DIM, no_wrap=True)
+    table.add_column(overflow="fold")
+    return table
+
+
+def kv_table(rows: Iterable[tuple[str, RenderableType]]) -> Table:
+    """Two columns: a dim key (never markup: keys may come from the service) and its value."""
+    table = _kv_table()
+    for key, value in rows:
+        table.add_row(Text(clip(key, 60)), value)
+    return table
+
+
+def mapping_text(mapping: Mapping[str, Any], *, max_items: int = MAX_ITEMS,
+                 value_chars: int = VALUE_CHARS, empty: str = "-") -> Text:
+    """``key = value`` lines of a mapping (kwargs, context data), bounded."""
+    if not mapping:
+        return Text(empty, style=S_DIM)
+    lines = Text()
+    for i, (k, v) in enumerate(list(mapping.items())[:max_items]):
+        if i:
+            lines.append("\n")
+        lines.append(clip(k, 60), style=S_TITLE)
+        lines.append(" = ")
+        lines.append(clip(v if isinstance(v, str) else repr(v), value_chars))
+    if len(mapping) > max_items:
+        lines.append(f"\n… and {len(mapping) - max_items} more", style=S_DIM)
+    return lines
+
+
+def arguments_text(worker: Worker, *, max_items: int = MAX_ITEMS,
+                   value_chars: int = VALUE_CHARS) -> Text:
+    """A worker's positional arguments (``[0] 'alice'``) then keyword ones (``tag = 't1'``),
+    as the collector redacted them."""
+    if not worker.args and not worker.kwargs:
+        return Text("no arguments", style=S_DIM)
+    lines = Text()
+    for i, a in enumerate(worker.args[:max_items]):
+        if i:
+            lines.append("\n")
+        lines.append(f"[{i}] ", style=S_DIM)
+        lines.append(clip(a, value_chars))
+    if len(worker.args) > max_items:
+        lines.append(f"\n… and {len(worker.args) - max_items} more", style=S_DIM)
+    if worker.kwargs:
+        if worker.args:
+            lines.append("\n")
+        lines.append_text(mapping_text(worker.kwargs, max_items=max_items,
+                                       value_chars=value_chars))
+    return lines
+
+
+def worker_fields(container: Container | None, worker: Worker, *, target: str | None = None,
+                  max_items: int = MAX_ITEMS, value_chars: int = VALUE_CHARS,
+                  slow_after: float = SLOW_AFTER, accent: str = S_ENTRYPOINT
+                  ) -> list[tuple[str, RenderableType]]:
+    """Who a worker is: target, entrypoint, call id, call chain, age and start, where."""
+    rows: list[tuple[str, RenderableType]] = []
+    if target is not None:
+        rows.append(("target", _t(target, limit=value_chars)))
+    service = f" ({container.service_name})" if container is not None else ""
+    rows.append(("entrypoint", _t(worker.entrypoint + service, f"bold {accent}", value_chars)
+                 + _t(f"  {worker.entrypoint_type}", S_DIM, 40)))
+    rows.append(("call id", _t(worker.call_id, limit=value_chars)))
+    if len(worker.call_id_stack) > 1:
+        chain = worker.call_id_stack[-max_items:]
+        text = Text(" → ").join(_t(c, f"bold {accent}" if c == worker.call_id else "",
+                                   value_chars) for c in chain)
+        if len(worker.call_id_stack) > len(chain):
+            text = Text("… → ", style=S_DIM) + text
+        rows.append(("call chain", text))
+    age = _age(worker.age_s, slow_after)
+    if worker.started_at is not None:
+        age.append(f"  started {clock(worker.started_at)}", style=S_DIM)
+    else:
+        age.append(f"  first seen {clock(worker.first_seen)} (start time not recorded)",
+                   style=S_DIM)
+    rows.append(("age", age))
+    rows.append(("where", _where_text(where_of(worker), value_chars)))
+    return rows
+
+
+def render_worker_detail(container: Container | None, worker: Worker, *,
+                         target: str | None = None, max_frames: int = MAX_FRAMES,
+                         value_chars: int = VALUE_CHARS, max_items: int = MAX_ITEMS,
+                         slow_after: float = SLOW_AFTER, stack_style: StackStyle = PAGE_STACK
+                         ) -> RenderableType:
+    """Everything about one worker: who it is (:func:`worker_fields`), its arguments and
+    context data (already redacted by the collector) and its stack. The live console's worker
+    screen draws the same pieces in panels of their own."""
+    rows = worker_fields(container, worker, target=target, max_items=max_items,
+                         value_chars=value_chars, slow_after=slow_after)
+    rows.append(("arguments", arguments_text(worker, max_items=max_items,
+                                             value_chars=value_chars)))
+    rows.append(("context data", mapping_text(worker.context_data, max_items=max_items,
+                                              value_chars=value_chars)))
+    return Group(kv_table(rows), Text("stack", style=S_TITLE),
+                 render_stack(worker.stack, max_frames=max_frames, code_chars=value_chars,
+                              style=stack_style))
+
+
+# -- containers and snapshots ----------------------------------------------------------------------
+
+
+def _pool_text(container: Container) -> Text:
+    running, most = container.workers_running, container.max_workers
+    text = Text(f"{running}/{most} workers running")
+    level = pool_level(running, most)
+    if level == "full":
+        text.append("  SATURATED: new work waits for a free worker", style=S_ERROR)
+    elif level == "warning":
+        text.append(f"  near capacity ({running / most:.0%})", style=S_WARN)
+    return text
+
+
+def _distinct_stacks(oldest_first: Sequence[Worker], n: int) -> list[tuple[Worker, int]]:
+    """The ``n`` oldest workers whose stacks differ, each with how many other workers share its
+    stack: 1000 workers parked on the same line are drawn once."""
+    chosen: dict[tuple[tuple[str, int], ...], list[Any]] = {}
+    for w in oldest_first:
+        if w.stack is None:
+            continue
+        key = tuple((f.file, f.line) for f in w.stack)
+        if key in chosen:
+            chosen[key][1] += 1
+        elif len(chosen) < n:
+            chosen[key] = [w, 0]
+    return [(w, same) for w, same in chosen.values()]
+
+
+def _render_header(container: Container) -> RenderableType:
+    table = _kv_table()
+    started = Text("started", style=S_OK) if container.started else Text("not started",
+                                                                          style=S_ERROR)
+    table.add_row("class", _t(container.service_class, limit=120) + Text("  ") + started)
+    table.add_row("workers", _pool_text(container))
+    by_type: dict[str, list[Text]] = {}
+    for ep in container.entrypoints:
+        by_type.setdefault(ep.type, []).append(_entrypoint_label(ep.method, ep.type, ep.details))
+    for type_, labels in by_type.items():
+        table.add_row(clip(type_, 30), _names(labels, MAX_ENTRYPOINTS_PER_TYPE))
+    if not container.entrypoints:
+        table.add_row("entrypoints", Text("none", style=S_DIM))
+    if container.dependencies:
+        deps = [_t(d.attr, limit=60) + _t(f" ({d.type.rsplit('.', 1)[-1]})", S_DIM, 60)
+                for d in container.dependencies]
+        table.add_row("dependencies", _names(deps, MAX_LISTED_EXTENSIONS))
+    if container.subextensions:
+        subs = Counter(s.type.rsplit(".", 1)[-1] for s in container.subextensions)
+        table.add_row("subextensions", _names(
+            [f"{name} ×{n}" if n > 1 else name for name, n in subs.items()],
+            MAX_LISTED_EXTENSIONS))
+    if container.managed_threads:
+        threads = [_t(t.target or t.identifier, limit=80) for t in container.managed_threads]
+        table.add_row("managed threads", _names(threads, MAX_LISTED_EXTENSIONS))
+    return table
+
+
+def _render_history(history: Sequence[FinishedWorker], *, listed: int, slow_after: float
+                    ) -> RenderableType:
+    outcomes = Counter(h.outcome for h in history)
+    summary = Text(f"recently finished: {len(history)}", style=S_TITLE)
+    for outcome, n in sorted(outcomes.items()):
+        summary.append(f"  {outcome} {n}", style=S_ERROR if outcome == "error" else S_DIM)
+    if not history:
+        return summary
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("took", justify="right", no_wrap=True)
+    table.add_column("entrypoint", style=S_ENTRYPOINT, no_wrap=True, overflow="ellipsis",
+                     max_width=40)
+    table.add_column("outcome", no_wrap=True)
+    table.add_column("error", min_width=10)
+    for h in list(reversed(history))[:listed]:
+        error = "" if h.exc_type is None else f"{h.exc_type}: {h.exc_message or ''}"
+        table.add_row(_age(h.duration_s, slow_after), _t(h.entrypoint, limit=120),
+                      _t(h.outcome, S_ERROR if h.outcome == "error" else "", 20),
+                      _cell(_t(error, limit=VALUE_CHARS)))
+    return Group(summary, table)
+
+
+def render_container(container: Container, *, max_workers_listed: int = MAX_WORKERS_LISTED,
+                     stacks_for_oldest: int = STACKS_FOR_OLDEST, slow_after: float = SLOW_AFTER,
+                     max_groups: int = MAX_GROUPS, max_frames: int = MAX_FRAMES,
+                     preview_chars: int = PREVIEW_CHARS, history_listed: int = HISTORY_LISTED
+                     ) -> RenderableType:
+    """One container: a header, its workers (grouped when they do not all fit in the list,
+    then the oldest), the stacks of its oldest workers, and its recent history when it keeps one.
+    """
+    title = _t(container.service_name, S_SERVICE, 80)
+    parts: list[RenderableType] = [Rule(title, align="left"), _render_header(container)]
+    workers = container.workers
+    if workers:
+        if len(workers) > max_workers_listed:
+            parts.append(_render_groups(workers, max_groups=max_groups, slow_after=slow_after))
+        parts.append(Text("oldest workers" if len(workers) > max_workers_listed
+                          else "workers", style=S_TITLE))
+        parts.append(render_workers(workers, max_workers_listed=max_workers_listed,
+                                    slow_after=slow_after, preview_chars=preview_chars,
+                                    total=container.workers_running))
+        collected = sum(1 for w in workers if w.stack is not None)
+        for w, same in _distinct_stacks(oldest_first(workers), stacks_for_oldest):
+            title = Text("stack of ", style=S_TITLE) + _worker_title(w, slow_after)
+            parts.append(title)
+            if same:
+                of = f" of the {collected} collected" if collected < len(workers) else ""
+                parts.append(Text(f"  (+{same} more with this stack{of})", style=S_DIM))
+            parts.append(render_stack(w.stack, max_frames=max_frames))
+    else:
+        parts.append(Text("no workers running", style=S_DIM))
+    if container.history is not None:
+        parts.append(_render_history(container.history, listed=history_listed,
+                                     slow_after=slow_after))
+    return Group(*parts)
+
+
+def _render_snapshot_header(snapshot: Snapshot, *, max_errors: int) -> RenderableType:
+    n_workers = sum(max(len(c.workers), c.workers_running) for c in snapshot.containers)
+    text = Text()
+    text.append("pid ", style=S_DIM)
+    text.append(str(snapshot.pid), style=S_TITLE)
+    text.append(" on ", style=S_DIM)
+    text.append(clip(snapshot.host, 80), style=S_TITLE)
+    text.append(f"  Python {clip(snapshot.python, 30)}  nameko {clip(snapshot.nameko, 30)}",
+                style=S_DIM)
+    text.append(f"\n{len(snapshot.containers)} container"
+                f"{'' if len(snapshot.containers) == 1 else 's'}, {n_workers} worker"
+                f"{'' if n_workers == 1 else 's'} running")
+    text.append(f"  taken {clock(snapshot.time)} in {snapshot.took_ms:.2f} ms", style=S_DIM)
+    parts: list[RenderableType] = [text]
+    if snapshot.errors:
+        errors = Text(f"{len(snapshot.errors)} error"
+                      f"{'' if len(snapshot.errors) == 1 else 's'} while collecting:",
+                      style=S_ERROR)
+        for e in snapshot.errors[:max_errors]:
+            errors.append("\n  ")
+            errors.append(clip(e, VALUE_CHARS))
+        if len(snapshot.errors) > max_errors:
+            errors.append(f"\n  … and {len(snapshot.errors) - max_errors} more", style=S_DIM)
+        parts.append(errors)
+    return Group(*parts)
+
+
+def render_snapshot(snapshot: Snapshot, *, max_workers_listed: int = MAX_WORKERS_LISTED,
+                    stacks_for_oldest: int = STACKS_FOR_OLDEST, slow_after: float = SLOW_AFTER,
+                    max_groups: int = MAX_GROUPS, max_frames: int = MAX_FRAMES,
+                    preview_chars: int = PREVIEW_CHARS, history_listed: int = HISTORY_LISTED,
+                    max_errors: int = MAX_ERRORS, width: int | None = None) -> RenderableType:
+    """The whole snapshot: process header, collection errors, then each container
+    (see :func:`render_container` for the limits). ``width`` caps the rendering's width."""
+    parts: list[RenderableType] = [_render_snapshot_header(snapshot, max_errors=max_errors)]
+    for container in snapshot.containers:
+        parts.append(render_container(
+            container, max_workers_listed=max_workers_listed,
+            stacks_for_oldest=stacks_for_oldest, slow_after=slow_after, max_groups=max_groups,
+            max_frames=max_frames, preview_chars=preview_chars, history_listed=history_listed))
+    if not snapshot.containers:
+        parts.append(Text("no nameko containers found in this process", style=S_WARN))
+    group = Group(*parts)
+    return Constrain(group, width) if width else group
+
+
+def to_text(renderable: RenderableType, *, width: int = DEFAULT_WIDTH, color: bool = False
+            ) -> str:
+    """Render to a string: ANSI colour and styles when ``color``, else plain text (no escape
+    codes at all)."""
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, color_system="standard" if color else None,
+                      force_terminal=color, no_color=not color, markup=False, emoji=False,
+                      highlight=False, soft_wrap=False, legacy_windows=False,
+                      force_jupyter=False, force_interactive=False)
+    console.print(renderable)
+    return buffer.getvalue()

@@ -1,0 +1,131 @@
+"""Text helpers every view shares (the page, the live console, the REPL): one definition each
+of how a value is clipped, an age is written, a worker's "where" and start are found, workers are
+ordered and a pool counts as nearly full. Pure: standard library and the probe's tables only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+from ..probe import entrypoints
+from .model import Frame, Worker
+
+#: Characters of one value (argument, kwarg, context value, source line) unless a view says less.
+VALUE_CHARS = 200
+#: Pool use (running / max_workers) from which a pool counts as nearly full.
+SATURATION_WARNING = 0.75
+
+# C0 controls, DEL and C1 controls shown as escapes: a value must not move the cursor, change
+# colours (ESC) or break a one-line cell.
+_CONTROL_ESCAPES = {
+    c: repr(chr(c))[1:-1] for c in [*range(0x20), *range(0x7F, 0xA0)]
+}
+
+
+def clip(text: Any, limit: int = VALUE_CHARS) -> str:
+    """``text`` as one line of at most ``limit`` characters (an ellipsis marks a cut).
+
+    Control characters become visible escapes (``\\n``, ``\\x1b``), so untrusted text can neither
+    break a line nor emit terminal codes.
+    """
+    s = text if isinstance(text, str) else str(text)
+    if len(s) > limit * 4:  # do not translate megabytes to keep a hundred characters
+        s = s[: limit * 4]
+    s = s.translate(_CONTROL_ESCAPES)
+    if len(s) > limit:
+        s = s[: max(limit - 1, 0)] + "…"
+    return s
+
+
+def format_age(seconds: float | None) -> str:
+    """A short human duration: ``850ms``, ``12.3s``, ``4m05s``, ``3h04m``, ``2d03h``."""
+    if seconds is None:
+        return "?"
+    s = max(float(seconds), 0.0)
+    if s < 1:
+        return f"{s * 1000:.0f}ms"
+    if s < 60:
+        return f"{s:.1f}s"
+    if s < 3600:
+        m, sec = divmod(int(s), 60)
+        return f"{m}m{sec:02d}s"
+    if s < 86400:
+        h, rest = divmod(int(s), 3600)
+        return f"{h}h{rest // 60:02d}m"
+    d, rest = divmod(int(s), 86400)
+    return f"{d}d{rest // 3600:02d}h"
+
+
+def clock(ts: float | None, *, date: bool = True) -> str:
+    """``2026-12-01 23:07:40.123 UTC`` (or without the date)."""
+    if ts is None:
+        return "?"
+    fmt = "%Y-%m-%d %H:%M:%S" if date else "%H:%M:%S"
+    return time.strftime(fmt, time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d} UTC"
+
+
+def where_of(worker: Worker) -> Frame | None:
+    """Where the worker's own code is now: ``worker.where``, else the innermost user frame of its
+    stack, else its innermost frame."""
+    if worker.where is not None:
+        return worker.where
+    if worker.stack:
+        for frame in reversed(worker.stack):
+            if not frame.library:
+                return frame
+        return worker.stack[-1]
+    return None
+
+
+def where_text(frame: Frame | None) -> str:
+    return "?" if frame is None else f"{frame.function} {frame.short_file}:{frame.line}"
+
+
+def since(worker: Worker) -> float:
+    """When the worker started: the chassis' exact start time, else when it was first seen."""
+    return worker.started_at if worker.started_at is not None else worker.first_seen
+
+
+def oldest_first(workers: Iterable[Worker]) -> list[Worker]:
+    """Workers oldest first; ties (same age) by call id, so the order is total and stable."""
+    return sorted(workers, key=lambda w: (-w.age_s, w.call_id))
+
+
+PoolLevel = Literal["idle", "ok", "warning", "full"]
+
+
+def pool_level(running: int, max_workers: int) -> PoolLevel:
+    """``full`` when new work waits, ``warning`` from :data:`SATURATION_WARNING`."""
+    if not max_workers:
+        return "idle"
+    if running >= max_workers:
+        return "full"
+    if running / max_workers >= SATURATION_WARNING:
+        return "warning"
+    return "ok"
+
+
+def call_id_tail(call_id: str) -> str:
+    """The unique part of a call id (``service.method.<uuid>``: the rest is the entrypoint)."""
+    return call_id.rsplit(".", 1)[-1]
+
+
+def caller(worker: Worker) -> str:
+    """The entrypoint that called this worker (``orders.place``), from its call chain."""
+    if len(worker.call_id_stack) < 2:
+        return ""
+    parent = worker.call_id_stack[-2]
+    return parent.rsplit(".", 1)[0] if parent.count(".") >= 2 else parent
+
+
+def short_entrypoint(service_name: str, entrypoint: str) -> str:
+    """The entrypoint without its service prefix, for views with a service column."""
+    prefix = service_name + "."
+    return entrypoint[len(prefix):] if entrypoint.startswith(prefix) else entrypoint
+
+
+def entrypoint_label(kind: str, details: Mapping[str, Any]) -> str:
+    """What an entrypoint listing shows beside its name (``GET /orders/<id>``, ``every 1s``)."""
+    return entrypoints.label(kind, details)
