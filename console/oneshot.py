@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import ConsoleError
+from .errors import ConsoleError, ProtocolError
 from .targets import TargetAddress
 from .targets.backdoor import BackdoorClient
 
@@ -37,12 +37,18 @@ def run_oneshot(addresses: Sequence[TargetAddress], args: argparse.Namespace) ->
         return 0
     from rich.console import Console
 
-    from nameko_chassis.view.model import Snapshot
+    from nameko_chassis.view.model import Snapshot, SnapshotError
     from nameko_chassis.view.page import render_snapshot
 
-    console = Console(highlight=False)
+    parsed = []
     for address, data in zip(addresses, snapshots, strict=True):
+        try:
+            parsed.append(Snapshot.from_dict(data))
+        except SnapshotError as exc:  # a peer that speaks the protocol but sends nonsense
+            raise ProtocolError(f"{address}: invalid snapshot: {exc}") from None
+    console = Console(highlight=False)
+    for address, snapshot in zip(addresses, parsed, strict=True):
         if len(addresses) > 1:
             console.rule(str(address))
-        console.print(render_snapshot(Snapshot.from_dict(data), slow_after=args.slow))
+        console.print(render_snapshot(snapshot, slow_after=args.slow))
     return 0

@@ -283,3 +283,49 @@ def test_refreshes_on_one_connection_send_deltas_that_merge_to_full_workers(star
     (worker,) = third.containers[0].workers
     assert worker.kwargs == {"tag": "'b'", "payload": "'new'"}
     service.release("b")
+
+
+def _fake_backdoor(snapshot: dict) -> tuple[socket.socket, int]:
+    """A server that speaks the backdoor protocol well enough to get past hello, then answers
+    ``collect`` with ``snapshot``."""
+    from nameko_chassis.probe import wire
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        conn.sendall(b"Python 3.11 fake backdoor\n>>> ")
+        buffer = b""
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                if b"'collect'" in line:
+                    reply = wire.encode_frame("j", json.dumps(snapshot), 0.1)
+                elif line.startswith(b"exec("):
+                    reply = ""
+                else:
+                    reply = wire.encode_frame("j", json.dumps(
+                        {"version": "fake", "services": ["fake"], "pid": 1}), 0.1)
+                conn.sendall(reply.encode() + b">>> ")
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server, server.getsockname()[1]
+
+
+def test_a_peer_that_sends_an_invalid_snapshot_is_a_protocol_error_not_a_traceback():
+    bad = {"schema": 1, "pid": 1, "host": "h", "python": "3", "nameko": "x", "time": 1.0,
+           "took_ms": 0.1, "errors": [], "containers": [{"service_name": 42}]}
+    server, port = _fake_backdoor(bad)
+    try:
+        out = chassis_console(f"127.0.0.1:{port}", "--once", "--timeout", "3")
+    finally:
+        server.close()
+    assert out.returncode == 4, out.stderr
+    assert "invalid snapshot" in out.stderr and "service_name" in out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
