@@ -468,35 +468,87 @@ def _render_header(container: Container) -> RenderableType:
     return table
 
 
-def _render_history(history: Sequence[FinishedWorker], *, listed: int, slow_after: float
-                    ) -> RenderableType:
-    outcomes = Counter(h.outcome for h in history)
-    summary = Text(f"recently finished: {len(history)}", style=S_TITLE)
-    for outcome, n in sorted(outcomes.items()):
-        summary.append(f"  {outcome} {n}", style=S_ERROR if outcome == "error" else S_DIM)
-    if not history:
-        return summary
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    table.add_column("took", justify="right", no_wrap=True)
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One finished worker as a history table lists it: which target and service it ran in,
+    and how long before the snapshot it finished."""
+
+    worker: FinishedWorker
+    service: str
+    ago: float
+    target: str | None = None
+
+
+def history_entries(container: Container, now: float, target: str | None = None
+                    ) -> list[HistoryEntry]:
+    return [HistoryEntry(h, container.service_name, max(now - h.finished_at, 0.0), target)
+            for h in container.history or ()]
+
+
+def outcome_counts(entries: Iterable[HistoryEntry]) -> dict[str, int]:
+    return dict(sorted(Counter(e.worker.outcome for e in entries).items()))
+
+
+#: Style of each outcome in history tables (the live console passes its theme's colours).
+OUTCOME_STYLES = {"success": S_OK, "error": S_ERROR, "expected_error": S_WARN}
+
+
+def history_table(entries: Sequence[HistoryEntry], *, listed: int = HISTORY_LISTED,
+                  slow_after: float = SLOW_AFTER, service: bool = True, target: bool = False,
+                  outcome_styles: Mapping[str, str] = OUTCOME_STYLES, expand: bool = False
+                  ) -> Table:
+    """The most recently finished workers first: how long ago, (target,) (service,)
+    entrypoint, duration, outcome and error. The page and the live console both draw this."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=expand,
+                  header_style=S_DIM)
+    table.add_column("ago", justify="right", no_wrap=True)
+    if target:
+        table.add_column("target", no_wrap=True, max_width=30)
+    if service:
+        table.add_column("service", no_wrap=True, max_width=30)
     table.add_column("entrypoint", style=S_ENTRYPOINT, no_wrap=True, overflow="ellipsis",
                      max_width=40)
+    table.add_column("took", justify="right", no_wrap=True)
     table.add_column("outcome", no_wrap=True)
-    table.add_column("error", min_width=10)
-    for h in list(reversed(history))[:listed]:
+    table.add_column("error", min_width=10, ratio=1 if expand else None, no_wrap=True,
+                     overflow="ellipsis")
+    for e in sorted(entries, key=lambda e: e.ago)[:listed]:
+        h = e.worker
         error = "" if h.exc_type is None else f"{h.exc_type}: {h.exc_message or ''}"
-        table.add_row(_age(h.duration_s, slow_after), _t(h.entrypoint, limit=120),
-                      _t(h.outcome, S_ERROR if h.outcome == "error" else "", 20),
-                      _cell(_t(error, limit=VALUE_CHARS)))
-    return Group(summary, table)
+        row: list[RenderableType] = [Text(format_age(e.ago), style=S_DIM)]
+        if target:
+            row.append(_t(e.target or "", S_DIM, 30))
+        entrypoint = h.entrypoint
+        if service:
+            row.append(_t(e.service, limit=30))
+            prefix = e.service + "."  # the service has a column of its own
+            entrypoint = entrypoint[len(prefix):] if entrypoint.startswith(prefix) else entrypoint
+        row += [_t(entrypoint, "bold", 40), _age(h.duration_s, slow_after),
+                _t(h.outcome, outcome_styles.get(h.outcome, ""), 20),
+                _cell(_t(error, S_ERROR if error else "", VALUE_CHARS))]
+        table.add_row(*row)
+    return table
+
+
+def _render_history(entries: Sequence[HistoryEntry], *, listed: int, slow_after: float
+                    ) -> RenderableType:
+    summary = Text(f"recently finished: {len(entries)}", style=S_TITLE)
+    for outcome, n in outcome_counts(entries).items():
+        summary.append(f"  {outcome} {n}", style=S_ERROR if outcome == "error" else S_DIM)
+    if not entries:
+        return summary
+    return Group(summary, history_table(entries, listed=listed, slow_after=slow_after,
+                                        service=False))
 
 
 def render_container(container: Container, *, max_workers_listed: int = MAX_WORKERS_LISTED,
                      stacks_for_oldest: int = STACKS_FOR_OLDEST, slow_after: float = SLOW_AFTER,
                      max_groups: int = MAX_GROUPS, max_frames: int = MAX_FRAMES,
-                     preview_chars: int = PREVIEW_CHARS, history_listed: int = HISTORY_LISTED
-                     ) -> RenderableType:
+                     preview_chars: int = PREVIEW_CHARS, history_listed: int = HISTORY_LISTED,
+                     now: float | None = None) -> RenderableType:
     """One container: a header, its workers (grouped when they do not all fit in the list,
-    then the oldest), the stacks of its oldest workers, and its recent history when it keeps one.
+    then the oldest), the stacks of its oldest workers, and its recent history when it keeps one
+    (``now``: the snapshot's time, for how long ago they finished).
     """
     title = _t(container.service_name, S_SERVICE, 80)
     parts: list[RenderableType] = [Rule(title, align="left"), _render_header(container)]
@@ -520,7 +572,9 @@ def render_container(container: Container, *, max_workers_listed: int = MAX_WORK
     else:
         parts.append(Text("no workers running", style=S_DIM))
     if container.history is not None:
-        parts.append(_render_history(container.history, listed=history_listed,
+        when = now if now is not None else max((h.finished_at for h in container.history),
+                                               default=0.0)
+        parts.append(_render_history(history_entries(container, when), listed=history_listed,
                                      slow_after=slow_after))
     return Group(*parts)
 
@@ -564,7 +618,8 @@ def render_snapshot(snapshot: Snapshot, *, max_workers_listed: int = MAX_WORKERS
         parts.append(render_container(
             container, max_workers_listed=max_workers_listed,
             stacks_for_oldest=stacks_for_oldest, slow_after=slow_after, max_groups=max_groups,
-            max_frames=max_frames, preview_chars=preview_chars, history_listed=history_listed))
+            max_frames=max_frames, preview_chars=preview_chars, history_listed=history_listed,
+            now=snapshot.time))
     if not snapshot.containers:
         parts.append(Text("no nameko containers found in this process", style=S_WARN))
     group = Group(*parts)
