@@ -99,7 +99,7 @@ def collect_for_page(target: Any, *, namespace: Any = None, limits: dict[str, An
         # stacks are drawn once, so ask for a few spare ones in case the oldest share theirs.
         wanted: set[str] = set()
         for container in data.get("containers", []):
-            workers = sorted(container.get("workers", []), key=lambda w: -w.get("age_s", 0))
+            workers = container.get("workers", [])  # the collector lists them oldest first
             wanted.update(w["call_id"] for w in workers[: n_stacks * 4])
         if wanted:
             data = collect(target, namespace=namespace, stacks=wanted, **collect_kw)

@@ -17,7 +17,7 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
 
 from nameko_chassis.view.model import Container, Worker
-from nameko_chassis.view.text import short_entrypoint, since, where_of, where_text
+from nameko_chassis.view.text import short_entrypoint, where_of, where_text
 
 from .common import Palette, SortText, age_style, cell, format_age
 from .poller import TargetStatus
@@ -140,7 +140,7 @@ class WorkersTable(DataTable[Text]):
             static = cached[1]
         else:
             # ties sort oldest first by start time, which (unlike the age) never changes
-            start = since(worker)
+            start = worker.since
             strong = "bold" if slow and not dim else dim
             entrypoint = short_entrypoint(container.service_name, worker.entrypoint)
             static = {

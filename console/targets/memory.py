@@ -145,7 +145,6 @@ def sample_snapshot(*, workers_per_service: int = 1, history: bool = True) -> Sn
                 twin["call_id_stack"] = [*worker["call_id_stack"][:-1], twin["call_id"]]
                 twin["age_s"] = round(max(worker["age_s"] - 0.01 * k, 0.0), 3)
                 copies.append(twin)
-        container["workers"] = sorted(container["workers"] + copies,
-                                      key=lambda w: (-w["age_s"], w["call_id"]))
+        container["workers"] += copies  # the model keeps them oldest first
         container["workers_running"] = len(container["workers"])
     return Snapshot.from_dict(data)

@@ -147,6 +147,11 @@ class Subextension:
         return cls(r.text("type"), r.mapping("details"))
 
 
+def oldest_first_key(worker: Worker) -> tuple[float, str]:
+    """Oldest first; ties (same age) by call id, so the order is total and stable."""
+    return (-worker.age_s, worker.call_id)
+
+
 class _Wire:
     """What parsing one wire snapshot shares: its frame table (parsed once) and the previous
     snapshot's workers (reused for the call ids the agent says are unchanged)."""
@@ -213,10 +218,15 @@ class Worker:
         no stack (the agent sends stacks only for new or watched workers)."""
         copy = object.__new__(Worker)
         copy.__dict__.update(self.__dict__)
-        since = self.started_at if self.started_at is not None else self.first_seen
-        copy.__dict__["age_s"] = round(max(now - since, 0.0), 3)
+        copy.__dict__["age_s"] = round(max(now - self.since, 0.0), 3)
         copy.__dict__["stack"] = None
         return copy
+
+    @property
+    def since(self) -> float:
+        """When the worker started: the chassis' exact start time, else when the collector
+        first saw it (plain services record no start time)."""
+        return self.started_at if self.started_at is not None else self.first_seen
 
     @cached_property
     def args_preview(self) -> str:
@@ -290,7 +300,7 @@ class Container:
                     raise SnapshotError(f"{r._p('unchanged')}: names worker {call_id!r} that was "
                                         "never sent")
                 workers.append(found[1].aged(wire.now))
-            workers.sort(key=lambda w: (-w.age_s, w.call_id))
+        workers.sort(key=oldest_first_key)
         return cls(
             service_name=r.text("service_name"),
             service_class=r.text("service_class"),

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from ..probe import entrypoints
-from .model import Frame, Worker
+from .model import Frame, Worker, oldest_first_key
 
 #: Characters of one value (argument, kwarg, context value, source line) unless a view says less.
 VALUE_CHARS = 200
@@ -83,14 +83,10 @@ def where_text(frame: Frame | None) -> str:
     return "?" if frame is None else f"{frame.function} {frame.short_file}:{frame.line}"
 
 
-def since(worker: Worker) -> float:
-    """When the worker started: the chassis' exact start time, else when it was first seen."""
-    return worker.started_at if worker.started_at is not None else worker.first_seen
-
-
 def oldest_first(workers: Iterable[Worker]) -> list[Worker]:
-    """Workers oldest first; ties (same age) by call id, so the order is total and stable."""
-    return sorted(workers, key=lambda w: (-w.age_s, w.call_id))
+    """Workers oldest first; ties (same age) by call id, so the order is total and stable
+    (a container's ``workers`` already are in this order)."""
+    return sorted(workers, key=oldest_first_key)
 
 
 PoolLevel = Literal["idle", "ok", "warning", "full"]
