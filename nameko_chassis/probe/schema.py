@@ -1,9 +1,9 @@
 """Snapshot schema v1 as ``TypedDict``s: what the collector returns, the wire carries and the
 console's model parses (``snapshot.schema.json`` beside this file is the JSON Schema of it, and
-docs/schema.md its prose). Optional fields added within v1 are ``NotRequired``.
+docs/schema.md its prose). Optional fields added within v1 are ``NotRequired`` (no postponed
+annotations here, so ``__optional_keys__`` is right).
 """
 
-from __future__ import annotations
 
 from typing import Literal, NotRequired, TypedDict
 

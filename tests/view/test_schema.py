@@ -255,3 +255,20 @@ def test_real_snapshots_match_the_schema_and_the_model(start_service, validator)
     data = collect_remote(service)
     assert schema_errors(validator, data) == []
     assert Snapshot.from_dict(data).containers[0].workers == []
+
+
+def test_the_model_and_the_wire_types_name_the_same_fields():
+    # one definition of schema v1: the probe's TypedDicts; the console's dataclasses follow it
+    import dataclasses
+
+    from nameko_chassis.probe import schema
+    from nameko_chassis.view import model
+
+    pairs = [(model.Frame, schema.FrameDict), (model.Entrypoint, schema.EntrypointDict),
+             (model.Dependency, schema.DependencyDict), (model.Subextension, schema.SubextensionDict),
+             (model.Worker, schema.WorkerDict), (model.ManagedThread, schema.ManagedThreadDict),
+             (model.FinishedWorker, schema.FinishedWorkerDict), (model.Container, schema.ContainerDict),
+             (model.Snapshot, schema.SnapshotDict)]
+    for cls, typed in pairs:
+        wire_only = set(typed.__optional_keys__)  # unchanged, frames: folded in by from_wire
+        assert {f.name for f in dataclasses.fields(cls)} == set(typed.__annotations__) - wire_only, cls
