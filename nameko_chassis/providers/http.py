@@ -73,7 +73,9 @@ class ChassisHttpServer:
 
     def _listen(self) -> None:
         try:
-            self._sock = eventlet.listen(self.address)
+            # exclusive: eventlet.listen would set SO_REUSEPORT, and a second process on the
+            # same port would then take half the scrapes, with counters of its own
+            self._sock = eventlet.listen(self.address, reuse_port=False)
         except OSError as exc:
             # a busy port must not stop the service: it runs without the chassis endpoints
             log.error("chassis: cannot listen on %s:%s for /metrics and /health: %s",

@@ -374,3 +374,23 @@ def test_span_kinds_errors_and_resources(shop: Shop) -> None:
     assert {s["resource"]["service.name"] for s in shop.otlp.find()} >= {
         "chassis_front", "chassis_back"}
     assert failed["resource"]["service.version"] == "1.2.3"
+
+
+def test_the_chassis_http_port_is_not_shared_by_a_second_process(
+        shop: Shop, tmp_path_factory: pytest.TempPathFactory) -> None:
+    def start_time() -> float:
+        return value(shop.samples(), "process_start_time_seconds")
+
+    first = start_time()
+    config = dict(shop.service.process.config)
+    second = NamekoProcess([MODULE], config, cwd=REPO, workdir=tmp_path_factory.mktemp("second"),
+                           env=clean_env())
+    second.start()
+    try:
+        wait_for(lambda: "cannot listen on" in second.log_text(), timeout=30,
+                 what="the second process to report the busy port")
+        assert "Address already in use" in second.log_text()
+        # every scrape still reaches the first process: no SO_REUSEPORT split
+        assert {start_time() for _ in range(20)} == {first}
+    finally:
+        second.stop()
