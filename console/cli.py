@@ -102,6 +102,9 @@ def run(argv: Sequence[str] | None = None) -> int:
         parser.error("--interval and --timeout must be > 0, --slow >= 0, --max-workers >= 1")
     if args.serve and not args.demo:
         parser.error("--serve only goes with --demo")
+    if args.demo and args.targets:
+        parser.error(f"--demo starts its own services and attaches to them; it takes no TARGET "
+                     f"(got {' '.join(args.targets)})")
 
     if args.demo:
         from .demo import run_demo

@@ -16,11 +16,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from nameko_chassis.amqp.management import ManagementApi, ManagementError, amqp_uri_from_env
+from nameko_chassis.amqp.management import (
+    AmqpUri,
+    ManagementApi,
+    ManagementError,
+    amqp_uri_from_env,
+)
 
 from .launch import NamekoProcess, free_port
 
 DEMO_MODULE = "nameko_chassis.demo.shop"
+#: Seconds the demo's services get to stop gracefully before they are killed.
+DEMO_STOP_TIMEOUT = 2.0
 
 
 @contextmanager
@@ -43,16 +50,30 @@ def demo_services(*, web_port: int | None = None) -> Iterator[NamekoProcess]:
         "LOGGING": {"version": 1, "root": {"level": "WARNING"}},
     }
     process = NamekoProcess([DEMO_MODULE], config, cwd=Path.cwd(), env=dict(os.environ))
+    process.amqp_uri = uri
     try:
         process.start()
         yield process
     finally:
-        process.stop()
+        if process.running:
+            print(f"stopping the demo shop (nameko run pid {process.pid})"
+                  + (f" and deleting its vhost {vhost!r}" if vhost else "") + " ...",
+                  file=sys.stderr, flush=True)
+        # throwaway services: a short grace period, not the minutes a slow payment may take
+        process.stop(timeout=DEMO_STOP_TIMEOUT)
+        process.remove_workdir()
         if vhost:
             try:
                 api.delete_vhost(vhost)
             except ManagementError as exc:
                 print(f"warning: could not delete demo vhost {vhost!r}: {exc}", file=sys.stderr)
+
+
+def uri_hint(uri: AmqpUri | None) -> str:
+    """The demo's AMQP URI to type, the password hidden unless it is RabbitMQ's default."""
+    if uri is None:
+        return ""
+    return str(uri) if uri.password == "guest" else uri.redacted()
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:
@@ -76,6 +97,7 @@ def run_demo(*, serve_only: bool, args: object) -> int:
             f"demo shop running (pid {process.pid}); HTTP on http://{web}/orders/1\n"
             f"attach with:  chassis-console {process.target}\n"
             f"         or:  chassis-console {process.target} --once\n"
+            f"services on its vhost:  chassis-console --services {uri_hint(process.amqp_uri)}\n"
             "Ctrl-C stops the demo and deletes its vhost.",
             flush=True,
         )

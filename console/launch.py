@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -52,6 +53,7 @@ class NamekoProcess:
         self.backdoor_port = backdoor_port or free_port()
         self.cwd = str(cwd) if cwd else None
         self.env = env
+        self._own_workdir = workdir is None  # a temporary folder of ours: removed afterwards
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="chassis-service-"))
         self.log_path = self.workdir / "service.log"
         self.config_path = self.workdir / "config.yaml"
@@ -60,6 +62,8 @@ class NamekoProcess:
         # ready: "containers" waits for every container to start, "prompt" for the banner only
         self.argv = argv
         self.ready = ready
+        #: the broker (vhost included) the services use, when the caller says
+        self.amqp_uri: Any = None
 
     @property
     def address(self) -> TargetAddress:
@@ -163,6 +167,11 @@ class NamekoProcess:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:
             pass
+
+    def remove_workdir(self) -> None:
+        """Remove the temporary folder (config, log) this object made, once stopped."""
+        if self._own_workdir and not self.running:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def kill(self) -> None:
         """SIGKILL at once, as a crash would."""
