@@ -57,8 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="print the rendered snapshot once and exit")
     mode.add_argument("--repl", action="store_true",
                       help="a Python REPL over the backdoor (completion, history, safe exit)")
-    mode.add_argument("--services", nargs="?", const="", metavar="AMQP_URI",
-                      help="list the nameko services on a broker (default $AMQP_URI)")
+    p.add_argument("--services", nargs="?", const="", metavar="AMQP_URI",
+                   help="list the nameko services on a broker's vhost (default $AMQP_URI); "
+                        "with --json as JSON")
     mode.add_argument("--demo", action="store_true",
                       help="start the demo shop with a backdoor on a free port and attach to it")
     p.add_argument("--serve", action="store_true",
@@ -111,9 +112,12 @@ def run(argv: Sequence[str] | None = None) -> int:
 
         return run_demo(serve_only=args.serve, args=args)
     if args.services is not None:
+        if args.once or args.repl or args.demo or args.targets:
+            parser.error("--services takes an AMQP URI (or none), not a TARGET, and goes with "
+                         "--json only")
         from .services import run_services
 
-        return run_services(args.services or None, timeout=args.timeout)
+        return run_services(args.services or None, timeout=args.timeout, as_json=args.json)
 
     addresses = _targets(args, parser)
     _warn_remote(addresses)

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .management import AmqpUri, ManagementApi
+from .management import AmqpUri, ManagementApi, ManagementError
 from .rpc import RpcClient, RpcError, RpcTimeout
 
 #: Seconds to wait for all ``describe()`` answers together.
@@ -34,6 +34,10 @@ _REPLY = re.compile(rf"^rpc\.reply-(?P<service>.+)-{_UUID}$")
 _EVENT = re.compile(rf"^evt-.+--(?P<service>.+)\.(?P<method>[^.]+?)(-{_UUID})?$")
 
 
+class UnknownVhostError(ManagementError):
+    """The URI names a vhost the broker does not have."""
+
+
 @dataclass
 class DiscoveredService:
     """One service seen on the broker, and what it said about itself."""
@@ -42,6 +46,8 @@ class DiscoveredService:
     vhost: str
     #: consumers on ``rpc-<name>``: running instances with RPC entrypoints (0: none)
     instances: int = 0
+    #: most consumers on one of its event queues (instances of an event-only service)
+    event_instances: int = 0
     rpc_queue: str | None = None
     event_handlers: list[str] = field(default_factory=list)
     calls_others: bool = False
@@ -77,7 +83,10 @@ def services_from_queues(queues: list[dict[str, Any]], vhost: str) -> list[Disco
             service.rpc_queue = name
             service.instances = int(queue["consumers"])
         elif (m := _EVENT.match(name)) is not None:
-            get(m["service"]).event_handlers.append(m["method"])
+            service = get(m["service"])
+            service.event_handlers.append(m["method"])
+            # every instance of a service consumes each of its (shared) event queues
+            service.event_instances = max(service.event_instances, int(queue["consumers"]))
     for service in found.values():
         service.event_handlers.sort()
     return sorted(found.values(), key=lambda s: s.name)
@@ -127,7 +136,15 @@ def discover(amqp_uri: str | AmqpUri, *, management: ManagementApi | None = None
     """The nameko services on ``amqp_uri``'s vhost, sorted by name (see the module docstring)."""
     uri = amqp_uri if isinstance(amqp_uri, AmqpUri) else AmqpUri.parse(amqp_uri)
     api = management or ManagementApi(uri, timeout=timeout)
-    services = services_from_queues(api.queues(uri.vhost), uri.vhost)
+    try:
+        queues = api.queues(uri.vhost)
+    except ManagementError as exc:
+        if "HTTP 404" not in str(exc):
+            raise
+        known = ", ".join(repr(v) for v in sorted(api.vhosts())) or "none"
+        raise UnknownVhostError(f"vhost {uri.vhost!r} does not exist on the broker at "
+                                f"{api.url} (vhosts there: {known})") from None
+    services = services_from_queues(queues, uri.vhost)
     if describe:
         describe_services(services, str(uri), timeout=timeout)
     return services

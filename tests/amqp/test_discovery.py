@@ -4,6 +4,7 @@ entrypoints from describe(), a plain nameko service without, vhost isolation, an
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -88,3 +89,38 @@ def test_services_cli_errors(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Cap
     with pytest.raises(UnreachableError) as err:
         run_services(str(vhost.uri), timeout=2)
     assert err.value.exit_code == 3 and "management API" in str(err.value)
+
+
+def test_services_of_every_kind_as_a_table_and_as_json(start_service, vhost: IsolatedVhost
+                                                       ) -> None:
+    start_service(["tests.services.parking", "tests.services.listener"])
+    names = {"parking", "listener"}
+    wait_for(lambda: names <= {s.name for s in discover(vhost.uri, timeout=5)
+                               if s.rpc_queue or s.event_instances},
+             timeout=30, interval=0.5, what="both services on the management API")
+    env = {**os.environ, "COLUMNS": "250"}
+    out = subprocess.run([sys.executable, "-m", "chassis_console", "--services", str(vhost.uri),
+                          "--json"], cwd=REPO, capture_output=True, text=True, timeout=60,
+                         env=env)
+    assert out.returncode == 0, out.stderr
+    rows = {r["name"]: r for r in json.loads(out.stdout)}
+    assert rows["listener"]["instances"] == 1 and rows["listener"]["rpc_queue"] is None
+    assert rows["listener"]["event_handlers"] == ["on_happened"]
+    assert rows["parking"]["instances"] == 1 and rows["parking"]["chassis"] is False
+    table = subprocess.run([sys.executable, "-m", "chassis_console", "--services",
+                            str(vhost.uri)], cwd=REPO, capture_output=True, text=True,
+                           timeout=60, env=env).stdout
+    listener = next(line for line in table.splitlines() if "listener" in line)
+    assert "—" not in listener.split("listener", 1)[1].split()[0]  # instances: 1, not —
+    parking = next(line for line in table.splitlines() if "parking" in line)
+    assert "not a chassis service" not in parking.split("│")[4]  # entrypoints column
+    assert "not a chassis service" in parking.split("│")[5]  # notes column
+
+
+def test_an_unknown_vhost_is_named_as_such(vhost: IsolatedVhost) -> None:
+    uri = vhost.uri.with_vhost("no-such-vhost-here")
+    out = subprocess.run([sys.executable, "-m", "chassis_console", "--services", str(uri)],
+                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "vhost 'no-such-vhost-here' does not exist" in out.stderr
+    assert "HTTP 404" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
