@@ -20,6 +20,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input
 
+from nameko_chassis.view.text import pool_level
+
 from ..targets import Target, TargetAddress
 from .detail import WorkerDetailScreen
 from .dialogs import ConfirmKillScreen, HelpScreen, describe_worker
@@ -53,6 +55,10 @@ class ChassisConsole(App[int]):
     """``chassis-console``: containers, entrypoints and in-flight workers, live."""
 
     CSS_PATH = "app.tcss"
+    #: Below this many columns (or NARROW_HEIGHT rows) the side panel goes and the workers
+    #: table keeps service, entrypoint, age and where: 80x24 is a designed layout.
+    NARROW_WIDTH = 110
+    NARROW_HEIGHT = 30
     TITLE = "chassis-console"
     BINDINGS = [
         Binding("q", "quit", "Quit", id="quit"),
@@ -105,7 +111,22 @@ class ChassisConsole(App[int]):
                 yield HistoryPanel(id="history", slow=self.options.slow)
         yield Footer()
 
+    def on_resize(self, event: Any) -> None:
+        self._fit(event.size.width, event.size.height)
+
+    def _fit(self, width: int, height: int) -> None:
+        narrow = width < self.NARROW_WIDTH or height < self.NARROW_HEIGHT
+        self.screen_stack[0].set_class(narrow, "-narrow")
+        try:
+            table = self.query_one(WorkersTable)
+        except NoMatches:
+            return
+        if table.narrow != narrow:
+            table.set_narrow(narrow)
+            self.redraw()
+
     def on_mount(self) -> None:
+        self._fit(self.size.width, self.size.height)
         self.query_one("#services").border_title = "services"
         table = self.query_one(WorkersTable)
         table.border_title = "workers"
@@ -168,7 +189,16 @@ class ChassisConsole(App[int]):
                 f"{s.label} {'not answering' if s.state == 'unresponsive' else 'unreachable'}"
                 for s in stale)
         table.border_title = f"workers {shown}"
-        table.border_subtitle = f"sorted by {table.sort_label}"
+        subtitle = f"sorted by {table.sort_label}"
+        if table.narrow:  # no pool gauges on screen: name the pools that need attention
+            alerts = [f"{c.service_name} {c.workers_running}/{c.max_workers}"
+                      + (" FULL" if level == "full" else " !")
+                      for s in statuses if s.snapshot is not None for c in s.snapshot.containers
+                      if (level := pool_level(c.workers_running, c.max_workers))
+                      in ("full", "warning")]
+            if alerts:
+                subtitle = "pools: " + ", ".join(alerts) + " · " + subtitle
+        table.border_subtitle = subtitle
 
     # -- drilling in ----------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rich.console import Group
 from rich.text import Text
 from textual.widgets import Static
 
@@ -123,4 +124,5 @@ class StatusBar(Static):
         palette = Palette.of(self.app)
         lines = [console_line(view, statuses, palette)]
         lines += [target_line(s, palette, paused=view.paused) for s in statuses]
-        self.update(Text("\n").join(lines))
+        # a Group keeps each line's own wrapping: the header lines are cut, never wrapped
+        self.update(Group(*lines))

@@ -40,6 +40,8 @@ SORTS: tuple[tuple[str, str, bool], ...] = (
     ("where", "where", False),
 )
 ARGS_CHARS = 40
+#: Columns a narrow terminal (see ChassisConsole.NARROW_WIDTH) drops: where matters more.
+NARROW_DROPS = frozenset({"call", "args"})
 #: Columns whose cells change on every refresh get a fixed width (others size to their content).
 FIXED_WIDTHS = {"age": 9, "call": 8}
 
@@ -85,6 +87,7 @@ class WorkersTable(DataTable[Text]):
 
     _batching = False  # class level: refresh() runs before __init__ has finished
     _batched_refresh = False
+    _follow_after_rebuild: WorkerRef | None = None
 
     def __init__(self, *, several_targets: bool = False, slow: float = 10.0, **kwargs: object
                  ) -> None:
@@ -96,12 +99,29 @@ class WorkersTable(DataTable[Text]):
         self._cells: dict[str, tuple[Text, ...]] = {}
         self._static: dict[str, tuple[tuple[object, ...], dict[str, SortText]]] = {}
         self._columns = [c for c in COLUMNS if several_targets or c[0] != "target"]
+        self.narrow = False
         self.shown = 0
         self.total = 0
 
     def on_mount(self) -> None:
         for key, label in self._columns:
             self.add_column(label, key=key, width=FIXED_WIDTHS.get(key))
+
+    def set_narrow(self, narrow: bool) -> None:
+        """Drop (or bring back) the call id and arguments columns; rows are rebuilt once."""
+        if narrow == self.narrow:
+            return
+        self.narrow = narrow
+        self._columns = [c for c in COLUMNS if (self.several_targets or c[0] != "target")
+                         and not (narrow and c[0] in NARROW_DROPS)]
+        following = self.current_ref()
+        self.clear(columns=True)
+        self._cells.clear()
+        self._static.clear()
+        for key, label in self._columns:
+            self.add_column(label, key=key, width=FIXED_WIDTHS.get(key))
+        if following is not None:
+            self._follow_after_rebuild = following
 
     @property
     def sort_label(self) -> str:
@@ -215,6 +235,8 @@ class WorkersTable(DataTable[Text]):
                         self.update_cell(key, column, new)
             self._cells[key] = cells
         self._sort()
+        following = getattr(self, "_follow_after_rebuild", None) or following
+        self._follow_after_rebuild = None
         if following is not None and following.key in self._cells:
             index = self.get_row_index(following.key)
             if index != self.cursor_row:

@@ -246,6 +246,31 @@ def test_main_screen_look(snap_compare):
 
 
 @pytest.mark.timeout(60)
+def test_80x24_look(snap_compare):
+    # the smallest terminal we design for: no side panel, where stays, nothing wraps
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=_settled())
+
+
+@sync
+async def test_80x24_keeps_where_and_help_fits():
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await polled(pilot)
+        t = table(app)
+        assert [str(c.label) for c in t.columns.values()] == ["service", "entrypoint", "age",
+                                                              "where"]
+        assert not app.query_one("#side").display
+        await pilot.resize_terminal(150, 42)
+        await pilot.pause(0.2)
+        assert "arguments" in [str(c.label) for c in t.columns.values()]
+        assert app.query_one("#side").display
+        await pilot.resize_terminal(80, 24)
+        await pilot.press("question_mark")
+        box = app.screen.query_one("#help-box")
+        assert box.region.width <= 80 and box.region.height <= 24
+
+
+@pytest.mark.timeout(60)
 def test_worker_detail_look(snap_compare):
     app = make_app()
 
