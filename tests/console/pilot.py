@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable
 from typing import Any
+
+from rich.console import Console
 
 
 async def until(pilot: Any, predicate: Callable[[], Any], timeout: float = 15.0,
@@ -17,3 +20,10 @@ async def until(pilot: Any, predicate: Callable[[], Any], timeout: float = 15.0,
             return value
         await pilot.pause(0.03)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def plain(widget: Any) -> str:
+    """What a Static shows, as plain text."""
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(widget.content)
+    return console.export_text()

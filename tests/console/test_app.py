@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import io
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -17,10 +16,9 @@ from chassis_console.live.poller import ConsoleOptions
 from chassis_console.live.status import StatusBar
 from chassis_console.live.workers import WorkersTable
 from chassis_console.targets.backdoor import BackdoorClient
-from rich.console import Console
 
 from nameko_chassis.amqp.rpc import RpcTimeout
-from tests.console.pilot import until
+from tests.console.pilot import plain, until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -50,13 +48,6 @@ def make_app(*targets: str, timeout: float = 5.0, **options: Any) -> ChassisCons
     clients = [BackdoorClient(t, timeout=timeout, connect_timeout=2) for t in targets]
     return ChassisConsole(clients, opts)
 
-
-
-def plain(widget: Any) -> str:
-    """What a Static shows, as plain text."""
-    console = Console(width=200, record=True, file=io.StringIO())
-    console.print(widget.content)
-    return console.export_text()
 
 
 def header(app: ChassisConsole) -> str:

@@ -25,7 +25,7 @@ from chassis_console.live.workers import WorkerRef, WorkersTable
 from chassis_console.targets.memory import MemoryTarget, sample_snapshot
 
 from nameko_chassis.view.text import format_age
-from tests.console.pilot import until
+from tests.console.pilot import plain, until
 
 SIZE = (150, 42)
 
@@ -369,7 +369,7 @@ async def test_collector_errors_and_unlisted_workers_are_said():
     async with app.run_test(size=SIZE) as pilot:
         await polled(pilot)
         await pilot.pause()
-        header = app.query_one(StatusBar).content.plain
+        header = plain(app.query_one(StatusBar))
         assert "1 collector error: orders: cannot read a worker" in header
         assert table(app).row_count == 4  # one per container
         assert "workers 4 listed of 8 running (--max-workers 1)" in str(table(app).border_title)
