@@ -162,7 +162,7 @@ class ChassisConsole(App[int]):
         self.query_one(PoolGauges).show(statuses)
         self.query_one(ServiceTree).show(statuses)
         self.query_one(WorkersTable).show(statuses)
-        self.query_one(HistoryPanel).show(statuses)
+        self.query_one(HistoryPanel).show(statuses, self.query_one(WorkersTable).filter)
         self.redraw_labels()
         screen = self.screen
         if isinstance(screen, WorkerDetailScreen):
@@ -188,6 +188,8 @@ class ChassisConsole(App[int]):
             shown += " · STALE: " + ", ".join(
                 f"{s.label} {'not answering' if s.state == 'unresponsive' else 'unreachable'}"
                 for s in stale)
+        if table.lower_bounds:
+            shown += " · ≥ age: since first seen (no start times recorded)"
         table.border_title = f"workers {shown}"
         subtitle = f"sorted by {table.sort_label}"
         if table.narrow:  # no pool gauges on screen: name the pools that need attention

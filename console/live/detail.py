@@ -23,6 +23,7 @@ from nameko_chassis.view.page import (
     render_stack,
     worker_fields,
 )
+from nameko_chassis.view.text import age_text
 
 from .common import Palette, age_style, clip, format_age
 from .poller import TargetStatus
@@ -37,23 +38,28 @@ CODE_CHARS = 160
 MAX_FRAMES = 60
 
 
-def stack_view(frames: Sequence[Frame] | None, palette: Palette) -> RenderableType:
+def stack_view(frames: Sequence[Frame] | None, palette: Palette,
+               missing: str = "collecting the stack…") -> RenderableType:
     """The full stack, outermost first, drawn by the page's stack renderer in the console's
     style: every frame with its source line, the service's own frames emphasised, and the
     innermost of them marked as where the worker is."""
     style = StackStyle(user_marker="  ", where_marker="▶ ", where_note="   ← where it is now",
                        accent=palette.accent, library_code=True, highlight=True,
-                       missing="collecting the stack…")
+                       missing=missing)
     return render_stack(frames, max_frames=MAX_FRAMES, code_chars=CODE_CHARS, style=style)
 
 
 class WorkerDetailScreen(Screen[None]):
     """Arguments, context data, call chain and the full stack of one worker."""
 
+    # q quits as everywhere (the app's binding); s would re-sort the list behind: not here
     BINDINGS = [
         Binding("escape", "dismiss", "Back", id="back"),
-        Binding("q", "dismiss", "Back", show=False),
+        Binding("s", "nothing", show=False),
     ]
+
+    def action_nothing(self) -> None:
+        """Keys of the workers list that mean nothing on this screen."""
 
     def __init__(self, ref: WorkerRef, label: str) -> None:
         super().__init__()
@@ -125,7 +131,7 @@ class WorkerDetailScreen(Screen[None]):
         if self.state == "running" and w is not None:
             slow = self.app_slow
             title.append("● running ", style=f"bold {palette.success}")
-            title.append(format_age(w.age_s), style=age_style(w.age_s, slow, palette) or "bold")
+            title.append(age_text(w), style=age_style(w.age_s, slow, palette) or "bold")
             if w.age_s >= slow:
                 title.append(f"  ⚠ slow (over {slow:g}s)", style=f"bold {palette.error}")
         elif self.state == "finished":
@@ -171,4 +177,7 @@ class WorkerDetailScreen(Screen[None]):
         self.query_one("#detail-context", Static).update(mapping_text(
             w.context_data, max_items=MAX_ITEMS, value_chars=VALUE_CHARS,
             empty="no context data (besides the call chain)"))
-        self.query_one("#detail-stack", Static).update(stack_view(w.stack, palette))
+        # a worker that finished before its stack was taken never gets one: say so
+        missing = ("no stack: the worker finished before one was taken"
+                   if self.state == "finished" else "collecting the stack…")
+        self.query_one("#detail-stack", Static).update(stack_view(w.stack, palette, missing))

@@ -29,7 +29,7 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("enter / space (tree)", "show only that service's workers (again: all) / fold a node"),
     ("ctrl+p", "command palette: every action above, searchable"),
     ("?", "this help"),
-    ("q", "quit (back, on the worker screen)"),
+    ("q", "quit (esc goes back from the worker screen)"),
 )
 
 LEGEND: tuple[tuple[str, str], ...] = (
@@ -39,6 +39,8 @@ LEGEND: tuple[tuple[str, str], ...] = (
     ("◐ not answering", "connected, but no reply in time: usually a worker burning CPU "
                         "without yielding to eventlet"),
     ("age ⚠", "a worker older than --slow seconds (10 by default)"),
+    ("≥ age", "a lower bound: the service records no start times (not a chassis service), so "
+              "the age counts from when the console first saw the worker"),
     ("pool gauge", "running workers against max_workers; yellow from 75%, red when full "
                    "(new work waits)"),
     ("round trip", "how long the console waited for the last snapshot"),

@@ -6,13 +6,28 @@ from collections.abc import Sequence
 
 from textual.widgets import Static
 
-from nameko_chassis.view.page import history_entries, history_table, outcome_counts
+from nameko_chassis.view.page import (
+    HistoryEntry,
+    history_entries,
+    history_table,
+    outcome_counts,
+)
 
 from .common import Palette
 from .poller import TargetStatus
+from .workers import parse_filter
 
 #: How many finished workers the panel lists (newest first).
 HISTORY_LISTED = 8
+
+
+def matches(entry: HistoryEntry, service: str | None, needle: str) -> bool:
+    if service is not None and entry.service != service:
+        return False
+    h = entry.worker
+    text = " ".join((entry.target or "", entry.service, h.entrypoint, h.outcome,
+                     h.exc_type or "", h.exc_message or "", h.call_id)).lower()
+    return needle in text
 
 
 class HistoryPanel(Static):
@@ -22,7 +37,9 @@ class HistoryPanel(Static):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.slow = slow
 
-    def show(self, statuses: Sequence[TargetStatus]) -> None:
+    def show(self, statuses: Sequence[TargetStatus], filter: str = "") -> None:
+        """Draw the latest finished workers; ``filter`` is the workers table's (``service:NAME``
+        and text matched against target, service, entrypoint, outcome, error and call id)."""
         palette = Palette.of(self.app)
         entries = []
         any_history = False
@@ -34,6 +51,9 @@ class HistoryPanel(Static):
                     continue
                 any_history = True
                 entries += history_entries(c, s.snapshot.time, s.label)
+        service, needle = parse_filter(filter)
+        if service is not None or needle:
+            entries = [e for e in entries if matches(e, service, needle)]
         self.display = any_history
         if not any_history:
             return

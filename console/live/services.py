@@ -12,7 +12,13 @@ from textual.widgets import Static, Tree
 from textual.widgets.tree import TreeNode
 
 from nameko_chassis.view.model import Container
-from nameko_chassis.view.text import entrypoint_label, pool_level
+from nameko_chassis.view.text import (
+    entrypoint_label,
+    group_label,
+    managed_thread_groups,
+    pool_level,
+    short_label,
+)
 
 from .common import Palette, clip, pool_colour
 from .poller import TargetStatus
@@ -83,7 +89,7 @@ class PoolGauges(Static):
             snap = status.snapshot
             self._record(status)
             if several:
-                table.add_row(Text(clip(status.label, 40), style="bold dim"), *blank)
+                table.add_row(Text(short_label(status.label, 40), style="bold dim"), *blank)
             if snap is None:
                 table.add_row(Text("  no data yet", style="dim"), *blank)
                 continue
@@ -215,5 +221,6 @@ class ServiceTree(Tree[str]):
                     threads = node.add(Text.assemble(("managed threads", palette.primary),
                                                      (f" {len(c.managed_threads)}", "dim")),
                                        data=c.service_name)
-                    for t in c.managed_threads:
-                        threads.add_leaf(Text(clip(t.target or t.identifier, 60)))
+                    for name, count in managed_thread_groups(
+                            t.target or t.identifier for t in c.managed_threads):
+                        threads.add_leaf(Text(clip(group_label(name, count), 60)))

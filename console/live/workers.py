@@ -17,9 +17,16 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
 
 from nameko_chassis.view.model import Container, Worker
-from nameko_chassis.view.text import short_entrypoint, where_of, where_text
+from nameko_chassis.view.text import (
+    age_text,
+    clip_value,
+    short_entrypoint,
+    short_label,
+    where_of,
+    where_text,
+)
 
-from .common import Palette, SortText, age_style, cell, format_age
+from .common import Palette, SortText, age_style, cell
 from .poller import TargetStatus
 
 #: (column key, label). The target column exists only when there are several targets.
@@ -100,6 +107,7 @@ class WorkersTable(DataTable[Text]):
         self._static: dict[str, tuple[tuple[object, ...], dict[str, SortText]]] = {}
         self._columns = [c for c in COLUMNS if several_targets or c[0] != "target"]
         self.narrow = False
+        self.lower_bounds = False
         self.shown = 0
         self.total = 0
 
@@ -146,7 +154,7 @@ class WorkersTable(DataTable[Text]):
         slow = worker.age_s >= self.slow
         dim = "dim" if status.stale else ""
         where = where_of(worker)
-        age = SortText(format_age(worker.age_s) + (" ⚠" if slow else ""),
+        age = SortText(age_text(worker) + (" ⚠" if slow else ""),
                        style=dim or age_style(worker.age_s, self.slow, palette), no_wrap=True)
         age.sort_value = (-worker.age_s, worker.call_id, status.label)  # total order: stable rows
         # Everything but the age changes rarely: build those cells again only when it does. A
@@ -164,7 +172,8 @@ class WorkersTable(DataTable[Text]):
             strong = "bold" if slow and not dim else dim
             entrypoint = short_entrypoint(container.service_name, worker.entrypoint)
             static = {
-                "target": cell(status.label, dim, limit=30, sort=(status.label, start)),
+                "target": cell(short_label(status.label, 30), dim, limit=30,
+                               sort=(status.label, start)),
                 "service": cell(container.service_name, strong, limit=30,
                                 sort=(container.service_name, start)),
                 "entrypoint": cell(entrypoint, strong, limit=40, sort=(entrypoint, start)),
@@ -172,7 +181,8 @@ class WorkersTable(DataTable[Text]):
                               sort=("" if where is None
                                     else f"{where.short_file}:{where.line:08d}", start)),
                 "call": cell(worker.call_id.rsplit(".", 1)[-1][:8], dim or "dim", limit=8),
-                "args": cell(worker.args_preview, dim, limit=ARGS_CHARS),
+                "args": cell(clip_value(worker.args_preview, ARGS_CHARS), dim,
+                             limit=ARGS_CHARS),
             }
             self._static[key] = (signature, static)
         return tuple(age if column == "age" else static[column] for column, _ in self._columns)
@@ -181,6 +191,7 @@ class WorkersTable(DataTable[Text]):
         """Bring the rows in line with the latest snapshots (in place)."""
         palette = Palette.of(self.app)
         service, needle = parse_filter(self.filter)
+        self.lower_bounds = False  # some age is counted from first sight (plain service)
         wanted: dict[str, tuple[Text, ...]] = {}
         total = 0
         for status in statuses:
@@ -191,6 +202,8 @@ class WorkersTable(DataTable[Text]):
                     total += 1
                     if service is not None and container.service_name != service:
                         continue
+                    if worker.started_at is None:
+                        self.lower_bounds = True
                     if needle and needle not in worker_text(container, worker, status.label):
                         continue
                     key = WorkerRef(status.index, worker.call_id).key

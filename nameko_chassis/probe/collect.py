@@ -113,8 +113,8 @@ def _worker_static(ctx: Any, container_name: str, opts: dict[str, Any],
     ep = getattr(ctx, "entrypoint", None)
     method = getattr(ep, "method_name", None) or "?"
     kind = entrypoints.kind_of(ep) if ep is not None else "unknown"
-    args, kwargs = redacted_arguments(ep, getattr(ctx, "args", ()), getattr(ctx, "kwargs", {}),
-                                      limit=opts["repr_limit"])
+    args, kwargs = redacted_arguments(ep, entrypoints.shown_args(kind, getattr(ctx, "args", ())),
+                                      getattr(ctx, "kwargs", {}), limit=opts["repr_limit"])
     data = getattr(ctx, "data", None) or {}
     context = ({k: v for k, v in data.items() if k != "call_id_stack"}
                if isinstance(data, dict) else {})

@@ -116,3 +116,28 @@ def label(kind: str, details: Mapping[str, Any]) -> str:
     if not any(values.get(key) for key, _ in row.details):
         return ""
     return row.label.format_map(_Blank(values)).strip()
+
+
+class _RequestLabel:
+    """Stands in for an HTTP worker's request object in its arguments: ``GET /orders/3``."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def shown_args(kind: str, args: Any) -> Any:
+    """A worker's positional arguments as views show them: an HTTP worker's request (a
+    werkzeug ``Request``, whose repr is mostly the host) becomes its method and path."""
+    if kind != "http" or not args:
+        return args
+    request = args[0]
+    method, path = getattr(request, "method", None), getattr(request, "full_path", None) or \
+        getattr(request, "path", None)
+    if not isinstance(method, str) or not isinstance(path, str):
+        return args
+    return (_RequestLabel(f"<{method} {path.rstrip('?')}>"), *tuple(args)[1:])

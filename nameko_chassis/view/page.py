@@ -32,9 +32,12 @@ from .text import (
     call_id_tail,
     caller,
     clip,
+    clip_value,
     clock,
     entrypoint_label,
     format_age,
+    group_label,
+    managed_thread_groups,
     oldest_first,
     pool_level,
     where_of,
@@ -105,8 +108,14 @@ def _t(text: Any, style: str = "", limit: int = VALUE_CHARS) -> Text:
     return Text(clip(text, limit), style=style)
 
 
-def _age(seconds: float, slow_after: float) -> Text:
-    return Text(format_age(seconds), style=S_SLOW if seconds >= slow_after else "")
+def _age(seconds: float, slow_after: float, lower_bound: bool = False) -> Text:
+    return Text(("≥" if lower_bound else "") + format_age(seconds),
+                style=S_SLOW if seconds >= slow_after else "")
+
+
+def _worker_age(worker: Worker, slow_after: float) -> Text:
+    """Its age; ``≥`` when counted from first sight (the service records no start times)."""
+    return _age(worker.age_s, slow_after, worker.started_at is None)
 
 
 def _where_text(frame: Frame | None, limit: int = VALUE_CHARS) -> Text:
@@ -230,7 +239,7 @@ def render_stack(frames: Sequence[Frame] | None, *, max_frames: int = MAX_FRAMES
 def _worker_title(worker: Worker, slow_after: float) -> Text:
     title = _t(worker.entrypoint, S_ENTRYPOINT + " bold", 120)
     title.append("  ")
-    title.append_text(_age(worker.age_s, slow_after))
+    title.append_text(_worker_age(worker, slow_after))
     title.append("  ")
     title.append(clip(worker.call_id, 120), style=S_DIM)
     return title
@@ -259,14 +268,14 @@ def render_workers(workers: Sequence[Worker], *, max_workers_listed: int = MAX_W
     table.add_column("arguments", min_width=10)
     for w in shown:
         row: list[RenderableType] = [
-            _age(w.age_s, slow_after),
+            _worker_age(w, slow_after),
             _cell(_t(w.entrypoint, limit=120)),
             _cell(_where_text(where_of(w), 120)),
             _t(call_id_tail(w.call_id)[:CALL_ID_CHARS]),
         ]
         if with_caller:
             row.append(_cell(_t(caller(w), limit=120)))
-        row.append(_cell(_t(w.args_preview, limit=preview_chars)))
+        row.append(_cell(_t(clip_value(w.args_preview, preview_chars), limit=preview_chars)))
         table.add_row(*row)
     parts: list[RenderableType] = [table]
     more = max(len(ordered), total or 0) - len(shown)
@@ -381,7 +390,7 @@ def worker_fields(container: Container | None, worker: Worker, *, target: str | 
         if len(worker.call_id_stack) > len(chain):
             text = Text("… → ", style=S_DIM) + text
         rows.append(("call chain", text))
-    age = _age(worker.age_s, slow_after)
+    age = _worker_age(worker, slow_after)
     if worker.started_at is not None:
         age.append(f"  started {clock(worker.started_at)}", style=S_DIM)
     else:
@@ -463,7 +472,8 @@ def _render_header(container: Container) -> RenderableType:
             [f"{name} ×{n}" if n > 1 else name for name, n in subs.items()],
             MAX_LISTED_EXTENSIONS))
     if container.managed_threads:
-        threads = [_t(t.target or t.identifier, limit=80) for t in container.managed_threads]
+        threads = [_t(group_label(name, n), limit=80) for name, n in managed_thread_groups(
+            t.target or t.identifier for t in container.managed_threads)]
         table.add_row("managed threads", _names(threads, MAX_LISTED_EXTENSIONS))
     return table
 

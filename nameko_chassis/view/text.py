@@ -125,3 +125,54 @@ def short_entrypoint(service_name: str, entrypoint: str) -> str:
 def entrypoint_label(kind: str, details: Mapping[str, Any]) -> str:
     """What an entrypoint listing shows beside its name (``GET /orders/<id>``, ``every 1s``)."""
     return entrypoints.label(kind, details)
+
+
+#: What redaction puts in place of a secret (probe.redaction.REDACTED): never cut in half.
+REDACTED_MARK = "********"
+
+
+def clip_value(text: Any, limit: int) -> str:
+    """:func:`clip` for argument previews: a cut never splits the redaction marker, so a
+    hidden value always reads as hidden: ``item='milk jug', quanti…card='********'``."""
+    s = text if isinstance(text, str) else str(text)
+    clipped = clip(s, limit)
+    if clipped == s or not clipped.endswith("…"):
+        return clipped
+    cut = len(clipped) - 1
+    # the "name='********'" item the cut falls in: keep it whole, and what fits before it
+    begin = s.rfind(", ", 0, cut)
+    begin = 0 if begin < 0 else begin + 2
+    end = s.find(", ", cut)
+    item = s[begin:] if end < 0 else s[begin:end]
+    if REDACTED_MARK not in item:
+        return clipped
+    tail = clip(item, limit)
+    room = limit - len(tail) - 1
+    return (clip(s[:room], room) + "…" + tail) if room > 0 else tail
+
+
+def age_text(worker: Worker) -> str:
+    """The worker's age; ``≥`` marks a lower bound (no start time recorded: plain nameko
+    services are timed from when the collector first saw the worker)."""
+    return ("" if worker.started_at is not None else "≥") + format_age(worker.age_s)
+
+
+def short_label(label: str, limit: int) -> str:
+    """A target label cut from the left, so the port that tells targets apart stays."""
+    return label if len(label) <= limit else "…" + label[-(limit - 1):]
+
+
+def managed_thread_groups(targets: Iterable[str | None]) -> list[tuple[str, int]]:
+    """Managed threads named by what they run, alike ones counted: a web server's keep-alive
+    connections read ``HTTP connections ×12``, not twelve ``process_request`` lines."""
+    counts: dict[str, int] = {}
+    for target in targets:
+        name = target or "?"
+        if "process_request" in name:
+            name = "HTTP connections"
+        counts[name] = counts.get(name, 0) + 1
+    return list(counts.items())
+
+
+def group_label(name: str, count: int) -> str:
+    return f"{name} ×{count}" if count > 1 else name

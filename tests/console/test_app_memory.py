@@ -373,3 +373,81 @@ async def test_collector_errors_and_unlisted_workers_are_said():
         assert "1 collector error: orders: cannot read a worker" in header
         assert table(app).row_count == 4  # one per container
         assert "workers 4 listed of 8 running (--max-workers 1)" in str(table(app).border_title)
+
+
+# -- first-contact fixes (issue 12) --------------------------------------------------------------
+
+
+@sync
+async def test_the_filter_applies_to_recently_finished_too():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await polled(pilot)
+        panel = app.query_one(HistoryPanel)
+        everyone = plain(panel)
+        assert "orders" in everyone and "payments" in everyone
+        await pilot.press("slash", *"service:payments", "enter")
+        await pilot.pause(0.1)
+        only = plain(panel)
+        assert "payments" in only and "orders" not in only and "notifications" not in only
+
+
+@sync
+async def test_a_worker_that_finished_before_its_stack_came_says_so():
+    target = MemoryTarget()
+    app = make_app(target)
+    async with app.run_test(size=SIZE) as pilot:
+        await polled(pilot)
+        ref = table(app).current_ref()
+        assert ref is not None
+        target.remove_worker(ref.call_id)  # it finishes before the console asks for its stack
+        await pilot.press("enter")
+        screen = app.screen
+        assert isinstance(screen, WorkerDetailScreen)
+        await until(pilot, lambda: screen.state == "finished", what="the worker to finish")
+        stack = plain(screen.query_one("#detail-stack"))
+        assert "finished before one was taken" in stack and "collecting" not in stack
+
+
+@sync
+async def test_ages_of_plain_services_are_marked_as_lower_bounds():
+    state = sample_snapshot()
+    plain_service = replace(state, containers=[
+        replace(c, workers=[replace(w, started_at=None) for w in c.workers])
+        for c in state.containers])
+    app = make_app(MemoryTarget(plain_service))
+    async with app.run_test(size=SIZE) as pilot:
+        await polled(pilot)
+        ages = [str(table(app).get_row_at(i)[2]) for i in range(table(app).row_count)]
+        assert ages and all(a.startswith("≥") for a in ages)
+        assert "since first seen" in str(table(app).border_title)
+    app = make_app()  # a chassis service: exact ages, no mark
+    async with app.run_test(size=SIZE) as pilot:
+        await polled(pilot)
+        assert not str(table(app).get_row_at(0)[2]).startswith("≥")
+        assert "since first seen" not in str(table(app).border_title)
+
+
+@sync
+async def test_on_the_worker_screen_q_quits_and_s_does_not_resort_the_list_behind():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await polled(pilot)
+        await pilot.press("enter")
+        assert isinstance(app.screen, WorkerDetailScreen)
+        await pilot.press("s")
+        assert table(app).sort_label == "age ↓"
+        await pilot.press("q")
+        await pilot.pause(0.1)
+    assert app.return_code in (0, None) and not app.is_running
+
+
+@sync
+async def test_a_redacted_argument_is_never_cut_in_half_in_the_table():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await polled(pilot)
+        t = table(app)
+        args = [str(t.get_row_at(i)[-1]) for i in range(t.row_count)]  # arguments: last
+        hidden = [a for a in args if "card" in a]
+        assert hidden and all("card='********'" in a for a in hidden), args

@@ -276,3 +276,31 @@ def test_caller_column_appears_only_for_nested_calls():
     assert "called by" in out
     row = next(line for line in out.splitlines() if "00000000" in line)
     assert "orders.place_order" in row
+
+
+def test_first_contact_text_helpers():
+    from werkzeug.wrappers import Request
+
+    from nameko_chassis.probe.entrypoints import shown_args
+    from nameko_chassis.view.text import (
+        clip_value,
+        group_label,
+        managed_thread_groups,
+        short_label,
+    )
+
+    assert clip_value("item='milk jug', quantity=1, card='********'", 40) == \
+        "item='milk jug', quantit…card='********'"
+    assert clip_value("card='********', x=1", 16) == "card='********'"
+    assert clip_value("order_id=1063, amount=150.19, card='********'", 40).endswith(
+        "card='********'")
+    assert clip_value("short", 40) == "short"
+    assert short_label("127.0.0.1:12345", 8) == "…1:12345"
+    groups = managed_thread_groups(["WebServer.run"] + [
+        "functools.partial(<bound method WebServer.process_request of ...>)"] * 12)
+    assert [group_label(n, c) for n, c in groups] == ["WebServer.run", "HTTP connections ×12"]
+    request = Request.from_values("/orders/3?full=1", method="GET",
+                                  base_url="http://127.0.0.1:58123")
+    (label,) = shown_args("http", (request,))
+    assert repr(label) == "<GET /orders/3?full=1>"
+    assert shown_args("rpc", (request,)) == (request,)
