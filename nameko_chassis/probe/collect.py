@@ -19,7 +19,13 @@ from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 from . import entrypoints, privates
-from .frames import DEFAULT_MAX_FRAMES, innermost_user_frame, managed_target, stack_of
+from .frames import (
+    DEFAULT_MAX_FRAMES,
+    innermost_user_frame,
+    managed_target,
+    package_dirs,
+    stack_of,
+)
 from .redaction import (
     DEFAULT_REPR_LIMIT,
     SECRET_KEY_PATTERNS,
@@ -157,6 +163,7 @@ def _collect_workers(container: Any, name: str, now: float, opts: dict[str, Any]
             started = None
         rows.append((started if started is not None else first, started, first, static, gt))
     rows.sort(key=_since)  # oldest first
+    own = package_dirs(getattr(container, "service_cls", None))
     stacks = opts["stacks"]
     all_stacks = stacks == "all"
     some_stacks = not isinstance(stacks, str)
@@ -168,7 +175,7 @@ def _collect_workers(container: Any, name: str, now: float, opts: dict[str, Any]
         frame = privates.greenthread_frame(gt)
         if known is not None:
             call_id = static["call_id"]
-            where = _where(frame, static) if frame is not None else None
+            where = _where(frame, static, own) if frame is not None else None
             if (call_id in known and known[call_id] is where and not all_stacks
                     and not (some_stacks and call_id in stacks)):
                 unchanged.append(call_id)
@@ -178,7 +185,7 @@ def _collect_workers(container: Any, name: str, now: float, opts: dict[str, Any]
         worker["started_at"] = started
         worker["first_seen"] = first
         worker["age_s"] = round(now - since if now > since else 0.0, 3)
-        worker["where"] = _where(frame, static) if frame is not None else None
+        worker["where"] = _where(frame, static, own) if frame is not None else None
         if all_stacks or (some_stacks and static["call_id"] in stacks):
             worker["stack"] = stack_of(frame, max_frames) if frame is not None else []
         else:
@@ -187,13 +194,13 @@ def _collect_workers(container: Any, name: str, now: float, opts: dict[str, Any]
     return workers, len(items)
 
 
-def _where(frame: Any, static: dict[str, Any]) -> FrameDict | None:
+def _where(frame: Any, static: dict[str, Any], own: tuple[str, ...] = ()) -> FrameDict | None:
     """innermost_user_frame(), remembered per worker while it stays parked on the same line:
     a parked greenthread keeps the same innermost frame object between refreshes."""
     memo = static.get("_where_memo")
     if memo is not None and memo[0] is frame and memo[1] == frame.f_lineno:
         return cast(FrameDict | None, memo[2])
-    where = innermost_user_frame(frame)
+    where = innermost_user_frame(frame, own=own)
     static["_where_memo"] = (frame, frame.f_lineno, where)
     return where
 

@@ -107,17 +107,63 @@ def stack_of(frame: Any, max_frames: int = DEFAULT_MAX_FRAMES) -> list[FrameDict
     return frames
 
 
-def innermost_user_frame(frame: Any, max_depth: int = 200) -> FrameDict | None:
-    """Where a suspended greenthread is, in user terms: its innermost non-library frame
-    (or its innermost frame when every frame is library code)."""
+#: Frames that say nothing about what a worker waits for: the hub, greenlet switching, the
+#: standard library's plumbing under them.
+_PLUMBING = ("/eventlet/", "/greenlet/")
+
+
+def _is_plumbing(filename: str) -> bool:
+    return any(m in filename for m in _PLUMBING) or filename.startswith(_LIB_ROOTS) or \
+        filename.startswith("<")
+
+
+def innermost_user_frame(frame: Any, max_depth: int = 200,
+                         own: tuple[str, ...] = ()) -> FrameDict | None:
+    """Where a suspended greenthread is, in user terms: its innermost frame of the service's
+    own code (not library code), else of the service's own package (``own``: folders, for a
+    service installed into site-packages), else of the nearest named library (say,
+    nameko-sqlalchemy tearing down a session) rather than the hub's ``switch``, else its
+    innermost frame."""
     first = frame
     depth = 0
+    in_own = named = None
     while frame is not None and depth < max_depth:
-        if not code_is_library(frame.f_code):
+        code = frame.f_code
+        if not code_is_library(code):
             return frame_dict(frame)
+        if in_own is None and own and code.co_filename.startswith(own):
+            in_own = frame
+        if named is None and not _is_plumbing(code.co_filename):
+            named = frame
         frame = frame.f_back
         depth += 1
-    return frame_dict(first) if first is not None else None
+    chosen = in_own if in_own is not None else named if named is not None else first
+    return frame_dict(chosen) if chosen is not None else None
+
+
+_package_dirs: dict[Any, tuple[str, ...]] = {}
+
+
+def package_dirs(cls: Any) -> tuple[str, ...]:
+    """The folder of the top-level package a service class comes from (cached per class)."""
+    cached = _package_dirs.get(cls)
+    if cached is not None:
+        return cached
+    dirs: tuple[str, ...] = ()
+    try:
+        top = sys.modules.get(str(cls.__module__).split(".")[0])
+        path = getattr(top, "__file__", None)
+        if path:
+            folder = os.path.dirname(os.path.realpath(path))
+            if getattr(top, "__path__", None) is not None:  # a package: its folder
+                dirs = (folder.rstrip("/") + "/",)
+            else:  # a plain module: only that file
+                dirs = (os.path.realpath(path),)
+    except BaseException:
+        dirs = ()
+    if len(_package_dirs) < 1000:
+        _package_dirs[cls] = dirs
+    return dirs
 
 
 def managed_target(frame: Any) -> str | None:
