@@ -18,6 +18,8 @@ PROMPT = b">>> "
 CONTINUATION = b"... "
 DEFAULT_CONNECT_TIMEOUT = 3.0
 DEFAULT_TIMEOUT = 10.0
+#: Seconds of silence after connecting before the console sends one empty line (see connect).
+PROBE_AFTER = 1.0
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 
@@ -86,7 +88,7 @@ class BackdoorConnection:
             "is this a nameko backdoor port (nameko run --backdoor-port)?"
         )
         try:
-            banner = self.read_until_prompt(timeout=self.timeout)
+            banner = self._read_banner()
         except UnresponsiveError:
             received = self._buffer
             self.close()
@@ -104,9 +106,40 @@ class BackdoorConnection:
             self.close()
             if received:
                 raise not_a_backdoor from None
-            raise
+            # accepted, said nothing, then hung up: a backdoor always greets first, while a
+            # server whose client speaks first (AMQP, PostgreSQL, ...) drops a silent client
+            raise ProtocolError(
+                f"{target} accepted the connection and closed it without a word — not a "
+                "Python backdoor (a server that waits for its client to speak first, such "
+                "as AMQP?); is this the nameko backdoor port (nameko run --backdoor-port)?"
+            ) from None
         self.banner = banner.decode("utf-8", "replace")
         return self.banner
+
+    def _read_banner(self) -> bytes:
+        """Up to the first prompt. A backdoor greets at once; after :data:`PROBE_AFTER` seconds
+        of silence one blank line is sent: a busy backdoor answers it later with one more
+        prompt (read and dropped here), while a server whose client speaks first (AMQP) takes
+        it as a bad greeting and answers with something else, or hangs up."""
+        deadline = time.monotonic() + self.timeout
+        probed = False
+        while True:
+            try:
+                banner = self.read_until_prompt(
+                    timeout=min(PROBE_AFTER, max(deadline - time.monotonic(), 0.01))
+                    if not probed else max(deadline - time.monotonic(), 0.01),
+                    close_on_timeout=probed)
+                break
+            except UnresponsiveError:
+                if probed or self._buffer or time.monotonic() >= deadline:
+                    raise
+                probed = True
+                # one line (a backdoor drops every line after the first of a send) of eight
+                # bytes: the length of an AMQP protocol header, which RabbitMQ answers at once
+                self._send(b"       \n")
+        if probed:  # the empty line's own prompt
+            self.read_until_prompt(timeout=self.timeout)
+        return banner
 
     def abort(self) -> None:
         """Close at once, waking a thread blocked reading from this connection."""
@@ -154,13 +187,14 @@ class BackdoorConnection:
         out = self.read_until_prompt(timeout=timeout)
         return out.decode("utf-8", "replace")
 
-    def recv_some(self, deadline: float) -> bytes:
+    def recv_some(self, deadline: float, close_on_timeout: bool = True) -> bytes:
         """Receive the next chunk, raising typed errors on timeout or a closed connection."""
         if self._sock is None:
             raise UnreachableError(f"not connected to {self.address}")
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            self.close()
+            if close_on_timeout:
+                self.close()
             raise UnresponsiveError(self._unresponsive_message())
         self._sock.settimeout(remaining)
         try:
@@ -168,7 +202,8 @@ class BackdoorConnection:
         except TimeoutError:
             # The reply may still come, late: drop the connection so it can never be read as
             # the answer to the next request.
-            self.close()
+            if close_on_timeout:
+                self.close()
             raise UnresponsiveError(self._unresponsive_message()) from None
         except OSError as exc:
             self.close()
@@ -195,7 +230,8 @@ class BackdoorConnection:
             "a worker may be hogging the CPU without yielding to the eventlet hub"
         )
 
-    def read_until_prompt(self, timeout: float | None = None) -> bytes:
+    def read_until_prompt(self, timeout: float | None = None, *,
+                          close_on_timeout: bool = True) -> bytes:
         """Read up to and excluding the next primary prompt ``>>> `` at the end of output."""
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while True:
@@ -209,4 +245,4 @@ class BackdoorConnection:
                 self._send(b"\n")
                 deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
                 continue
-            self._buffer += self.recv_some(deadline)
+            self._buffer += self.recv_some(deadline, close_on_timeout)

@@ -329,3 +329,30 @@ def test_a_peer_that_sends_an_invalid_snapshot_is_a_protocol_error_not_a_traceba
     assert out.returncode == 4, out.stderr
     assert "invalid snapshot" in out.stderr and "service_name" in out.stderr
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_a_server_that_hangs_up_without_a_word_is_not_a_backdoor():
+    # what RabbitMQ does to a client that never sends its protocol header
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        threading.Event().wait(0.5)
+        conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        out = chassis_console(f"127.0.0.1:{server.getsockname()[1]}", "--once", "--timeout", "5")
+    finally:
+        server.close()
+    assert out.returncode == 4, out.stderr
+    assert "not a Python backdoor" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_the_amqp_port_is_recognised_as_not_a_backdoor(broker):
+    # RabbitMQ waits for the client's protocol header: silence, then the console's probe line
+    out = chassis_console(f"{broker.host}:{broker.port}", "--once", "--timeout", "5")
+    assert out.returncode == 4, out.stderr
+    assert "not with a Python prompt" in out.stderr and "Traceback" not in out.stderr
