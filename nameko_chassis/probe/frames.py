@@ -113,8 +113,11 @@ _PLUMBING = ("/eventlet/", "/greenlet/")
 
 
 def _is_plumbing(filename: str) -> bool:
-    return any(m in filename for m in _PLUMBING) or filename.startswith(_LIB_ROOTS) or \
-        filename.startswith("<")
+    if any(m in filename for m in _PLUMBING) or filename.startswith("<"):
+        return True
+    # the standard library, but not site-packages (in a virtualenv, platstdlib is the venv's
+    # lib/pythonX.Y, which holds site-packages)
+    return filename.startswith(_LIB_ROOTS) and not any(m in filename for m in _LIB_MARKERS)
 
 
 def innermost_user_frame(frame: Any, max_depth: int = 200,

@@ -89,3 +89,17 @@ def test_a_service_installed_in_site_packages_is_where_its_own_code_is(tmp_path)
         assert innermost_user_frame(frame)["function"] == "close_session"
     finally:
         hub.release.set()
+
+
+def test_site_packages_of_a_virtualenv_are_libraries_not_plumbing():
+    # in a virtualenv the standard library's platstdlib is the venv's lib/pythonX.Y, which
+    # holds site-packages: a library there is still a named library for "where"
+    import site
+
+    from nameko_chassis.probe import frames
+
+    for folder in site.getsitepackages():
+        assert not frames._is_plumbing(folder + "/amqp/transport.py")
+        assert frames.is_library_file(folder + "/amqp/transport.py")
+    assert frames._is_plumbing(frames.__file__.replace("nameko_chassis/probe/frames.py",
+                                                       "eventlet/hubs/hub.py"))
