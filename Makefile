@@ -39,8 +39,11 @@ pytest: $(STAMP)
 screenshots: $(STAMP)
 	@.ci/with-broker $(BIN)/python screenshots/make_screenshots.py
 
+# Every bench, each printing its own tables of figures measured side by side in one run.
+BENCHES := bench/snapshot.py bench/console.py bench/overhead.py
+
 bench: $(STAMP)
-	@.ci/with-broker $(BIN)/python bench/snapshot.py
+	@.ci/with-broker sh -c 'for b in $(BENCHES); do echo "### $$b"; $(BIN)/python $$b || exit 1; done'
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
