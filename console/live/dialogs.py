@@ -100,8 +100,10 @@ class ConfirmKillScreen(ModalScreen[bool]):
             yield Static(Text("Kill this worker?", style="bold"), id="confirm-title")
             yield Static(details)
             yield Static(Text(
-                "Its greenthread is killed (GreenletExit); the service keeps running, the "
-                "worker's caller gets no result. This cannot be undone.", style="dim"),
+                "WorkerKilled is raised where the worker waits. Its RPC caller gets an error "
+                "reply naming the kill (a RemoteError it can handle), the message is "
+                "acknowledged and not redelivered, and the history counts it as killed. The "
+                "service keeps running. This cannot be undone.", style="dim"),
                 id="confirm-note")
             with Horizontal(id="confirm-buttons"):
                 yield Button("Cancel (esc)", id="cancel", variant="default")

@@ -45,9 +45,11 @@ def _shipped_sources() -> list[tuple[str, str]]:
     return [(name, pkg.joinpath(f"{name}.py").read_text(encoding="utf-8")) for name in MODULES]
 
 
-# The probe boots as a package that exists only while its modules run their top level (their
-# relative imports resolve then); afterwards nothing of it is left in sys.modules, and the
-# backdoor namespace holds the agent under one name.
+# The probe boots as a package of its own, ``nameko_chassis_probe_<hash>``, registered in
+# sys.modules: its relative imports resolve, and the classes it defines can be found by module
+# name — nameko serialises an exception by its module path, and a worker killed from the
+# console fails with the probe's WorkerKilled. The backdoor namespace holds the agent under
+# one name, and nothing else.
 _BOOTSTRAP = '''
 def __chassis_boot(sources, version):
     import sys, types
@@ -65,9 +67,10 @@ def __chassis_boot(sources, version):
             exec(compile(src, mod.__file__, "exec"), mod.__dict__)
             setattr(package, name, mod)
             mods[name] = mod
-    finally:
+    except BaseException:
         for key in [k for k in sys.modules if k == root or k.startswith(root + ".")]:
             del sys.modules[key]
+        raise
     agent = mods["agent"]
     agent.VERSION = version
     agent.install(mods)

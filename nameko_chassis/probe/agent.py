@@ -181,13 +181,23 @@ def collect(namespace: dict[str, Any], session: str | None = None,
     return wire.share_frames(snapshot)
 
 
+class WorkerKilled(Exception):
+    """Raised inside a worker an operator killed from the console. An ordinary exception, not
+    ``GreenletExit``: nameko handles it like any failure of the worker, so an RPC caller gets
+    a ``RemoteError`` naming the kill, the message is acknowledged (not redelivered), and the
+    chassis bookkeeping, metrics and history count it as ``killed``."""
+
+
 @op("kill_worker")
 def kill_worker(namespace: dict[str, Any], call_id: str) -> dict[str, Any]:
-    """Kill one worker greenthread by call id. Only sent by the console with --allow-actions
-    after the user confirmed; the container handles the GreenletExit like any killed worker."""
+    """Kill one worker by call id: :class:`WorkerKilled` is raised where it waits. Only sent
+    by the console with --allow-actions after the user confirmed."""
     for container in containers_of(namespace):
         for ctx, gt in privates.worker_threads(container):
             if str(getattr(ctx, "call_id", "")) == call_id:
-                gt.kill()
+                entrypoint = getattr(getattr(ctx, "entrypoint", None), "method_name", "?")
+                gt.kill(WorkerKilled, WorkerKilled(
+                    f"worker {call_id} of {container.service_name}.{entrypoint} was killed by "
+                    "an operator (chassis-console)"))
                 return {"killed": True, "service": str(container.service_name)}
     return {"killed": False, "service": None}

@@ -10,8 +10,8 @@ from typing import Literal, NotRequired, TypedDict
 SCHEMA_VERSION = 1
 
 #: How a finished worker ended.
-Outcome = Literal["success", "error", "expected_error"]
-OUTCOMES: tuple[Outcome, ...] = ("success", "error", "expected_error")
+Outcome = Literal["success", "error", "expected_error", "killed"]
+OUTCOMES: tuple[Outcome, ...] = ("success", "error", "expected_error", "killed")
 
 
 class FrameDict(TypedDict):

@@ -28,6 +28,10 @@ EXC_MESSAGE_LIMIT = 300
 SUCCESS: Outcome = "success"
 ERROR: Outcome = "error"
 EXPECTED_ERROR: Outcome = "expected_error"
+KILLED: Outcome = "killed"
+#: The exception the console's kill raises in a worker (probe/agent.py; matched by name, since
+#: the probe the console ships is not this import of it).
+KILLED_BY_OPERATOR = "WorkerKilled"
 
 
 def entrypoint_name(worker_ctx: Any) -> str:
@@ -35,10 +39,12 @@ def entrypoint_name(worker_ctx: Any) -> str:
 
 
 def outcome_of(worker_ctx: Any, exc_info: Any) -> Outcome:
-    """``success``, ``expected_error`` (listed in the entrypoint's ``expected_exceptions``) or
-    ``error``."""
+    """``success``, ``killed`` (an operator killed it from the console), ``expected_error``
+    (listed in the entrypoint's ``expected_exceptions``) or ``error``."""
     if not exc_info:
         return SUCCESS
+    if type(exc_info[1]).__name__ == KILLED_BY_OPERATOR:
+        return KILLED
     expected = getattr(worker_ctx.entrypoint, "expected_exceptions", ()) or ()
     try:
         if expected and isinstance(exc_info[1], expected):

@@ -33,7 +33,7 @@ from prometheus_client.exposition import choose_encoder
 from .. import __version__
 from ..config import load_settings
 from ..probe.entrypoints import kind_of
-from .bookkeeping import ERROR, EXPECTED_ERROR, SUCCESS, outcome_of
+from .bookkeeping import ERROR, EXPECTED_ERROR, KILLED, SUCCESS, outcome_of
 from .http import ChassisHttpServer
 
 log = logging.getLogger(__name__)
@@ -188,7 +188,7 @@ class PrometheusMetrics(DependencyProvider):
             m = self.metrics
             children = self._by_entrypoint[entrypoint] = _EntrypointMetrics(
                 calls={outcome: m.calls.labels(*labels, outcome)
-                       for outcome in (SUCCESS, ERROR, EXPECTED_ERROR)},
+                       for outcome in (SUCCESS, ERROR, EXPECTED_ERROR, KILLED)},
                 duration=m.duration.labels(*labels),
                 in_flight=m.in_flight.labels(*labels),
             )

@@ -23,7 +23,7 @@ from sentry_sdk.integrations.logging import LoggingIntegration, ignore_logger
 from ..config import SentrySettings, load_settings
 from ..probe.entrypoints import kind_of
 from ..probe.redaction import redact_mapping, redacted_arguments
-from .bookkeeping import EXPECTED_ERROR, SUCCESS, entrypoint_name, outcome_of
+from .bookkeeping import EXPECTED_ERROR, KILLED, SUCCESS, entrypoint_name, outcome_of
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,8 @@ class SentryReporter(DependencyProvider):
         if not self.enabled or not exc_info:
             return
         try:
-            if outcome_of(worker_ctx, exc_info) in (SUCCESS, EXPECTED_ERROR):
+            # an operator's kill from the console is no bug of the service's
+            if outcome_of(worker_ctx, exc_info) in (SUCCESS, EXPECTED_ERROR, KILLED):
                 return
             args, kwargs = redacted_arguments(worker_ctx.entrypoint, worker_ctx.args,
                                               worker_ctx.kwargs)
