@@ -394,7 +394,9 @@ class Tracing(DependencyProvider):
         if not parent.get_span_context().is_valid:
             return None  # not inside a traced worker
         routing_key = str(kwargs.get("routing_key") or "")
-        exchange = kwargs.get("exchange") or getattr(publisher, "exchange", None)
+        # a messaging Publisher's exchange is one of its core publisher's publish options
+        exchange = kwargs.get("exchange") or \
+            (getattr(publisher, "publish_kwargs", None) or {}).get("exchange")
         destination = str(getattr(exchange, "name", "") or "")
         if kind == "rpc":
             service, _, method = routing_key.rpartition(".")
