@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from .amqp.discovery import DiscoveredService, discover
 from .amqp.management import AmqpUri, ManagementApi
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ManagementClient", "ServiceDiscovery"]
+__all__ = ["DiscoveredService", "ManagementClient", "ServiceDiscovery", "discover"]
 
 _RPC_PREFIX = "rpc-"
 
