@@ -286,6 +286,7 @@ class Tracing(DependencyProvider):
         self._calls: OrderedDict[str, Any] = OrderedDict()
         self._watch = _InstrumentationWatch()
         self._instrumented = False
+        self._told = False  # which one traces has been logged
 
     def __repr__(self) -> str:
         service = getattr(getattr(self, "container", None), "service_name", "?")
@@ -310,7 +311,7 @@ class Tracing(DependencyProvider):
         """Whether opentelemetry-instrumentation-nameko traces this container's workers now (then
         this provider adds no spans). Logs one line whenever the answer changes."""
         active = self._watch.active()
-        if active != self._instrumented or not hasattr(self, "_told"):
+        if active != self._instrumented or not self._told:
             self._told = True
             self._instrumented = active
             name = self.container.service_name
