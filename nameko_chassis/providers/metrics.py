@@ -213,7 +213,14 @@ class LegacyMetrics:
 
         self.service_info.labels(version or "unknown", platform.python_version()).set(1)
         self.max_workers.set(container.max_workers)
-        self.running_workers.set_function(lambda: len(container._worker_threads))
+
+        def running() -> float:
+            try:
+                return float(len(container._worker_threads))
+            except ReferenceError:  # extensions hold their container by weak proxy
+                return 0.0
+
+        self.running_workers.set_function(running)
 
     def observe(self, worker_ctx: Any, duration: float, result: Any, exc_info: Any) -> None:
         ep = worker_ctx.entrypoint
