@@ -34,7 +34,7 @@ typecheck: $(STAMP)
 # providers and chassis tests run eventlet-patched in-process code, in a pytest process of their own.
 pytest: $(STAMP)
 	$(BIN)/pytest tests/probe tests/view tests/amqp tests/console
-	$(BIN)/pytest -p tests.eventlet_patch tests/providers tests/chassis
+	$(BIN)/pytest -p tests.eventlet_patch tests/providers tests/chassis tests/compat
 
 screenshots: $(STAMP)
 	@.ci/with-broker $(BIN)/python screenshots/make_screenshots.py

@@ -5,4 +5,4 @@ nameko or eventlet (a test proves it): anything nameko-only runs in the service,
 backdoor as standard-library source, or in a child process.
 """
 
-__version__ = "0.1.0"
+__version__ = "4.0.0"

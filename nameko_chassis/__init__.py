@@ -11,4 +11,4 @@ The layers, one runtime per folder, imports pointing down (docs/architecture.md)
 Importing ``nameko_chassis``, its probe, view or amqp imports neither nameko nor eventlet.
 """
 
-__version__ = "0.1.0"
+__version__ = "4.0.0"

@@ -59,6 +59,10 @@ class ChassisSettings:
     #: ``(host, port)`` of the chassis HTTP server (``/metrics``, ``/health/*``); ``None``: no server
     http_address: tuple[str, int] | None = None
     metrics: bool = False
+    #: ``CHASSIS.METRICS`` as configured (``None``: unset, ``metrics`` holds the default)
+    metrics_switch: bool | None = None
+    #: also record nameko-prometheus's families (nameko-chassis 3.2.0's), see docs/migrating.md
+    legacy_metrics: bool = False
     version: str = ""
     history_size: int = DEFAULT_HISTORY_SIZE
 
@@ -138,6 +142,15 @@ def parse_key_values(value: Any, key: str) -> dict[str, str]:
     return out
 
 
+def legacy_metrics_prefix(config: Mapping[str, Any], service_name: str) -> str:
+    """The prefix of a service's legacy (nameko-prometheus) families: ``PROMETHEUS:
+    {<service>: {prefix: ...}}`` in the nameko config, else the service name."""
+    section = _section(config, "PROMETHEUS")
+    service = section.get(service_name) or {}
+    prefix = service.get("prefix") if isinstance(service, Mapping) else None
+    return str(prefix or service_name)
+
+
 def _traces_endpoint(otel: Mapping[str, Any], environ: Mapping[str, str]) -> str | None:
     explicit = _pick(otel, "EXPORTER_OTLP_TRACES_ENDPOINT", environ,
                      "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
@@ -163,10 +176,14 @@ def load_settings(config: Mapping[str, Any] | None = None,
         history_size = DEFAULT_HISTORY_SIZE if history is None else int(history)
     except ValueError:
         raise ConfigError(f"CHASSIS.HISTORY_SIZE: expected an integer, got {history!r}") from None
+    legacy = _bool(_pick(chassis, "LEGACY_METRICS", environ, "CHASSIS_LEGACY_METRICS"),
+                   "CHASSIS.LEGACY_METRICS", default=False)
+    switch = _pick(chassis, "METRICS", environ, "CHASSIS_METRICS")
     chassis_settings = ChassisSettings(
         http_address=http_address,
-        metrics=_bool(_pick(chassis, "METRICS", environ, "CHASSIS_METRICS"), "CHASSIS.METRICS",
-                      default=http_address is not None),
+        metrics=_bool(switch, "CHASSIS.METRICS", default=http_address is not None or legacy),
+        metrics_switch=None if switch is None else _bool(switch, "CHASSIS.METRICS", default=False),
+        legacy_metrics=legacy,
         version=str(_pick(chassis, "VERSION", environ, "APP_VERSION", "SENTRY_RELEASE") or ""),
         history_size=max(history_size, 0),
     )

@@ -11,6 +11,10 @@ of it: the same picture as ``chassis-console --once``.
 The work runs on the eventlet hub, so no worker runs meanwhile: it collects every worker's
 innermost user frame, full stacks only for the few workers it draws, and writes the page in one
 write.
+
+nameko-chassis 3.2.0's printers of a :class:`~nameko_chassis.service.ServiceState` stay:
+:func:`debug_state_simple` and :func:`debug_state_rich` (``has_rich`` is always true: rich is a
+dependency). 3.2.0's ``debug_runner(runner)`` is this module's, which prints more.
 """
 
 from __future__ import annotations
@@ -18,13 +22,26 @@ from __future__ import annotations
 import io
 import os
 import sys
-from typing import Any, TextIO
+import textwrap
+from typing import TYPE_CHECKING, Any, TextIO
+
+from rich.columns import Columns
+from rich.console import Console, RenderableType
+from rich.panel import Panel
+from rich.text import Text
 
 from .probe.collect import collect
 from .view.model import Snapshot
 from .view.page import DEFAULT_WIDTH, STACKS_FOR_OLDEST, render_snapshot, to_text
 
-__all__ = ["debug_container", "debug_runner", "render_debug"]
+if TYPE_CHECKING:
+    from .service import ServiceState
+
+__all__ = ["debug_container", "debug_runner", "debug_state_rich", "debug_state_simple",
+           "has_rich", "render_debug"]
+
+#: 3.2.0 printed plainly without rich; rich is a dependency here, so always true.
+has_rich = True
 
 # render_snapshot's keyword arguments that debug_runner passes through.
 _RENDER_LIMITS = frozenset({
@@ -133,3 +150,49 @@ def wants_color(file: Any) -> bool:
         return bool(file.isatty())
     except (AttributeError, OSError, ValueError):
         return False
+
+
+# ---------------------------------------------------------------------------------------------
+# nameko-chassis 3.2.0's ServiceState printers
+
+
+def debug_state_simple(state: ServiceState, *, file: TextIO | None = None) -> None:
+    """Print ``state`` plainly (3.2.0's format): a header, ``Running N/M worker threads:``,
+    then each worker's arguments, context data and stack."""
+    out = file if file is not None else sys.stdout
+    lines = [
+        f"Container for service '{state.service_name}' with {len(state.entrypoints)} "
+        f"entrypoints and {len(state.dependencies)} dependencies",
+        f"Running {state.running_workers}/{state.max_workers} worker threads:",
+    ]
+    for i, worker in enumerate(state.worker_states):
+        lines.append(textwrap.dedent(f"""
+            ------------
+            Thread #{i}: {worker.class_name}.{worker.method_name}
+            Args: {worker.args}
+            Kwargs: {worker.kwargs}
+            Context data: {worker.data}
+            """))
+        lines.append("".join(worker.stacktrace))
+    out.write("\n".join(lines) + "\n")
+
+
+def debug_state_rich(state: ServiceState, *, file: TextIO | None = None,
+                     width: int | None = None) -> None:
+    """Print ``state`` in rich panels (3.2.0's layout). Arguments and stacks are printed as
+    text, never as markup, so ``"[/tmp]"`` prints as itself."""
+    out = file if file is not None else sys.stdout
+    renderables: list[RenderableType] = [Text(
+        f"{len(state.entrypoints)} entrypoints\n{len(state.dependencies)} dependencies\n"
+        f"Running {state.running_workers}/{state.max_workers} worker threads")]
+    for i, worker in enumerate(state.worker_states):
+        body = Text(f"Args: {worker.args}\nKwargs: {worker.kwargs}\n"
+                    f"Context data: {worker.data}\n\nTraceback:\n")
+        for line in worker.stacktrace:
+            body.append(line, style="dim" if "site-packages" in line else "bold")
+        title = Text.assemble(f"Thread #{i}: ",
+                              (f"{worker.class_name}.{worker.method_name}", "magenta"))
+        renderables.append(Panel(body, title=title))
+    console = Console(file=out, width=width or terminal_width(out),
+                      color_system="auto" if wants_color(out) else None)
+    console.print(Panel(Columns(renderables), title=Text(state.service_name, style="bold")))

@@ -23,7 +23,7 @@ from nameko_chassis.amqp.management import AmqpUri, ManagementApi, ManagementErr
 from tests.harness import REPO, IsolatedVhost, Service, wait_for
 
 #: Test folders whose code runs eventlet in-process (their own pytest process, patched).
-EVENTLET_FOLDERS = ("providers", "chassis")
+EVENTLET_FOLDERS = ("providers", "chassis", "compat")
 
 
 @pytest.fixture(autouse=True)

@@ -16,6 +16,15 @@ services in one process share them without colliding:
 in a worker: ``self.metrics.counter("shop_orders_total", "Orders placed", ["item"])``
 (get-or-create, so it is safe in every call) — or any ``prometheus_client`` metric made at import
 time, which lands in the same default registry.
+
+**Legacy families** (``CHASSIS.LEGACY_METRICS``): nameko-prometheus's, which nameko-chassis 3.2.0
+recorded — ``<prefix>_rpc_requests_total``, ``<prefix>_http_request_latency_seconds`` and the rest
+(:class:`LegacyMetrics`), prefix = the service name or ``PROMETHEUS: {<service>: {prefix: ...}}``
+— recorded beside ours, so dashboards built on them keep working during a move.
+
+**/metrics on nameko's own web server**: :func:`metrics_route` (``Service.serve_metrics``) answers
+``GET /metrics`` there when the service has a web server anyway (HTTP entrypoints of its own) or
+legacy metrics are on (3.2.0 served it on every service's ``WEB_SERVER_ADDRESS``).
 """
 
 from __future__ import annotations
@@ -27,14 +36,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from nameko.extensions import DependencyProvider
+from nameko.web.handlers import HttpRequestHandler
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import choose_encoder
 
 from .. import __version__
-from ..config import load_settings
+from ..config import legacy_metrics_prefix, load_settings, nameko_config
 from ..probe.entrypoints import kind_of
 from .bookkeeping import ERROR, EXPECTED_ERROR, KILLED, SUCCESS, outcome_of
 from .http import ChassisHttpServer
+from .tracing import http_status
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +123,184 @@ class MetricsHandle:
         return self._metrics._app_metric(Histogram, name, documentation, labelnames,
                                          buckets=tuple(buckets))
 
+    def expose_metrics(self, request: Any) -> Any:
+        """The registry as a werkzeug ``Response`` for an ``@http`` entrypoint (nameko-prometheus's
+        name, which 3.2.0's ``serve_metrics`` called): Prometheus text, or OpenMetrics when the
+        ``Accept`` header asks for it; ``?name=<family>`` (repeatable) restricts the output."""
+        from werkzeug.wrappers import Response
+
+        registry: Any = self._metrics.registry
+        names = request.args.getlist("name") if getattr(request, "args", None) else []
+        if names:
+            registry = registry.restricted_registry(names)
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        try:
+            return Response(encoder(registry), status=200, content_type=content_type)
+        except Exception:
+            log.exception("chassis: rendering /metrics failed")
+            return Response("Failed to generate metrics", status=500)
+
+
+#: Default histogram buckets of prometheus_client, which nameko-prometheus's families used.
+LEGACY_BUCKETS = Histogram.DEFAULT_BUCKETS
+
+#: uptime of the legacy ``<prefix>_service_uptime_seconds`` counts from here (3.2.0's START_TIME)
+START_TIME = time.time()
+
+
+class LegacyMetrics:
+    """nameko-prometheus's families for one prefix (once per registry and prefix per process).
+
+    Same names, types, labels and buckets as nameko-prometheus 1.6 (what 3.2.0 recorded); the
+    state gauges are read at scrape time instead of after each worker, so they are never stale.
+    """
+
+    _by_key: dict[tuple[int, str], LegacyMetrics] = {}
+
+    def __init__(self, prefix: str, registry: CollectorRegistry) -> None:
+        p, r = prefix, registry
+        self.prefix = prefix
+        self.service_info = Gauge(f"{p}_service_info", "Always 1; the labels carry the versions",
+                                  ["service_version", "python_version"], registry=r)
+        self.uptime = Gauge(f"{p}_service_uptime_seconds", "Uptime of service in seconds",
+                            registry=r)
+        self.max_workers = Gauge(f"{p}_service_max_workers",
+                                 "Maximum number of available nameko workers", registry=r)
+        self.running_workers = Gauge(f"{p}_service_running_workers",
+                                     "Number of currently running nameko workers", registry=r)
+        http = ["http_method", "endpoint", "status_code"]
+        self.http_total = Counter(f"{p}_http_requests", "Total number of HTTP requests", http,
+                                  registry=r)
+        self.http_latency = Histogram(f"{p}_http_request_latency_seconds",
+                                      "HTTP request duration in seconds", http, registry=r,
+                                      buckets=LEGACY_BUCKETS)
+        self.rpc_total = Counter(f"{p}_rpc_requests", "Total number of RPC requests",
+                                 ["method_name"], registry=r)
+        self.rpc_latency = Histogram(f"{p}_rpc_request_latency_seconds",
+                                     "RPC request duration in seconds", ["method_name"],
+                                     registry=r, buckets=LEGACY_BUCKETS)
+        events = ["source_service", "event_type"]
+        self.events_total = Counter(f"{p}_events", "Total number of handled events", events,
+                                    registry=r)
+        self.events_latency = Histogram(f"{p}_events_latency_seconds",
+                                        "Event handler duration in seconds", events, registry=r,
+                                        buckets=LEGACY_BUCKETS)
+        self.timer_total = Counter(f"{p}_timer_requests", "Total number of timer_requests",
+                                   ["method_name"], registry=r)
+        self.timer_latency = Histogram(f"{p}_timer_request_latency_seconds",
+                                       "Timer request duration in seconds", ["method_name"],
+                                       registry=r, buckets=LEGACY_BUCKETS)
+        self.consumer_total = Counter(f"{p}_consumer_requests",
+                                      "Total number of consumer requests", ["method_name"],
+                                      registry=r)
+        self.consumer_latency = Histogram(f"{p}_consumer_request_latency_seconds",
+                                          "Consumer request duration in seconds", ["method_name"],
+                                          registry=r, buckets=LEGACY_BUCKETS)
+        self.uptime.set_function(lambda: time.time() - START_TIME)
+
+    @classmethod
+    def of(cls, prefix: str, registry: CollectorRegistry) -> LegacyMetrics:
+        key = (id(registry), prefix)
+        metrics = cls._by_key.get(key)
+        if metrics is None:
+            metrics = cls._by_key[key] = cls(prefix, registry)
+        return metrics
+
+    def bind(self, container: Any, version: str) -> None:
+        """Report ``container``'s state in the state gauges (the last one bound wins, as with
+        one service per prefix)."""
+        import platform
+
+        self.service_info.labels(version or "unknown", platform.python_version()).set(1)
+        self.max_workers.set(container.max_workers)
+
+        def running() -> float:
+            try:
+                return float(len(container._worker_threads))
+            except ReferenceError:  # extensions hold their container by weak proxy
+                return 0.0
+
+        self.running_workers.set_function(running)
+
+    def observe(self, worker_ctx: Any, duration: float, result: Any, exc_info: Any) -> None:
+        ep = worker_ctx.entrypoint
+        kind = kind_of(ep)
+        if kind == "rpc":
+            self.rpc_total.labels(ep.method_name).inc()
+            self.rpc_latency.labels(ep.method_name).observe(duration)
+        elif kind == "http":
+            labels = (ep.method, ep.url, http_status(worker_ctx, result, exc_info))
+            self.http_total.labels(*labels).inc()
+            self.http_latency.labels(*labels).observe(duration)
+        elif kind == "event_handler":
+            events = (ep.source_service, ep.event_type)
+            self.events_total.labels(*events).inc()
+            self.events_latency.labels(*events).observe(duration)
+        elif kind == "timer":
+            self.timer_total.labels(ep.method_name).inc()
+            self.timer_latency.labels(ep.method_name).observe(duration)
+        elif kind == "consumer":
+            self.consumer_total.labels(ep.method_name).inc()
+            self.consumer_latency.labels(ep.method_name).observe(duration)
+
+
+class MetricsRoute(HttpRequestHandler):
+    """``GET /metrics`` on nameko's own web server (``WEB_SERVER_ADDRESS``), as 3.2.0 served it.
+
+    Bound only where it costs nothing new or was asked for: when the service has HTTP
+    entrypoints of its own (its web server runs anyway) or ``CHASSIS.LEGACY_METRICS`` is on.
+    Otherwise the bound entrypoint is inert — no web server, no port — so a service without
+    HTTP entrypoints does not start listening on port 8000 just for this, and several such
+    services still share one process.
+    """
+
+    active = True
+
+    def bind(self, container: Any, method_name: str) -> Any:
+        key = self.server.sharing_key
+        had_server = key in container.shared_extensions
+        instance = super().bind(container, method_name)
+        if not serves_web_metrics(container.service_cls):
+            instance.active = False
+            instance.server = None  # shadows the class's prototype: no web server is bound
+            if not had_server:
+                container.shared_extensions.pop(key, None)
+        return instance
+
+    def setup(self) -> None:
+        if self.active:
+            super().setup()
+
+    def stop(self) -> None:
+        if self.active:
+            super().stop()
+        else:
+            super(HttpRequestHandler, self).stop()
+
+
+metrics_route = MetricsRoute.decorator
+
+
+def _has_own_http(service_cls: type) -> bool:
+    from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
+
+    for name in dir(service_cls):
+        member = getattr(service_cls, name, None)
+        for ep in getattr(member, ENTRYPOINT_EXTENSIONS_ATTR, ()) or ():
+            if isinstance(ep, HttpRequestHandler) and not isinstance(ep, MetricsRoute):
+                return True
+    return False
+
+
+def serves_web_metrics(service_cls: type) -> bool:
+    """Whether ``service_cls``'s :class:`MetricsRoute` answers on nameko's web server."""
+    try:
+        if load_settings().chassis.legacy_metrics:
+            return True
+    except Exception:
+        log.exception("chassis: reading CHASSIS.LEGACY_METRICS failed")
+    return _has_own_http(service_cls)
+
 
 class PrometheusMetrics(DependencyProvider):
     """Calls, durations, workers in flight, max workers and versions of one service.
@@ -129,6 +318,7 @@ class PrometheusMetrics(DependencyProvider):
         self._starts: dict[Any, float] = {}
         self._address: tuple[str, int] | None = None
         self._by_entrypoint: dict[Any, _EntrypointMetrics] = {}
+        self.legacy: LegacyMetrics | None = None
 
     def __repr__(self) -> str:
         service = getattr(getattr(self, "container", None), "service_name", "?")
@@ -143,19 +333,28 @@ class PrometheusMetrics(DependencyProvider):
     def setup(self) -> None:
         try:
             settings = load_settings()
-            self.enabled = settings.chassis.metrics
+            # /metrics on nameko's web server (Service.serve_metrics) records too, unless
+            # CHASSIS.METRICS says false
+            self.enabled = settings.chassis.metrics or (
+                settings.chassis.metrics_switch is None and
+                _serves_route(self.container.service_cls))
             if not self.enabled:
                 return
             name = self.container.service_name
+            version = getattr(self.container.service_cls, "version", "") or \
+                settings.chassis.version
             m = self.metrics
             m.max_workers.labels(name).set(self.container.max_workers)
             m.info.labels(name).info({
-                "version": getattr(self.container.service_cls, "version", "") or
-                settings.chassis.version,
+                "version": version,
                 "nameko_version": _nameko_version(),
                 "chassis_version": __version__,
             })
             self._address = settings.chassis.http_address
+            if settings.chassis.legacy_metrics:
+                prefix = legacy_metrics_prefix(nameko_config(), name)
+                self.legacy = LegacyMetrics.of(prefix, self.registry or REGISTRY)
+                self.legacy.bind(self.container, version)
         except Exception:
             log.exception("chassis: Prometheus metrics off for %s", self.container.service_name)
             self.enabled = False
@@ -209,9 +408,12 @@ class PrometheusMetrics(DependencyProvider):
         try:
             children = self._children(worker_ctx.entrypoint, worker_ctx.service_name)
             started = self._starts.get(worker_ctx)
-            if started is not None:
-                children.duration.observe(time.perf_counter() - started)
+            elapsed = None if started is None else time.perf_counter() - started
+            if elapsed is not None:
+                children.duration.observe(elapsed)
             children.calls[outcome_of(worker_ctx, exc_info)].inc()
+            if self.legacy is not None and elapsed is not None:
+                self.legacy.observe(worker_ctx, elapsed, result, exc_info)
         except Exception:
             log.exception("chassis: metrics failed for %r", worker_ctx)
 
@@ -223,6 +425,18 @@ class PrometheusMetrics(DependencyProvider):
                 self._children(worker_ctx.entrypoint, worker_ctx.service_name).in_flight.dec()
         except Exception:
             log.exception("chassis: metrics failed for %r", worker_ctx)
+
+
+def _serves_route(service_cls: type) -> bool:
+    """Whether the service has an active :class:`MetricsRoute` (``serve_metrics``)."""
+    from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
+
+    for name in dir(service_cls):
+        member = getattr(service_cls, name, None)
+        if any(isinstance(ep, MetricsRoute) for ep in
+               getattr(member, ENTRYPOINT_EXTENSIONS_ATTR, ()) or ()):
+            return serves_web_metrics(service_cls)
+    return False
 
 
 def _nameko_version() -> str:

@@ -7,7 +7,8 @@ its redacted arguments and context data (the console's rules: entrypoint ``sensi
 and secret-looking keys). Expected exceptions are not reported; nameko's own "error handling
 worker" log line is ignored by the logging integration so the event is not sent twice.
 
-Workers get a handle, ``self.sentry``, to add breadcrumbs, tags or capture something themselves.
+Workers get a handle, ``self.sentry``, to add breadcrumbs, tags or capture something themselves
+(``captureException``/``captureMessage``, the spelling of 3.2.0's README, work too).
 Sending happens on the SDK's background transport: an unreachable DSN never blocks a worker.
 """
 
@@ -31,31 +32,51 @@ log = logging.getLogger(__name__)
 NAMEKO_WORKER_LOGGERS = ("nameko.containers",)
 
 _initialised: SentrySettings | None = None
+#: the SDK was initialised through :func:`init_sentry_sdk` with the caller's own options
+_initialised_by_caller = False
 
 
 def init_sentry(settings: SentrySettings) -> bool:
-    """Initialise sentry-sdk once per process; ``False`` when no DSN is configured."""
+    """Initialise sentry-sdk once per process; ``False`` when no DSN is configured (and nobody
+    initialised it through :func:`init_sentry_sdk`)."""
     global _initialised
+    if _initialised_by_caller:
+        return True  # nameko_chassis.dependencies.setup_sentry_sdk() did, with its options
     if not settings.enabled:
         return False
     if _initialised is not None:
         if _initialised != settings:
             log.warning("chassis: sentry-sdk already initialised for another DSN; keeping it")
         return True
-    for name in NAMEKO_WORKER_LOGGERS:
-        ignore_logger(name)
-    sentry_sdk.init(
-        dsn=settings.dsn,
-        environment=settings.environment,
-        release=settings.release,
-        sample_rate=settings.sample_rate,
-        # frame locals would carry the very arguments sensitive_arguments hides
-        include_local_variables=settings.include_local_variables,
-        send_default_pii=False,
-        integrations=[LoggingIntegration(level=logging.INFO, event_level=logging.ERROR)],
-    )
+    init_sentry_sdk(**_sdk_options(settings))
     _initialised = settings
     return True
+
+
+def _sdk_options(settings: SentrySettings) -> dict[str, Any]:
+    return {
+        "dsn": settings.dsn,
+        "environment": settings.environment,
+        "release": settings.release,
+        "sample_rate": settings.sample_rate,
+        # frame locals would carry the very arguments sensitive_arguments hides
+        "include_local_variables": settings.include_local_variables,
+        "send_default_pii": False,
+        "integrations": [LoggingIntegration(level=logging.INFO, event_level=logging.ERROR)],
+    }
+
+
+def init_sentry_sdk(*, by_caller: bool = False, **options: Any) -> None:
+    """``sentry_sdk.init(**options)`` the chassis way: nameko's own "error handling worker" log
+    line is ignored (the :class:`SentryReporter` captures the exception itself, with context),
+    so no event is sent twice. ``by_caller``: the options are the caller's (3.2.0's
+    ``setup_sentry_sdk``); the reporters then use that SDK as it is instead of their own."""
+    global _initialised_by_caller
+    for name in NAMEKO_WORKER_LOGGERS:
+        ignore_logger(name)
+    sentry_sdk.init(**options)
+    if by_caller:
+        _initialised_by_caller = True
 
 
 def _tag_scope(scope: Any, worker_ctx: Any) -> None:
@@ -84,6 +105,10 @@ class SentryHandle:
 
     def capture_message(self, message: str, level: str = "info") -> str | None:
         return self._call(sentry_sdk.capture_message, message, level=level, tag=True)
+
+    # the spelling of nameko-chassis 3.2.0's README (raven's), kept for its users
+    captureException = capture_exception  # noqa: N815
+    captureMessage = capture_message  # noqa: N815
 
     def add_breadcrumb(self, message: str | None = None, category: str | None = None,
                        level: str = "info", **data: Any) -> None:

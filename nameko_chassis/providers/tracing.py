@@ -13,11 +13,27 @@ which honours ``OTEL_SERVICE_NAME`` / ``OTEL_RESOURCE_ATTRIBUTES``; the nameko s
 default. Export happens on the SDK's batch thread: a missing collector never reaches a worker.
 Within a worker, ``opentelemetry.trace.get_current_span()`` is the worker's span, and
 ``self.tracing`` is a tracer for child spans.
+
+Outgoing hops get spans of their own: a ``CLIENT`` span per RPC call a worker makes through a
+``ClusterRpc``/``ServiceRpc`` dependency (from the request until the reply is read) and a
+``PRODUCER`` span per event dispatched (``EventDispatcher``) or message published
+(``Publisher``); their context, not the worker's, goes out in the message headers, so the
+receiving worker's span is the hop's child. The provider wraps those dependencies' publishers in
+its own container only (in ``start()``), never nameko's classes.
+
+**opentelemetry-instrumentation-nameko.** When its ``NamekoInstrumentor`` is instrumented (or
+nameko's worker hooks are wrapped the way it wraps them), it traces the workers and the hops,
+and this provider adds no span at all: it checks at every worker, so instrumenting later is
+covered too. One log line per container says which one traces. If no global tracer provider is
+set by then, the chassis' own becomes the global one, so the instrumentation's spans are
+exported to the configured endpoint.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
+from collections import OrderedDict
 from typing import Any
 
 from nameko.extensions import DependencyProvider
@@ -47,6 +63,56 @@ _providers: dict[tuple[Any, ...], TracerProvider] = {}
 #: W3C trace context (``traceparent``/``tracestate``), used directly: the composite global
 #: propagator would also carry baggage, at a cost on every call
 W3C = TraceContextTextMapPropagator()
+
+
+#: Outgoing RPC calls whose reply is awaited at most, per container (older ones end unanswered).
+MAX_PENDING_CALLS = 10_000
+
+# nameko sends context data as headers under this prefix (nameko.constants.HEADER_PREFIX)
+_HEADER_PREFIX = "nameko."
+
+INSTRUMENTATION = "opentelemetry-instrumentation-nameko"
+
+
+def nameko_instrumented() -> bool:
+    """Whether opentelemetry-instrumentation-nameko traces this process's workers.
+
+    Public means only: its ``NamekoInstrumentor`` (a singleton) reports
+    ``is_instrumented_by_opentelemetry`` — asked only when the package has been imported, as
+    instrumenting it needs — or nameko's ``ServiceContainer._worker_setup`` /
+    ``_worker_result`` are wrapped (``wrapt`` wrappers expose ``__wrapped__``), which is how it
+    (or a tool patching nameko like it) opens a span per worker.
+    """
+    module = sys.modules.get("nameko_opentelemetry")
+    instrumentor = getattr(module, "NamekoInstrumentor", None)
+    if instrumentor is not None:
+        try:
+            if instrumentor().is_instrumented_by_opentelemetry:
+                return True
+        except Exception:
+            pass
+    from nameko.containers import ServiceContainer
+
+    hooks = ServiceContainer.__dict__
+    return any(hasattr(hooks.get(name), "__wrapped__") for name in ("_worker_setup", "_worker_result"))
+
+
+class _InstrumentationWatch:
+    """:func:`nameko_instrumented`, recomputed only when nameko's worker hook object changes
+    (instrumenting or uninstrumenting replaces it): one dict lookup per worker."""
+
+    def __init__(self) -> None:
+        self._hook: Any = object()
+        self._active = False
+
+    def active(self) -> bool:
+        from nameko.containers import ServiceContainer
+
+        hook = ServiceContainer.__dict__.get("_worker_setup")
+        if hook is not self._hook:
+            self._hook = hook
+            self._active = nameko_instrumented()
+        return self._active
 
 
 def _samplers(rate: float) -> dict[str, otel_sampling.Sampler]:
@@ -181,12 +247,23 @@ def _parent_context(worker_ctx: Any, kind: str) -> Any:
     return W3C.extract(worker_ctx.data)
 
 
-def _http_status(worker_ctx: Any, result: Any, exc_info: Any) -> int | None:
-    """The status nameko's HttpRequestHandler will answer with (it builds the response after
-    the worker's result reaches the providers)."""
+def http_status(worker_ctx: Any, result: Any, exc_info: Any) -> int | None:
+    """The status nameko's HttpRequestHandler answers with (it builds the response after the
+    worker's result reaches the providers); ``None`` for a worker of another kind.
+
+    A failed worker's status is the entrypoint's own ``response_from_exception``: nameko's
+    answers 400 for an expected exception and 500 otherwise, and a handler subclass that maps,
+    say, werkzeug's ``NotFound`` to its ``code`` answers 404 — which is then what is recorded.
+    """
     if entrypoints.kind_of(worker_ctx.entrypoint) != "http":
         return None
     if exc_info:
+        try:
+            status = worker_ctx.entrypoint.response_from_exception(exc_info[1]).status_code
+            if isinstance(status, int):
+                return status
+        except Exception:
+            pass  # a broken custom mapping: fall back to what nameko's own one answers
         return 400 if outcome_of(worker_ctx, exc_info) == EXPECTED_ERROR else 500
     status = getattr(result, "status_code", None)
     if isinstance(status, int):
@@ -205,6 +282,11 @@ class Tracing(DependencyProvider):
         self.provider: TracerProvider | None = None
         self.tracer: trace.Tracer | None = None
         self._active: dict[Any, tuple[Any, Any]] = {}
+        #: correlation id -> CLIENT span of an RPC call whose reply is not read yet
+        self._calls: OrderedDict[str, Any] = OrderedDict()
+        self._watch = _InstrumentationWatch()
+        self._instrumented = False
+        self._told = False  # which one traces has been logged
 
     def __repr__(self) -> str:
         service = getattr(getattr(self, "container", None), "service_name", "?")
@@ -220,9 +302,128 @@ class Tracing(DependencyProvider):
             self.provider = tracer_provider(settings.tracing, self.container.service_name,
                                             version)
             self.tracer = self.provider.get_tracer(TRACER_NAME, __version__)
+            self.instrumented()  # logs which one traces
         except Exception:
             log.exception("chassis: tracing off for %s", self.container.service_name)
             self.provider = self.tracer = None
+
+    def instrumented(self) -> bool:
+        """Whether opentelemetry-instrumentation-nameko traces this container's workers now (then
+        this provider adds no spans). Logs one line whenever the answer changes."""
+        active = self._watch.active()
+        if active != self._instrumented or not self._told:
+            self._told = True
+            self._instrumented = active
+            name = self.container.service_name
+            if active:
+                if self.provider is not None and isinstance(trace.get_tracer_provider(),
+                                                            trace.ProxyTracerProvider):
+                    # its spans go through the global provider: make that ours, exporting
+                    trace.set_tracer_provider(self.provider)
+                log.info("chassis: %s traces %s (NamekoInstrumentor is instrumented); "
+                         "chassis tracing adds no spans", INSTRUMENTATION, name)
+            else:
+                log.info("chassis: nameko_chassis traces %s", name)
+        return active
+
+    def start(self) -> None:
+        if self.tracer is None:
+            return
+        try:
+            for dependency in list(self.container.dependencies):
+                self._trace_outgoing(dependency)
+        except Exception:
+            log.exception("chassis: tracing outgoing calls failed for %s",
+                          self.container.service_name)
+
+    def _trace_outgoing(self, dependency: Any) -> None:
+        names = {c.__name__ for c in type(dependency).__mro__}
+        if "ClusterRpc" in names:
+            kind = "rpc"
+        elif "EventDispatcher" in names:
+            kind = "event"
+        elif "Publisher" in names and type(dependency).__module__.startswith("nameko."):
+            kind = "message"
+        else:
+            return
+        publisher = getattr(dependency, "publisher", None)
+        if publisher is None or isinstance(publisher, _TracedPublisher):
+            return
+        dependency.publisher = _TracedPublisher(publisher, self, kind)
+        listener = getattr(dependency, "reply_listener", None) if kind == "rpc" else None
+        if listener is not None and not getattr(listener, "_chassis_traced", False):
+            listener.register_for_reply = self._traced_register(listener.register_for_reply)
+            listener._chassis_traced = True
+
+    def _traced_register(self, register: Any) -> Any:
+        def register_for_reply(correlation_id: str) -> Any:
+            get_reply = register(correlation_id)
+
+            def traced_get_reply(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    body = get_reply(*args, **kwargs)
+                except BaseException as exc:
+                    self._end_call(correlation_id, error=type(exc).__name__)
+                    raise
+                error = body.get("error") if isinstance(body, dict) else None
+                self._end_call(correlation_id, error=(error or {}).get("exc_type") or
+                               ("RemoteError" if error else None))
+                return body
+
+            return traced_get_reply
+
+        return register_for_reply
+
+    def _end_call(self, correlation_id: str, error: str | None = None) -> None:
+        span = self._calls.pop(correlation_id, None)
+        if span is None:
+            return
+        try:
+            if error:
+                span.set_attribute("error.type", error)
+                span.set_status(Status(StatusCode.ERROR, error))
+            span.end()
+        except Exception:
+            log.exception("chassis: ending an RPC client span failed")
+
+    def outgoing_span(self, kind: str, publisher: Any, kwargs: dict[str, Any]) -> Any:
+        """A CLIENT/PRODUCER span for a message about to be published from a traced worker
+        (``None`` outside one), its context written into the message's headers."""
+        if self.tracer is None or not self._active or self.instrumented():
+            return None
+        parent = trace.get_current_span()
+        if not parent.get_span_context().is_valid:
+            return None  # not inside a traced worker
+        routing_key = str(kwargs.get("routing_key") or "")
+        # a messaging Publisher's exchange is one of its core publisher's publish options
+        exchange = kwargs.get("exchange") or \
+            (getattr(publisher, "publish_kwargs", None) or {}).get("exchange")
+        destination = str(getattr(exchange, "name", "") or "")
+        if kind == "rpc":
+            service, _, method = routing_key.rpartition(".")
+            name = f"{service}/{method}"
+            attrs: dict[str, Any] = {"rpc.system": "nameko", "rpc.service": service,
+                                     "rpc.method": method}
+            span_kind = SpanKind.CLIENT
+        else:
+            name = f"publish {destination or routing_key}"
+            attrs = {"messaging.system": "rabbitmq", "messaging.operation.type": "send",
+                     "messaging.destination.name": destination or routing_key,
+                     "messaging.rabbitmq.destination.routing_key": routing_key}
+            span_kind = SpanKind.PRODUCER
+        span = self.tracer.start_span(name, kind=span_kind, attributes=attrs)
+        carrier: dict[str, str] = {}
+        W3C.inject(carrier, context=trace.set_span_in_context(span))
+        headers = dict(kwargs.get("extra_headers") or {})
+        headers.update({_HEADER_PREFIX + k: v for k, v in carrier.items()})
+        kwargs["extra_headers"] = headers
+        if kind == "rpc":
+            correlation_id = kwargs.get("correlation_id")
+            if correlation_id:
+                self._calls[str(correlation_id)] = span
+                while len(self._calls) > MAX_PENDING_CALLS:
+                    self._calls.popitem(last=False)[1].end()
+        return span
 
     def stop(self) -> None:
         if self.provider is not None:
@@ -235,7 +436,7 @@ class Tracing(DependencyProvider):
         return self.tracer or trace.NoOpTracer()
 
     def worker_setup(self, worker_ctx: Any) -> None:
-        if self.tracer is None:
+        if self.tracer is None or self.instrumented():
             return
         try:
             kind = entrypoints.kind_of(worker_ctx.entrypoint)
@@ -257,7 +458,7 @@ class Tracing(DependencyProvider):
             return
         span = active[0]
         try:
-            status_code = _http_status(worker_ctx, result, exc_info)
+            status_code = http_status(worker_ctx, result, exc_info)
             if status_code is not None:
                 span.set_attribute("http.response.status_code", status_code)
             if exc_info:
@@ -280,6 +481,8 @@ class Tracing(DependencyProvider):
         if active is None:
             return
         span, token = active
+        if self._calls:
+            self._end_unanswered(span)
         try:
             span.end()
         except Exception:
@@ -288,3 +491,49 @@ class Tracing(DependencyProvider):
             otel_context.detach(token)
         except Exception:
             log.exception("chassis: detaching the trace context failed for %r", worker_ctx)
+
+    def _end_unanswered(self, worker_span: Any) -> None:
+        # RPC calls the worker made and never read the reply of (call_async, then gone)
+        span_id = worker_span.get_span_context().span_id
+        for correlation_id, span in list(self._calls.items()):
+            parent = getattr(span, "parent", None)
+            if parent is not None and parent.span_id == span_id:
+                self._end_call(correlation_id)
+
+
+class _TracedPublisher:
+    """Stands in for an RPC, event or message dependency's nameko ``Publisher`` (nothing else
+    changes): a publish from inside a traced worker gets a CLIENT or PRODUCER span whose
+    context replaces the worker's in the message headers."""
+
+    def __init__(self, publisher: Any, tracing: Tracing, kind: str) -> None:
+        self._publisher = publisher
+        self._tracing = tracing
+        self._kind = kind
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._publisher, name)
+
+    def __repr__(self) -> str:
+        return f"<traced {self._kind} {self._publisher!r}>"
+
+    def publish(self, payload: Any, **kwargs: Any) -> Any:
+        try:
+            span = self._tracing.outgoing_span(self._kind, self._publisher, kwargs)
+        except Exception:
+            log.exception("chassis: starting an outgoing span failed")
+            span = None
+        if span is None:
+            return self._publisher.publish(payload, **kwargs)
+        try:
+            result = self._publisher.publish(payload, **kwargs)
+        except BaseException as exc:
+            if self._kind == "rpc":
+                self._tracing._calls.pop(str(kwargs.get("correlation_id")), None)
+            span.set_attribute("error.type", type(exc).__qualname__)
+            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:300]))
+            span.end()
+            raise
+        if self._kind != "rpc":
+            span.end()
+        return result

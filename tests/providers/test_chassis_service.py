@@ -312,7 +312,7 @@ def test_sentry_reports_http_errors(shop: Shop) -> None:
 # ---------------------------------------------------------------------------------------------
 # OpenTelemetry
 
-SERVER, CONSUMER, INTERNAL = 2, 5, 1
+SERVER, CLIENT, CONSUMER, INTERNAL = 2, 3, 5, 1
 STATUS_ERROR = 2
 
 
@@ -325,13 +325,20 @@ def test_one_trace_across_an_rpc_hop_and_an_event(shop: Shop) -> None:
     assert front["service"] == "chassis_front" and front["kind"] == SERVER
     assert front["attributes"]["rpc.system"] == "nameko"
     assert front["attributes"]["rpc.method"] == "relay"
-    back = wait_for(lambda: shop.otlp.find(name="chassis_back/double", trace_id=trace_id),
-                    what="the double span")[0]
-    assert back["service"] == "chassis_back" and back["parent_span_id"] == front["span_id"]
+    # each hop is a span of its own (CLIENT, PRODUCER) between the two workers' spans
+    call = wait_for(lambda: shop.otlp.find(name="chassis_back/double", trace_id=trace_id,
+                                           kind=CLIENT), what="the call span")[0]
+    assert call["service"] == "chassis_front" and call["parent_span_id"] == front["span_id"]
+    back = wait_for(lambda: shop.otlp.find(name="chassis_back/double", trace_id=trace_id,
+                                           kind=SERVER), what="the double span")[0]
+    assert back["service"] == "chassis_back" and back["parent_span_id"] == call["span_id"]
     event = wait_for(lambda: shop.otlp.find(name="process chassis_front.happened",
                                             trace_id=trace_id), what="the event span")[0]
     assert event["service"] == "chassis_back" and event["kind"] == CONSUMER
-    assert event["parent_span_id"] == front["span_id"]
+    dispatch = wait_for(lambda: shop.otlp.find(name="publish chassis_front.events",
+                                               trace_id=trace_id), what="the dispatch span")[0]
+    assert dispatch["parent_span_id"] == front["span_id"]
+    assert event["parent_span_id"] == dispatch["span_id"]
     assert event["attributes"]["messaging.system"] == "rabbitmq"
 
 
@@ -370,7 +377,10 @@ def test_span_kinds_errors_and_resources(shop: Shop) -> None:
     assert job["kind"] == CONSUMER
     enqueue = wait_for(lambda: shop.otlp.find(name="chassis_front/enqueue",
                                               trace_id=job["trace_id"]), what="enqueue span")[0]
-    assert job["parent_span_id"] == enqueue["span_id"]
+    publish = wait_for(lambda: shop.otlp.find(name="publish chassis-jobs",
+                                              trace_id=job["trace_id"]), what="publish span")[0]
+    assert publish["parent_span_id"] == enqueue["span_id"]  # the hop is a span of its own
+    assert job["parent_span_id"] == publish["span_id"]
     assert {s["resource"]["service.name"] for s in shop.otlp.find()} >= {
         "chassis_front", "chassis_back"}
     assert failed["resource"]["service.version"] == "1.2.3"
