@@ -264,12 +264,12 @@ def test_refreshes_on_one_connection_send_deltas_that_merge_to_full_workers(star
         second = client.snapshot(stacks="none")
         size_second = client.last_payload_bytes
         assert size_second < size_first  # the second one only carried call ids and the time
-        full = [replace(w, age_s=0.0) for w in first.containers[0].workers]
-        again = [replace(w, age_s=0.0) for w in second.containers[0].workers]
-        assert again == full
+        full = {w.call_id: replace(w, age_s=0.0) for w in first.containers[0].workers}
+        again = {w.call_id: replace(w, age_s=0.0) for w in second.containers[0].workers}
+        assert again == full and len(full) == 2
         # the unchanged workers are the first snapshot's objects, not parsed again
-        for old, new in zip(first.containers[0].workers, second.containers[0].workers,
-                            strict=True):
+        for new in second.containers[0].workers:
+            old = first.find_worker(new.call_id)[1]
             assert new.args is old.args and new.where is old.where
             assert new.age_s >= old.age_s
         # --json's path sends every worker in full on the same connection
