@@ -26,7 +26,7 @@ def test_a_killed_rpc_worker_answers_its_caller_and_leaves_nothing_behind(start_
         assert victim.call_id_stack[0].startswith("kill_caller.wait_for_lot.")
         assert client.kill_worker(victim.call_id)
         # the caller, a nameko worker itself, gets an error reply naming the kill
-        answer = pending.result(timeout=10)
+        answer = pending.result(timeout=30)
         assert answer.startswith("RemoteError WorkerKilled:") and victim.call_id in answer
         # the bookkeeping counts a kill
         def finished():
@@ -35,7 +35,7 @@ def test_a_killed_rpc_worker_answers_its_caller_and_leaves_nothing_behind(start_
                                if c.service_name == "chassis_parking")
             return next((h for h in lot_history or () if h.call_id == victim.call_id), None)
 
-        entry = wait_for(finished, timeout=10, what="the kill in the history")
+        entry = wait_for(finished, timeout=30, what="the kill in the history")
         assert entry.outcome == "killed" and entry.exc_type == "WorkerKilled"
         assert client.snapshot().find_worker(victim.call_id) is None
     # the broker: the message was acknowledged, nothing waits to be redelivered
@@ -45,7 +45,7 @@ def test_a_killed_rpc_worker_answers_its_caller_and_leaves_nothing_behind(start_
         return q if q.get("messages_unacknowledged") == 0 and q.get("messages_ready") == 0 \
             else None
 
-    wait_for(queue_settled, timeout=15, interval=0.5, what="no unacked or ready message")
+    wait_for(queue_settled, timeout=30, interval=0.5, what="no unacked or ready message")
     # and the process still stops cleanly
     t0 = time.monotonic()
     lot.process.stop(timeout=20)
