@@ -211,7 +211,12 @@ class ChassisConsole(App[int]):
     def open_worker(self, ref: WorkerRef) -> None:
         poller = self.pollers[ref.target]
         poller.watched = {ref.call_id}
-        screen = WorkerDetailScreen(ref, poller.status.label)
+        # what the table showed: the screen starts from it, so a worker that finishes before
+        # the next snapshot (the one with its stack) still has its last known state
+        snap = poller.status.snapshot
+        seen = snap.find_worker(ref.call_id) if snap is not None else None
+        screen = WorkerDetailScreen(ref, poller.status.label, seen=seen,
+                                    pid=snap.pid if snap is not None else None)
         self.push_screen(screen, callback=lambda _: self._closed_worker(ref))
         poller.wake()  # fetch its stack now, not at the next tick
 

@@ -61,16 +61,17 @@ class WorkerDetailScreen(Screen[None]):
     def action_nothing(self) -> None:
         """Keys of the workers list that mean nothing on this screen."""
 
-    def __init__(self, ref: WorkerRef, label: str) -> None:
+    def __init__(self, ref: WorkerRef, label: str, *,
+                 seen: tuple[Container, Worker] | None = None, pid: int | None = None) -> None:
         super().__init__()
         self.ref = ref
         self.target_label = label
-        self.worker: Worker | None = None
-        self.container: Container | None = None
+        self.container: Container | None = seen[0] if seen is not None else None
+        self.worker: Worker | None = seen[1] if seen is not None else None
         self.finished: FinishedWorker | None = None
         self.gone_at: float | None = None  # snapshot time at which it was first missing
         self.state = "waiting"  # waiting | running | finished | stale
-        self.pid: int | None = None  # of the service process the worker was seen in
+        self.pid: int | None = pid  # of the service process the worker was seen in
         self.restarted_as: int | None = None  # pid of the process that replaced it
 
     def compose(self) -> ComposeResult:

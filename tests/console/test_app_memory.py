@@ -404,7 +404,8 @@ async def test_a_worker_that_finished_before_its_stack_came_says_so():
         await pilot.press("enter")
         screen = app.screen
         assert isinstance(screen, WorkerDetailScreen)
-        await until(pilot, lambda: screen.state == "finished", what="the worker to finish")
+        await until(pilot, lambda: screen.state == "finished",
+                    what=f"the worker to finish (it is {screen.state})")
         stack = plain(screen.query_one("#detail-stack"))
         assert "finished before one was taken" in stack and "collecting" not in stack
 
