@@ -22,7 +22,7 @@ from sentry_sdk.integrations.logging import LoggingIntegration, ignore_logger
 
 from ..config import SentrySettings, load_settings
 from ..probe.entrypoints import kind_of
-from ..probe.redaction import redact_mapping, redacted_arguments
+from ..probe.redaction import redact_mapping, redacted_arguments, scrub_breadcrumb, scrub_event
 from .bookkeeping import EXPECTED_ERROR, SUCCESS, entrypoint_name, outcome_of
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,10 @@ def init_sentry(settings: SentrySettings) -> bool:
         # frame locals would carry the very arguments sensitive_arguments hides
         include_local_variables=settings.include_local_variables,
         send_default_pii=False,
+        # the whole event and every breadcrumb through the probe's redaction (messages, extra
+        # with sys.argv, contexts, request data): one policy for every channel
+        before_send=scrub_event,
+        before_breadcrumb=scrub_breadcrumb,
         integrations=[LoggingIntegration(level=logging.INFO, event_level=logging.ERROR)],
     )
     _initialised = settings
