@@ -140,7 +140,10 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     try:
         code = run(argv)
     except ConsoleError as exc:
-        print(f"chassis-console: {exc}", file=sys.stderr)
+        from nameko_chassis.view.text import sanitize_lines
+
+        # a message may quote the peer: no escape codes, bidi or surrogates reach the terminal
+        print(f"chassis-console: {sanitize_lines(exc)}", file=sys.stderr)
         code = exc.exit_code
     except KeyboardInterrupt:
         code = 130

@@ -97,10 +97,25 @@ def _debug(target: Any, namespace: Any, file: TextIO | None, width: int | None,
     page = render_debug(snapshot, width=width or terminal_width(out),
                         color=wants_color(out) if color is None else color,
                         **{k: v for k, v in limits.items() if k in _RENDER_LIMITS})
-    out.write(page)  # one write: every write to a backdoor connection is a send
+    out.write(_encodable(page, out))  # one write: every write to a backdoor connection is a send
     flush = getattr(out, "flush", None)
     if flush is not None:
         flush()
+
+
+def _encodable(text: str, file: Any) -> str:
+    """``text`` as ``file`` can encode it: a lone surrogate (or a character the connection's
+    encoding lacks) becomes a backslash escape instead of a UnicodeEncodeError that loses the
+    page."""
+    encoding = getattr(file, "encoding", None) or "utf-8"
+    try:
+        text.encode(encoding)
+        return text
+    except (UnicodeEncodeError, LookupError):
+        try:
+            return text.encode(encoding, "backslashreplace").decode(encoding)
+        except LookupError:
+            return text.encode("ascii", "backslashreplace").decode("ascii")
 
 
 def collect_for_page(target: Any, *, namespace: Any = None, limits: dict[str, Any] | None = None

@@ -30,6 +30,7 @@ from typing import Any
 
 from nameko_chassis.probe import MODULES, wire
 from nameko_chassis.view.model import Snapshot, SnapshotError
+from nameko_chassis.view.text import clip, sanitize_lines
 
 from ..errors import NoRunnerError, ProtocolError, RemoteError
 from .address import TargetAddress
@@ -200,9 +201,12 @@ class BackdoorClient:
             raise ProtocolError(f"{self.label}: {exc}") from None
         self.last_payload_bytes = len(raw) - start
         if kind == "e":
+            # the peer's text is never printed raw: no escape codes, bidi or surrogates
             raise RemoteError(
-                f"{self.label}: the service raised {data.get('type')}: {data.get('message')}",
-                remote_traceback=str(data.get("traceback", "")), exc_type=str(data.get("type")))
+                f"{self.label}: the service raised {clip(data.get('type'), 100)}: "
+                f"{clip(data.get('message'), 2000)}",
+                remote_traceback=sanitize_lines(data.get("traceback", "")),
+                exc_type=clip(data.get("type"), 100))
         return data
 
     # -- Target --------------------------------------------------------------------------------
@@ -252,7 +256,7 @@ class BackdoorClient:
 
 def _last_line(text: str) -> str:
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-    return lines[-1][:200] if lines else ""
+    return clip(lines[-1], 200) if lines else ""  # the peer's text: made safe to print
 
 
 __all__ = ["BackdoorClient"]

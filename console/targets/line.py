@@ -18,8 +18,12 @@ PROMPT = b">>> "
 CONTINUATION = b"... "
 DEFAULT_CONNECT_TIMEOUT = 3.0
 DEFAULT_TIMEOUT = 10.0
-#: Seconds of silence after connecting before the console sends one empty line (see connect).
+#: Seconds of silence after connecting before the console sends one blank line (see connect).
 PROBE_AFTER = 1.0
+#: Bytes one reply (banner, or output up to the prompt) may take before the peer counts as
+#: broken or hostile: 16 MiB, many times the largest real reply (a full dump of 1000 workers is
+#: compressed to well under 1 MiB; REPL output is capped at 200 000 characters by the service).
+DEFAULT_MAX_REPLY_BYTES = 16 * 1024 * 1024
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 
@@ -32,13 +36,15 @@ class BackdoorConnection:
         *,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         timeout: float = DEFAULT_TIMEOUT,
+        max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
     ) -> None:
         self.address = TargetAddress.parse(address) if isinstance(address, str) else address
         self.connect_timeout = connect_timeout
         self.timeout = timeout
+        self.max_reply_bytes = max_reply_bytes
         self.banner = ""
         self._sock: socket.socket | None = None
-        self._buffer = b""
+        self._buffer = bytearray()  # appended in place: no quadratic copying of a large reply
 
     def __repr__(self) -> str:
         state = "connected" if self._sock else "closed"
@@ -82,7 +88,7 @@ class BackdoorConnection:
         except OSError as exc:
             raise UnreachableError(f"cannot connect to {target}: {exc.strerror or exc}") from None
         self._sock = sock
-        self._buffer = b""
+        self._buffer = bytearray()
         not_a_backdoor = ProtocolError(
             f"{target} answered, but not with a Python prompt — "
             "is this a nameko backdoor port (nameko run --backdoor-port)?"
@@ -237,12 +243,19 @@ class BackdoorConnection:
         while True:
             buf = self._buffer
             if buf.endswith(PROMPT) and (len(buf) == len(PROMPT) or buf[-5:-4] == b"\n"):
-                self._buffer = b""
-                return buf[: -len(PROMPT)]
+                self._buffer = bytearray()
+                return bytes(buf[: -len(PROMPT)])
             if buf.endswith(CONTINUATION) and (len(buf) == 4 or buf[-5:-4] == b"\n"):
                 # The console thinks a block is open: close it so the session stays usable.
-                self._buffer = b""
+                self._buffer = bytearray()
                 self._send(b"\n")
                 deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
                 continue
-            self._buffer += self.recv_some(deadline, close_on_timeout)
+            chunk = self.recv_some(deadline, close_on_timeout)
+            if len(buf) + len(chunk) > self.max_reply_bytes:
+                self.close()
+                self._buffer = bytearray()
+                raise ProtocolError(
+                    f"{self.address} sent more than {self.max_reply_bytes // (1024 * 1024)} MiB "
+                    "without a prompt — not a backdoor reply; connection closed")
+            buf += chunk

@@ -29,6 +29,7 @@ from .frames import (
 from .redaction import (
     DEFAULT_REPR_LIMIT,
     SECRET_KEY_PATTERNS,
+    policy_for,
     redact_mapping,
     redacted_arguments,
 )
@@ -119,8 +120,10 @@ def _worker_static(ctx: Any, container_name: str, opts: dict[str, Any],
     ep = getattr(ctx, "entrypoint", None)
     method = getattr(ep, "method_name", None) or "?"
     kind = entrypoints.kind_of(ep) if ep is not None else "unknown"
+    policy = opts["secret_patterns"]
     args, kwargs = redacted_arguments(ep, entrypoints.shown_args(kind, getattr(ctx, "args", ())),
-                                      getattr(ctx, "kwargs", {}), limit=opts["repr_limit"])
+                                      getattr(ctx, "kwargs", {}), limit=opts["repr_limit"],
+                                      policy=policy)
     data = getattr(ctx, "data", None) or {}
     context = ({k: v for k, v in data.items() if k != "call_id_stack"}
                if isinstance(data, dict) else {})
@@ -135,7 +138,7 @@ def _worker_static(ctx: Any, container_name: str, opts: dict[str, Any],
         "entrypoint_type": kind,
         "args": args,
         "kwargs": kwargs,
-        "context_data": redact_mapping(context, opts["secret_patterns"], limit=opts["repr_limit"]),
+        "context_data": redact_mapping(context, policy, limit=opts["repr_limit"]),
     }
     try:
         setattr(ctx, _CACHE_ATTR, (key, static, first_seen))
@@ -295,19 +298,8 @@ def _options(*, stacks: Any = "all", max_workers: int = DEFAULT_MAX_WORKERS,
         raise ValueError(f"stacks must be 'all', 'none' or a set of call ids, not {stacks!r}")
     return {"stacks": stacks, "max_workers": max(int(max_workers), 0),
             "max_frames": max(int(max_frames), 1), "repr_limit": max(int(repr_limit), 8),
-            "secret_patterns": _patterns(secret_patterns), "known": known, "unchanged": []}
-
-
-_patterns_memo: dict[Any, tuple[str, ...]] = {}
-
-
-def _patterns(patterns: Iterable[str]) -> tuple[str, ...]:
-    # the same tuple object each time, so per-worker cache keys compare by identity
-    key = patterns if isinstance(patterns, tuple) else tuple(patterns)
-    out = _patterns_memo.get(key)
-    if out is None:
-        out = _patterns_memo[key] = tuple(p.lower() for p in key)
-    return out
+            # one RedactionPolicy object per settings: per-worker cache keys compare by identity
+            "secret_patterns": policy_for(secret_patterns), "known": known, "unchanged": []}
 
 
 _NAMEKO_VERSION: str | None = None
@@ -324,7 +316,9 @@ def collect(target: Any = None, *, namespace: Mapping[str, Any] | None = None,
     ``stacks``: ``"all"`` (every worker's full stack), ``"none"`` (only each worker's innermost
     user frame, ``where``), or a set of call ids whose full stacks to include.
     Limits: ``max_workers`` listed per container (oldest first), ``max_frames`` per stack,
-    ``repr_limit`` characters per repr. ``secret_patterns``: context-data keys to redact.
+    ``repr_limit`` characters per repr. ``secret_patterns``: names to redact (arguments, keys) —
+    by default the process's policy; ``"+name"``/``"-name"`` entries edit it, other names
+    replace its names (see :func:`.redaction.policy_for` and docs/security.md).
 
     ``known`` (the wire's delta refresh, used by the agent): call id -> the ``where`` object
     sent for it before. A listed worker whose ``where`` is still that very object, and whose

@@ -21,7 +21,12 @@ every guard checks the calling greenlet and lets everyone else through):
 - Calls that end or stop the process are refused with :class:`Refused` before they act:
   ``os._exit``, ``os.abort``, ``os.kill``/``os.killpg`` aimed at this process or its group (signal
   0, a liveness check, is allowed), ``signal.raise_signal``, ``signal.pthread_kill``, and ``stop()``
-  / ``kill()`` of the service runner and its containers. To stop a service, stop it from outside
+  / ``kill()`` of the service runner and its containers (bound or unbound:
+  ``type(runner).stop(runner)``), the eventlet hub's ``abort()``, and ``signal.alarm`` /
+  ``signal.setitimer`` while their signal has no handler (its default action ends the process).
+  Code the REPL's code starts — ``eventlet.spawn``/``spawn_n``/``spawn_after``, a ``GreenPool``,
+  ``threading.Thread(...).start()`` — runs guarded too, whenever it runs, and its ``SystemExit``
+  is contained. To stop a service, stop it from outside
   (its supervisor, or SIGTERM). Guards catch mistakes, not malice: a backdoor is full control.
 - ``input()`` and anything else reading stdin gets end-of-file: there is no terminal on this side.
 
@@ -233,9 +238,75 @@ def _guard_function(original: Callable[..., Any], name: str,
 
     guard.__name__ = getattr(original, "__name__", name)
     guard.__doc__ = getattr(original, "__doc__", None)
-    guard.__wrapped__ = original  # type: ignore[attr-defined]
+    # no __wrapped__: `c.stop.__wrapped__()` would be the unguarded original
     guard._chassis_guard = True  # type: ignore[attr-defined]
     return guard
+
+
+def _adopt(fn: Callable[..., Any], namespace: Mapping[str, Any]) -> Callable[..., Any]:
+    """``fn`` run as REPL code wherever and whenever it runs (a greenthread or thread the REPL
+    started, a timer that fires after the input is done): guarded, and its SystemExit and
+    KeyboardInterrupt contained."""
+    def adopted(*args: Any, **kwargs: Any) -> Any:
+        with _guarded(_current(), namespace):
+            try:
+                return fn(*args, **kwargs)
+            except (SystemExit, KeyboardInterrupt) as exc:
+                sys.stderr.write(f"chassis REPL: {type(exc).__name__} raised in a greenthread "
+                                 "started from the REPL was contained (it would stop the "
+                                 "service)\n")
+                return None
+
+    adopted._chassis_adopted = True  # type: ignore[attr-defined]
+    return adopted
+
+
+def _spawn_guard(original: Callable[..., Any], func_at: int,
+                 namespace: Mapping[str, Any]) -> Callable[..., Any]:
+    """``spawn``/``spawn_after``/``Thread.start``-like ``original`` whose callable (argument
+    ``func_at``) is adopted when REPL code calls it."""
+    def guard(*args: Any, **kwargs: Any) -> Any:
+        if _current() in _owners and len(args) > func_at and callable(args[func_at]) \
+                and not getattr(args[func_at], "_chassis_adopted", False):
+            args = (*args[:func_at], _adopt(args[func_at], namespace), *args[func_at + 1:])
+        return original(*args, **kwargs)
+
+    guard.__name__ = getattr(original, "__name__", "spawn")
+    guard.__doc__ = getattr(original, "__doc__", None)
+    guard._chassis_guard = True  # type: ignore[attr-defined]
+    return guard
+
+
+def _thread_start_guard(original: Callable[..., Any],
+                        namespace: Mapping[str, Any]) -> Callable[..., Any]:
+    def start(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if _current() in _owners:
+            run = self.run
+            if not getattr(run, "_chassis_adopted", False):
+                self.run = _adopt(run, namespace)
+        return original(self, *args, **kwargs)
+
+    start._chassis_guard = True  # type: ignore[attr-defined]
+    return start
+
+
+def _signal_kills(sig: Any) -> bool:
+    """Whether ``sig`` arriving now would end the process (its default action, no handler)."""
+    try:
+        return sig is not None and signal.getsignal(sig) in (signal.SIG_DFL, None)
+    except BaseException:
+        return True
+
+
+def _alarm_kills(seconds: Any = 0, *args: Any, **kwargs: Any) -> bool:
+    return bool(seconds) and _signal_kills(getattr(signal, "SIGALRM", None))
+
+
+def _itimer_kills(which: Any = None, seconds: Any = 0, *args: Any, **kwargs: Any) -> bool:
+    sig = {getattr(signal, "ITIMER_REAL", -1): getattr(signal, "SIGALRM", None),
+           getattr(signal, "ITIMER_VIRTUAL", -2): getattr(signal, "SIGVTALRM", None),
+           getattr(signal, "ITIMER_PROF", -3): getattr(signal, "SIGPROF", None)}.get(which)
+    return bool(seconds) and _signal_kills(sig)
 
 
 def _always(*args: Any, **kwargs: Any) -> bool:
@@ -255,8 +326,9 @@ def _stoppables(namespace: Mapping[str, Any]) -> list[Any]:
     return out
 
 
-def _install(obj: Any, attr: str, name: str, refuse_if: Callable[..., bool],
-             instance: bool = False) -> None:
+def _install(obj: Any, attr: str, name: str, refuse_if: Callable[..., bool] | None,
+             instance: bool = False,
+             make: Callable[[Callable[..., Any]], Callable[..., Any]] | None = None) -> None:
     key = (id(obj), attr)
     if key in _installed:
         return
@@ -265,7 +337,9 @@ def _install(obj: Any, attr: str, name: str, refuse_if: Callable[..., bool],
         return
     before = obj.__dict__.get(attr, _MISSING) if instance else original
     try:
-        setattr(obj, attr, _guard_function(original, name, refuse_if))
+        guard = make(original) if make is not None else \
+            _guard_function(original, name, refuse_if or _always)
+        setattr(obj, attr, guard)
     except BaseException:  # read-only or slotted: leave it
         return
     _installed[key] = (obj, attr, before)
@@ -281,6 +355,38 @@ def _uninstall_all() -> None:
         except BaseException:
             pass
     _installed.clear()
+
+
+def _install_indirections(namespace: Mapping[str, Any]) -> None:
+    """Guards on the ways code reaches a guarded call later or elsewhere: eventlet's spawns
+    (``spawn_after`` too), green pools, threads; and the hub's abort(). Found in sys.modules,
+    never imported."""
+    import threading
+
+    def spawning(func_at: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        return lambda original: _spawn_guard(original, func_at, namespace)
+
+    for module_name in ("eventlet", "eventlet.greenthread"):
+        module = sys.modules.get(module_name)
+        if module is None:
+            continue
+        for attr, func_at in (("spawn", 0), ("spawn_n", 0), ("spawn_after", 1),
+                              ("spawn_after_local", 1)):
+            _install(module, attr, attr, None, make=spawning(func_at))
+    pool = getattr(sys.modules.get("eventlet.greenpool"), "GreenPool", None)
+    if pool is not None:
+        for attr in ("spawn", "spawn_n"):
+            _install(pool, attr, attr, None, instance=True, make=spawning(1))
+    hubs = sys.modules.get("eventlet.hubs")
+    if hubs is not None:
+        try:
+            hub = hubs.get_hub()
+        except BaseException:
+            hub = None
+        if hub is not None:
+            _install(hub, "abort", "the eventlet hub's abort()", _always, instance=True)
+    _install(threading.Thread, "start", "Thread.start", None, instance=True,
+             make=lambda original: _thread_start_guard(original, namespace))
 
 
 @contextmanager
@@ -303,11 +409,23 @@ def _guarded(owner: Any, namespace: Mapping[str, Any]) -> Iterator[None]:
         _install(os, "killpg", "os.killpg() of this process's group", killpg_self)
         _install(signal, "raise_signal", "signal.raise_signal()", _always)
         _install(signal, "pthread_kill", "signal.pthread_kill()", _always)
-        for obj in _stoppables(namespace):
+        _install(signal, "alarm", "signal.alarm() (SIGALRM has no handler)", _alarm_kills)
+        _install(signal, "setitimer", "signal.setitimer() (its signal has no handler)",
+                 _itimer_kills)
+        stoppables = _stoppables(namespace)
+
+        def is_stoppable(target: Any = None, *rest: Any, **kwargs: Any) -> bool:
+            return any(target is s for s in stoppables)
+
+        for obj in stoppables:
             label = "the service runner" if hasattr(obj, "service_map") else \
                 f"container {getattr(obj, 'service_name', '?')!r}"
             for method in ("stop", "kill"):
                 _install(obj, method, f"{method}() of {label}", _always, instance=True)
+                # the unbound spellings: type(runner).stop(runner), ServiceRunner.kill(runner)
+                _install(type(obj), method, f"{type(obj).__name__}.{method}() of {label}",
+                         is_stoppable, instance=True)
+        _install_indirections(namespace)
         yield
     finally:
         _owners[owner] -= 1
@@ -724,7 +842,7 @@ def _resolve(namespace: Mapping[str, Any], chain: str) -> Any:
                 return getattr(builtins, node.id)
             raise LookupError(node.id)
         if isinstance(node, ast.Attribute):
-            return getattr(walk(node.value), node.attr)
+            return _attr_without_code(walk(node.value), node.attr)
         if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
             return walk(node.value)[node.slice.value]
         if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.UnaryOp) and \
@@ -734,6 +852,44 @@ def _resolve(namespace: Mapping[str, Any], chain: str) -> Any:
         raise LookupError(ast.dump(node))
 
     return walk(ast.parse(chain, mode="eval").body)
+
+
+def _runs_code(static: Any) -> bool:
+    """Whether getting an attribute found (statically) as ``static`` would run Python code of
+    the object's class: a property, a functools.cached_property not computed yet, or any other
+    descriptor but functions, methods and C slots."""
+    import functools
+    import types
+
+    if isinstance(static, (property, functools.cached_property)):
+        return True
+    if not hasattr(type(static), "__get__"):
+        return False
+    return not isinstance(static, (
+        types.FunctionType, types.BuiltinFunctionType, types.MethodDescriptorType,
+        types.WrapperDescriptorType, types.ClassMethodDescriptorType, types.MethodWrapperType,
+        types.MemberDescriptorType, types.GetSetDescriptorType, classmethod, staticmethod,
+        type))
+
+
+def _attr_without_code(obj: Any, name: str) -> Any:
+    """``getattr(obj, name)`` when that runs no code of the object's (completion must never run
+    a getter: it would run on the hub, and may have effects); else LookupError."""
+    import inspect
+
+    try:
+        own = vars(obj)
+    except TypeError:
+        own = None
+    if isinstance(own, dict) and name in own:
+        return own[name]  # an instance attribute (a cached_property already computed, too)
+    try:
+        static = inspect.getattr_static(obj, name)
+    except AttributeError:
+        raise LookupError(name) from None  # only a __getattr__ could answer: user code
+    if _runs_code(static):
+        raise LookupError(name)
+    return getattr(obj, name)
 
 
 def _visible(word: str, prefix: str) -> bool:
@@ -753,9 +909,9 @@ def _callable_suffix(obj: Any, word: str) -> str:
         static = inspect.getattr_static(obj, word)
     except AttributeError:
         static = _MISSING
-    if isinstance(static, property) or type(static).__name__ in ("getset_descriptor",
-                                                                "member_descriptor"):
-        return ""  # never run a property's code to decide on a parenthesis
+    if static is _MISSING or _runs_code(static) or type(static).__name__ in (
+            "getset_descriptor", "member_descriptor"):
+        return ""  # never run a getter's code to decide on a parenthesis
     try:
         return "(" if callable(getattr(obj, word)) else ""
     except BaseException:

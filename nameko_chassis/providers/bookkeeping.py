@@ -17,7 +17,7 @@ from typing import Any
 from nameko.extensions import DependencyProvider
 
 from ..config import DEFAULT_HISTORY_SIZE, load_settings
-from ..probe.redaction import safe_repr
+from ..probe.redaction import exception_text
 from ..probe.schema import Outcome
 
 log = logging.getLogger(__name__)
@@ -107,10 +107,4 @@ class WorkerBookkeeping(DependencyProvider):
 
 
 def _exc_message(exc: BaseException) -> str:
-    try:
-        text = str(exc)
-    except Exception:
-        return safe_repr(exc, EXC_MESSAGE_LIMIT)
-    if len(text) > EXC_MESSAGE_LIMIT:
-        text = text[: EXC_MESSAGE_LIMIT - 3] + "..."
-    return text
+    return exception_text(exc, EXC_MESSAGE_LIMIT)  # bounded, secrets hidden

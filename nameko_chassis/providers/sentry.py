@@ -23,7 +23,7 @@ from sentry_sdk.integrations.logging import LoggingIntegration, ignore_logger
 
 from ..config import SentrySettings, load_settings
 from ..probe.entrypoints import kind_of
-from ..probe.redaction import redact_mapping, redacted_arguments
+from ..probe.redaction import redact_mapping, redacted_arguments, scrub_breadcrumb, scrub_event
 from .bookkeeping import EXPECTED_ERROR, KILLED, SUCCESS, entrypoint_name, outcome_of
 
 log = logging.getLogger(__name__)
@@ -74,9 +74,25 @@ def init_sentry_sdk(*, by_caller: bool = False, **options: Any) -> None:
     global _initialised_by_caller
     for name in NAMEKO_WORKER_LOGGERS:
         ignore_logger(name)
+    # every event and breadcrumb through the probe's redaction (messages, extra with sys.argv,
+    # contexts, request data) before the caller's own hooks: one policy for every channel
+    options["before_send"] = _after(scrub_event, options.get("before_send"))
+    options["before_breadcrumb"] = _after(scrub_breadcrumb, options.get("before_breadcrumb"))
     sentry_sdk.init(**options)
     if by_caller:
         _initialised_by_caller = True
+
+
+def _after(scrub: Any, hook: Any) -> Any:
+    """``scrub`` first, then the caller's ``hook`` (if any) on what is left."""
+    if hook is None:
+        return scrub
+
+    def both(item: Any, hint: Any) -> Any:
+        item = scrub(item, hint)
+        return None if item is None else hook(item, hint)
+
+    return both
 
 
 def _tag_scope(scope: Any, worker_ctx: Any) -> None:

@@ -49,6 +49,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from .. import __version__
 from ..config import TracingSettings, load_settings
 from ..probe import entrypoints
+from ..probe.redaction import exception_attributes, exception_text
 from .bookkeeping import EXPECTED_ERROR, outcome_of
 
 log = logging.getLogger(__name__)
@@ -464,10 +465,11 @@ class Tracing(DependencyProvider):
             if exc_info:
                 exc = exc_info[1]
                 outcome = outcome_of(worker_ctx, exc_info)
-                span.record_exception(exc)
+                span.record_exception(exc, attributes=exception_attributes(exc))  # redacted
                 span.set_attribute("error.type", type(exc).__qualname__)
                 span.set_attribute("nameko.outcome", outcome)
-                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:300]))
+                span.set_status(Status(StatusCode.ERROR,
+                                       f"{type(exc).__name__}: {exception_text(exc)}"[:300]))
                 if outcome == EXPECTED_ERROR:
                     span.set_attribute("nameko.expected_error", True)
             elif isinstance(status_code, int) and status_code >= 500:

@@ -5,6 +5,7 @@ ordered and a pool counts as nearly full. Pure: standard library and the probe's
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
@@ -17,23 +18,49 @@ VALUE_CHARS = 200
 #: Pool use (running / max_workers) from which a pool counts as nearly full.
 SATURATION_WARNING = 0.75
 
-# C0 controls, DEL and C1 controls shown as escapes: a value must not move the cursor, change
-# colours (ESC) or break a one-line cell.
-_CONTROL_ESCAPES = {
-    c: repr(chr(c))[1:-1] for c in [*range(0x20), *range(0x7F, 0xA0)]
+# Shown as escapes (``\x1b``, ``\u202e``), so text from a service can neither move the cursor,
+# change colours or titles (ESC), break a one-line cell, nor reorder or hide what is around it:
+# C0 controls, DEL, C1 controls; bidi embeddings, overrides and isolates (U+202A-U+202E,
+# U+2066-U+2069) and marks (U+200E/F, U+061C); line and paragraph separators (U+2028/9);
+# zero-width and invisible characters (U+200B-U+200D, U+2060-U+2064, U+FEFF, U+180E, U+00AD);
+# and lone surrogates (U+D800-U+DFFF: they cannot be encoded, and an output stream with
+# surrogateescape would write them as raw bytes such as 0xFF).
+_UNSAFE = [*range(0x20), *range(0x7F, 0xA0), 0xAD, 0x061C, 0x180E, *range(0x200B, 0x2010),
+           0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2060, 0x2065),
+           *range(0x2066, 0x206A), 0xFEFF]
+_CONTROL_ESCAPES: dict[int, str] = {
+    c: (repr(chr(c))[1:-1] if c < 0xA0 else f"\\u{c:04x}") for c in _UNSAFE
 }
+_CONTROL_ESCAPES.update({c: f"\\u{c:04x}" for c in range(0xD800, 0xE000)})
+_NEEDS_ESCAPE = re.compile("[" + "".join(f"\\u{c:04x}" for c in _UNSAFE) + "\\ud800-\\udfff]")
+
+
+def sanitize(text: Any) -> str:
+    """``text`` safe for a terminal, whole: every character that could act on the terminal or
+    hide text (see above) as a visible escape. Everything from a service or a peer goes through
+    this (or :func:`clip`, which also makes it one bounded line) before any output."""
+    s = text if isinstance(text, str) else str(text)
+    if _NEEDS_ESCAPE.search(s) is None:
+        return s
+    return s.translate(_CONTROL_ESCAPES)
+
+
+def sanitize_lines(text: Any) -> str:
+    """:func:`sanitize`, keeping line breaks (``\n``) as they are: for multi-line messages."""
+    s = text if isinstance(text, str) else str(text)
+    return "\n".join(sanitize(line) for line in s.split("\n"))
 
 
 def clip(text: Any, limit: int = VALUE_CHARS) -> str:
     """``text`` as one line of at most ``limit`` characters (an ellipsis marks a cut).
 
-    Control characters become visible escapes (``\\n``, ``\\x1b``), so untrusted text can neither
-    break a line nor emit terminal codes.
+    Unsafe characters become visible escapes (``\\n``, ``\\x1b``, ``\\u202e``: see
+    :func:`sanitize`), so untrusted text can neither break a line nor emit terminal codes.
     """
     s = text if isinstance(text, str) else str(text)
     if len(s) > limit * 4:  # do not translate megabytes to keep a hundred characters
         s = s[: limit * 4]
-    s = s.translate(_CONTROL_ESCAPES)
+    s = sanitize(s)
     if len(s) > limit:
         s = s[: max(limit - 1, 0)] + "…"
     return s
