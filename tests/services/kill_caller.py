@@ -13,6 +13,10 @@ class Caller:
     lot = ServiceRpc("chassis_parking")
 
     @rpc
+    def ping(self) -> str:
+        return "pong"
+
+    @rpc
     def wait_for_lot(self, tag: str) -> str:
         try:
             return "returned " + self.lot.park(tag=tag)
