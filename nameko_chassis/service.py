@@ -36,6 +36,7 @@ from .providers.health import Health
 from .providers.metrics import PrometheusMetrics
 from .providers.sentry import SentryReporter
 from .providers.tracing import Tracing
+from .providers.watchdog import HubWatchdog
 
 _LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "NOTSET")
 
@@ -73,6 +74,7 @@ class Service:
     sentry = SentryReporter()
     tracing = Tracing()
     health = Health()
+    hub_watchdog = HubWatchdog()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
