@@ -54,7 +54,7 @@ def target_line(status: TargetStatus, palette: Palette, *, paused: bool) -> Text
     elif status.state == "connecting":
         badge, colour = "◌ connecting", palette.muted
     elif status.state == "blocked":
-        badge, colour = "⛔ HUB BLOCKED", palette.error
+        badge, colour = "⚠ HUB BLOCKED", palette.error
     elif status.state == "unresponsive":
         badge, colour = "◐ not answering", palette.warning
     elif status.state == "down":
