@@ -48,6 +48,7 @@ from .providers.health import Health
 from .providers.metrics import PrometheusMetrics, metrics_route
 from .providers.sentry import SentryReporter
 from .providers.tracing import Tracing
+from .providers.watchdog import HubWatchdog
 
 _LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "NOTSET")
 
@@ -182,6 +183,7 @@ class Service:
     health = Health()
     #: the ServiceContainer running the worker (3.2.0's; query_state() uses it)
     container = ContainerProvider()
+    hub_watchdog = HubWatchdog()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

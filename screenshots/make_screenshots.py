@@ -5,6 +5,8 @@ Pilot and saves, into this folder:
 
 - ``console-main.svg``: the main screen while the shop is busy;
 - ``console-worker.svg``: the detail of a payments worker waiting on the card processor;
+- ``console-blocked.svg``: the hub blocked by a payments worker that never yields (the next
+  charge is made to run a CPU-bound "fraud check", installed over the backdoor for one call);
 - ``console-disconnected.svg``: the same console right after the service was killed.
 
 Each also as PNG when ``rsvg-convert`` (Debian: librsvg2-bin) or ``cairosvg`` is available.
@@ -34,6 +36,28 @@ from chassis_console.live.workers import WorkersTable  # noqa: E402
 from chassis_console.targets.backdoor import BackdoorClient  # noqa: E402
 
 SIZE = (150, 42)
+
+# Installed in the demo process over the backdoor: the next payments.charge burns the CPU for
+# 6 s without yielding, in a function of its own (its source registered with linecache, so the
+# stack shows the line), then the original comes back.
+_HOG_FILE = "<demo: a CPU-bound fraud check>"
+_HOG = """\
+def score_fraud_risk(self, seconds):
+    Payments._wait_for_processor = _original
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline:  # never yields to the eventlet hub
+        pass
+"""
+_INSTALL = (
+    "exec(" + repr(
+        "import linecache, time\n"
+        "from nameko_chassis.demo.shop import Payments\n"
+        f"src = {_HOG!r}\n"
+        f"linecache.cache[{_HOG_FILE!r}] = (len(src), None, src.splitlines(True), {_HOG_FILE!r})\n"
+        "ns = {'Payments': Payments, 'time': time, '_original': Payments._wait_for_processor}\n"
+        f"exec(compile(src, {_HOG_FILE!r}, 'exec'), ns)\n"
+        "Payments._wait_for_processor = ns['score_fraud_risk']\n") + ", {})"
+)
 
 
 async def until(pilot: Any, predicate: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -124,6 +148,17 @@ async def shoot(process: NamekoProcess) -> list[Path]:
         await pilot.pause(0.3)
         save(app, "console-worker", written)
         await pilot.press("escape")
+
+        # a worker that never yields: the watchdog answers, the console shows the blocked hub
+        def install() -> None:
+            with BackdoorClient(process.address) as side:
+                side.conn.command(_INSTALL)
+        await asyncio.to_thread(install)
+        await until(pilot, lambda: status.state == "blocked" and status.blocked is not None
+                    and (status.blocked_for or 0) > 2.5, 60, "the blocked hub")
+        await pilot.pause(0.3)
+        save(app, "console-blocked", written)
+        await until(pilot, lambda: status.state == "live", 30, "the hub to come free")
 
         await asyncio.to_thread(process.kill)
         await until(pilot, lambda: status.failures >= 2, 20, "the console to notice")

@@ -38,6 +38,10 @@ if TYPE_CHECKING:
 INTERVALS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 
+#: What the workers table's title says about a stale target, by state.
+_STALE_REASONS = {"unresponsive": "not answering", "blocked": "hub blocked (workers as before)"}
+
+
 class TargetChanged(Message):
     """A poller has news about one target: its state and (when it answered) a new snapshot.
     A pending message about the same target is superseded by a newer one."""
@@ -138,7 +142,8 @@ class ChassisConsole(App[int]):
         self.set_interval(1.0, self._tick_stale)
 
     def _tick_stale(self) -> None:
-        if any(s.stale for s in self.statuses):
+        # also while a hub is blocked: its banner's duration counts up
+        if any(s.stale or s.state == "blocked" for s in self.statuses):
             self.redraw_labels()
 
     def on_unmount(self) -> None:
@@ -186,8 +191,7 @@ class ChassisConsole(App[int]):
         table.set_class(bool(stale), "-stale")
         if stale:
             shown += " · STALE: " + ", ".join(
-                f"{s.label} {'not answering' if s.state == 'unresponsive' else 'unreachable'}"
-                for s in stale)
+                f"{s.label} {_STALE_REASONS.get(s.state, 'unreachable')}" for s in stale)
         if table.lower_bounds:
             shown += " · ≥ age: since first seen (no start times recorded)"
         table.border_title = f"workers {shown}"

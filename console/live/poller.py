@@ -6,6 +6,11 @@ queue behind polls instead of racing them). Its loop polls, then sleeps for the 
 woken by "refresh now"), so the next poll is armed only when the previous one has finished. On a
 failure it keeps the last snapshot (now stale), closes the connection and tries again with
 exponential backoff.
+
+A poll that has not come back after :data:`BLOCKED_CHECK_AFTER` asks the target, on a connection
+of its own, whether the service's hub watchdog says the hub is blocked; if so the state is
+``blocked`` (with the watchdog's incident) until the poll comes back, and a fresh connection
+refused by a blocked hub is retried every :data:`BLOCKED_RETRY` seconds, not backed off.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from nameko_chassis.view.model import Snapshot
+from nameko_chassis.view.model import Incident, Snapshot, SnapshotError
 
 from ..errors import (
     ConsoleError,
@@ -26,6 +31,7 @@ from ..errors import (
     UnresponsiveError,
 )
 from ..targets import Target
+from ..targets.backdoor import BlockedError
 
 T = TypeVar("T")
 
@@ -34,6 +40,10 @@ BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 10.0
 #: How many refreshes a note ("service restarted: pid 1 → 2") stays in the header.
 NOTE_POLLS = 30
+#: Seconds a poll may take before the console asks whether the hub is blocked, and between asks.
+BLOCKED_CHECK_AFTER = 1.0
+#: Seconds between attempts while a blocked hub refuses fresh connections.
+BLOCKED_RETRY = 1.0
 
 
 @dataclass
@@ -60,7 +70,7 @@ class TargetStatus:
 
     label: str
     index: int
-    state: str = "connecting"  # connecting | live | down | unresponsive | error
+    state: str = "connecting"  # connecting | live | blocked | down | unresponsive | error
     snapshot: Snapshot | None = None
     error: str | None = None
     failures: int = 0  # consecutive
@@ -70,6 +80,16 @@ class TargetStatus:
     note: str | None = None  # e.g. "service restarted (pid 1 -> 2)"
     note_until: int = 0  # the note shows until this many polls
     polls: int = 0
+    #: while blocked: the hub watchdog's incident, and when (wall clock) it was received
+    blocked: Incident | None = None
+    blocked_seen_at: float | None = None
+
+    @property
+    def blocked_for(self) -> float | None:
+        """How long the hub has been blocked by now (counting on from the watchdog's answer)."""
+        if self.blocked is None or self.blocked_seen_at is None:
+            return None
+        return self.blocked.duration_s + max(0.0, time.time() - self.blocked_seen_at)
 
     @property
     def stale(self) -> bool:
@@ -175,13 +195,18 @@ class TargetPoller:
                 self._connected = True
             stacks: str | frozenset[str] = frozenset(self.watched) if self.watched else "none"
             max_workers = self.options.max_workers
-            snapshot = await self._calls.call(
-                lambda: self.target.snapshot(stacks=stacks, max_workers=max_workers))
+            snapshot = await self._while_checking(self._calls.call(
+                lambda: self.target.snapshot(stacks=stacks, max_workers=max_workers)))
         except Exception as exc:  # every failure is shown, none crashes the app
             return self._failed(exc)
         previous = status.snapshot
         if previous is not None and previous.pid != snapshot.pid:
             status.note = f"service restarted: pid {previous.pid} → {snapshot.pid}"
+            status.note_until = status.polls + NOTE_POLLS
+        elif status.state == "blocked" and status.blocked is not None:
+            culprit = status.blocked.culprit
+            status.note = (f"hub was blocked for {status.blocked_for or 0:.1f}s by "
+                           f"{culprit.name if culprit else 'something unseen'}")
             status.note_until = status.polls + NOTE_POLLS
         elif status.state != "live" and status.failures:
             status.note = f"reconnected after {status.failures} failed attempt" + (
@@ -190,6 +215,7 @@ class TargetPoller:
         elif status.polls >= status.note_until:
             status.note = None
         status.state = "live"
+        status.blocked = status.blocked_seen_at = None
         status.snapshot = snapshot
         status.error = None
         status.failures = 0
@@ -200,12 +226,49 @@ class TargetPoller:
         self.on_change(status)
         return self.options.interval
 
+    async def _while_checking(self, call: Any) -> Any:
+        """Await ``call``; while it is slow, ask the target (on the side) whether its hub is
+        blocked, and show it."""
+        task = asyncio.ensure_future(call)
+        check = getattr(self.target, "check_blocked", None)
+        while True:
+            done, _pending = await asyncio.wait({task}, timeout=BLOCKED_CHECK_AFTER)
+            if done or check is None:
+                return await task
+            answer = await asyncio.to_thread(check)
+            if task.done():
+                return await task
+            if answer is not None and self._show_blocked(answer):
+                self.on_change(self.status)
+
+    def _show_blocked(self, answer: dict[str, Any], error: str | None = None) -> bool:
+        try:
+            incident = Incident.from_dict(answer.get("blocked"), "blocked")
+        except SnapshotError:
+            return False
+        status = self.status
+        status.state = "blocked"
+        status.blocked = incident
+        status.blocked_seen_at = time.time()
+        status.error = error or "the eventlet hub is blocked: the hub watchdog answered"
+        status.retry_in = None
+        return True
+
     def _failed(self, exc: Exception) -> float:
         status = self.status
         self._connected = False
         self._calls.submit(self._close_quietly)
         status.failures += 1
         status.note = None
+        if isinstance(exc, BlockedError) and self._show_blocked(exc.answer, str(exc)):
+            self.on_change(status)
+            return BLOCKED_RETRY
+        if isinstance(exc, UnresponsiveError) and status.state == "blocked":
+            # the poll timed out while the watchdog said the hub is blocked: still blocked
+            # (a fresh connection will say so, or come back live)
+            self.on_change(status)
+            return BLOCKED_RETRY
+        status.blocked = status.blocked_seen_at = None
         if isinstance(exc, UnresponsiveError):  # incl. a busy hub that sends no banner
             status.state = "unresponsive"
         elif isinstance(exc, UnreachableError):

@@ -1,4 +1,9 @@
-"""The header: one line for the console, one per target (state, round trip, service stall)."""
+"""The header: one line for the console, one per target (state, round trip, service stall).
+
+A target whose hub is blocked gets a banner: how long (counting up), the culprit worker, where
+it is and the innermost frames of its stack, as the service's hub watchdog told it; the tables
+below keep the workers as they were just before.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,13 @@ from rich.console import Group
 from rich.text import Text
 from textual.widgets import Static
 
-from .common import Palette, clip
+from nameko_chassis.view.model import Incident
+
+from .common import Palette, clip, format_age
 from .poller import TargetStatus
+
+#: Innermost frames of the culprit's stack the banner shows.
+BLOCKED_FRAMES = 4
 
 
 @dataclass
@@ -44,6 +54,8 @@ def target_line(status: TargetStatus, palette: Palette, *, paused: bool) -> Text
         badge, colour = ("⏸ paused", palette.warning) if paused else ("● live", palette.success)
     elif status.state == "connecting":
         badge, colour = "◌ connecting", palette.muted
+    elif status.state == "blocked":
+        badge, colour = "⚠ HUB BLOCKED", palette.error
     elif status.state == "unresponsive":
         badge, colour = "◐ not answering", palette.warning
     elif status.state == "down":
@@ -75,6 +87,9 @@ def target_line(status: TargetStatus, palette: Palette, *, paused: bool) -> Text
             line.append(f"  ⚠ {len(snap.errors)} collector error{'s' * (len(snap.errors) > 1)}: ",
                         style=f"bold {palette.warning}")
             line.append(clip(snap.errors[0], 120), style=palette.warning)
+    elif status.state == "blocked" and status.blocked is not None:
+        _blocked_banner(line, status.blocked, status.blocked_for or 0.0, palette,
+                        before=status.received_at)
     else:
         if status.stale and status.received_at is not None:
             ago = max(0.0, time.time() - status.received_at)
@@ -88,6 +103,43 @@ def target_line(status: TargetStatus, palette: Palette, *, paused: bool) -> Text
                         style="dim")
         line.no_wrap = False
     return line
+
+
+def _blocked_banner(line: Text, incident: Incident, seconds: float, palette: Palette, *,
+                    before: float | None) -> None:
+    line.append("  for ", style="dim")
+    line.append(format_age(seconds), style=f"bold {palette.error}")
+    culprit = incident.culprit
+    line.append("\n   ↳ ", style="dim")
+    if culprit is None:
+        line.append("by something the watchdog could not see (C code holding the GIL?)",
+                    style=palette.error)
+    else:
+        line.append("by ", style="dim")
+        line.append(clip(culprit.name, 60), style=f"bold {palette.error}")
+        if culprit.call_id:
+            line.append(f"  {clip(culprit.call_id, 60)}", style="dim")
+        if culprit.args or culprit.kwargs:
+            args = ", ".join([*culprit.args, *(f"{k}={v}" for k, v in culprit.kwargs.items())])
+            line.append(f"  ({clip(args, 80)})")
+        if culprit.where is not None:
+            line.append("  at ", style="dim")
+            line.append(clip(f"{culprit.where.short_file}:{culprit.where.line} in "
+                             f"{culprit.where.function}", 100), style="bold")
+        for frame in culprit.stack[-BLOCKED_FRAMES:]:
+            marker = "     > " if frame == culprit.where else "       "
+            line.append(f"\n{marker}", style=f"bold {palette.error}")
+            line.append(clip(f"{frame.short_file}:{frame.line} in {frame.function}", 100),
+                        style="dim" if frame.library else "bold")
+            if frame.code and not frame.library:
+                line.append(f"   {clip(frame.code, 80)}", style=palette.accent)
+    line.append("\n   ↳ ", style="dim")
+    if before is not None:
+        ago = max(0.0, time.time() - before)
+        line.append(f"workers below as they were just before (last snapshot {ago:.0f}s ago); ",
+                    style=palette.warning)
+    line.append("back to live by itself when the hub is free", style="dim")
+    line.no_wrap = False
 
 
 def console_line(view: ConsoleView, statuses: Sequence[TargetStatus], palette: Palette) -> Text:

@@ -13,7 +13,8 @@ raw line protocol (:mod:`.line`):
 Live refreshes are deltas: workers the agent marks unchanged are the previous snapshot's objects
 (:meth:`Snapshot.from_wire <nameko_chassis.view.model.Snapshot.from_wire>`). Failures are typed
 (:mod:`chassis_console.errors`): unreachable, unresponsive, not a Python backdoor, no nameko
-runner found, remote error.
+runner found, remote error — and :class:`BlockedError`, an unresponsive service whose hub
+watchdog answered in its place (``blocked`` in its hello: since when, and which worker).
 """
 
 from __future__ import annotations
@@ -32,12 +33,50 @@ from nameko_chassis.probe import MODULES, wire
 from nameko_chassis.view.model import Snapshot, SnapshotError
 from nameko_chassis.view.text import clip, sanitize_lines
 
-from ..errors import NoRunnerError, ProtocolError, RemoteError
+from ..errors import NoRunnerError, ProtocolError, RemoteError, UnresponsiveError
 from .address import TargetAddress
 from .line import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, BackdoorConnection
 
 FRAME_MARK = wire.FRAME_MARK.encode()
 NAMESPACE_NAME = "__chassis__"
+#: The first line sent on every connection: a hello frame when the agent is there, nothing
+#: when it is not (then it is shipped); the hub watchdog answers it while the hub is blocked.
+HELLO_PROBE = (f"None if globals().get({NAMESPACE_NAME!r}) is None else "
+               f"{NAMESPACE_NAME}.handle(globals(), 'hello')")
+
+
+class BlockedError(UnresponsiveError):
+    """The service's eventlet hub is blocked (exit 3, like any unresponsive service): its hub
+    watchdog answered instead. ``answer`` is the watchdog's hello (pid, services, watchdog);
+    ``incident`` its ``blocked`` field (schema: an incident, ``ongoing``)."""
+
+    def __init__(self, label: str, answer: dict[str, Any]) -> None:
+        self.label = label
+        self.answer = answer
+        self.incident: dict[str, Any] = dict(answer.get("blocked") or {})
+        super().__init__(describe_block(label, self.incident))
+
+
+def describe_block(label: str, incident: dict[str, Any]) -> str:
+    """One line: ``HOST:PORT: the eventlet hub is blocked for 2.1s by parking.spin
+    (call id …) at tests/services/parking.py:72 in spin — ...``."""
+    text = f"{label}: the service's eventlet hub is blocked"
+    try:
+        text += f" for {float(incident.get('duration_s', 0)):.1f}s"
+    except (TypeError, ValueError):
+        pass
+    culprit = incident.get("culprit")
+    if isinstance(culprit, dict):
+        text += f" by {culprit.get('entrypoint') or culprit.get('target') or '?'}"
+        if culprit.get("call_id"):
+            text += f" (call id {culprit['call_id']})"
+        where = culprit.get("where")
+        if isinstance(where, dict):
+            text += f" at {where.get('file')}:{where.get('line')} in {where.get('function')}"
+        text += " — a worker that does not yield to the hub; answered by the hub watchdog"
+    else:
+        text += " — the hub watchdog could not see by what (C code holding the GIL?)"
+    return text
 
 
 def _shipped_sources() -> list[tuple[str, str]]:
@@ -144,18 +183,21 @@ class BackdoorClient:
 
     # -- connection ----------------------------------------------------------------------------
 
-    def connect(self) -> None:
-        """Connect, bootstrap the agent if needed, and check there is something to inspect."""
+    def connect(self, *, _retried: bool = False) -> None:
+        """Connect, bootstrap the agent if needed, and check there is something to inspect.
+        Raises :class:`BlockedError` when the service's hub watchdog answers instead."""
         self.conn.connect()
         self._session = uuid.uuid4().hex
         self._previous = None
         payload = _get_payload()
         # Probe: prints a frame when an agent is there, nothing when it is not.
-        hello = self._request_raw(
-            f"None if globals().get({NAMESPACE_NAME!r}) is None else "
-            f"{NAMESPACE_NAME}.handle(globals(), 'hello')",
-            allow_empty=True,
-        )
+        hello = self._request_raw(HELLO_PROBE, allow_empty=True)
+        if hello is not None and hello.get("blocked") is not None:
+            self.close()
+            if not hello["blocked"].get("ongoing", True) and not _retried:
+                # the watchdog took this connection just as the hub came free: ask again
+                return self.connect(_retried=True)
+            raise BlockedError(self.label, hello)
         if hello is None or hello.get("version") != payload.version:
             out = self.conn.command(payload.line, timeout=self.conn.timeout + 10)
             if out.strip():
@@ -170,6 +212,30 @@ class BackdoorClient:
             raise NoRunnerError(
                 f"{self.label} is a Python backdoor, but no nameko service runner or container "
                 "was found in it — is this `nameko run --backdoor-port`?")
+
+    def check_blocked(self, timeout: float = 2.0) -> dict[str, Any] | None:
+        """On a connection of its own (the main one may be waiting for the hub): the hub
+        watchdog's answer when the service's hub is blocked, else None (the hub answered, or
+        nothing did in time). Safe to call from another thread while a request is pending."""
+        conn = BackdoorConnection(self.address, timeout=timeout, connect_timeout=timeout)
+        try:
+            conn.connect()
+            conn.send_line(HELLO_PROBE)
+            raw = conn.read_until_prompt()
+        except Exception:  # not answering, unreachable...: the main request reports those
+            return None
+        finally:
+            conn.close()
+        start = raw.find(FRAME_MARK)
+        if start < 0:
+            return None
+        try:
+            kind, data, _stall = wire.decode_frame(raw, start)
+        except wire.WireError:
+            return None
+        if kind != "j" or not isinstance(data, dict) or not data.get("blocked"):
+            return None
+        return data
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -259,4 +325,4 @@ def _last_line(text: str) -> str:
     return clip(lines[-1], 200) if lines else ""  # the peer's text: made safe to print
 
 
-__all__ = ["BackdoorClient"]
+__all__ = ["BackdoorClient", "BlockedError", "describe_block"]

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import collect as collector
-from . import privates, wire
+from . import privates, watchdog, wire
 
 VERSION = wire.DEV_VERSION  # replaced by the console with a hash of the shipped sources
 
@@ -75,9 +75,10 @@ def handle(namespace: dict[str, Any], name: str, arguments: str = "") -> None:
         pass
 
 
-def _tune_socket() -> bool:
+def _tune_socket() -> tuple[bool, Any]:
     """Set TCP_NODELAY on this backdoor connection's socket (server side), so a reply's last
-    segment is not held back by Nagle waiting for the client's delayed ACK (~40 ms).
+    segment is not held back by Nagle waiting for the client's delayed ACK (~40 ms). Returns
+    (whether it did, the connection's local address: the backdoor's listening address).
 
     The socket is found by its peer address among the process's file descriptors: socket
     options belong to the socket, so setting one through a duplicate descriptor is enough. That
@@ -88,11 +89,11 @@ def _tune_socket() -> bool:
 
     want = privates.backdoor_peer()
     if not want:
-        return False
+        return False, None
     try:
         fds = [int(fd) for fd in os.listdir("/proc/self/fd")]
     except OSError:
-        return False
+        return False, None
     for fd in fds:
         try:
             copy = os.dup(fd)
@@ -107,21 +108,23 @@ def _tune_socket() -> bool:
             if dup.family in (_socket.AF_INET, _socket.AF_INET6) and \
                     dup.getpeername()[:2] == want:
                 dup.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
-                return True
+                return True, tuple(dup.getsockname()[:2])
         except OSError:
             continue
         finally:
             dup.close()
-    return False
+    return False, None
 
 
 @op("hello")
 def hello(namespace: dict[str, Any]) -> dict[str, Any]:
-    """Once per connection: tune the socket, find the containers, describe the process."""
-    tuned = _tune_socket()
+    """Once per connection: tune the socket, find the containers, start (or reuse) the hub
+    watchdog and tell it this backdoor's address, describe the process."""
+    tuned, backdoor = _tune_socket()
     containers, how = collector.find_containers(namespace)
     _state["containers"] = containers
     return {
+        "watchdog": _watchdog(containers, backdoor),
         "version": VERSION,
         "pid": os.getpid(),
         "host": socket.gethostname(),
@@ -131,6 +134,21 @@ def hello(namespace: dict[str, Any]) -> dict[str, Any]:
         "nodelay": tuned,
         "untested": privates.untested_versions(),
     }
+
+
+def _watchdog(containers: list[Any], backdoor: Any) -> dict[str, Any] | None:
+    """The process's hub watchdog, started on the first attach (unless ``CHASSIS_WATCHDOG=0``)
+    and kept until the process ends."""
+    try:
+        running = watchdog.current()
+        if running is None and not watchdog.enabled_by_environment():
+            return None
+        if running is not None and getattr(running, "heartbeat_lost", False):
+            running.stop()  # its heartbeat greenthread was killed: start both halves afresh
+        running = watchdog.ensure(containers=containers, backdoor=backdoor, version=VERSION)
+        return dict(running.describe())
+    except BaseException as exc:  # no watchdog is no reason to refuse a console
+        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def containers_of(namespace: dict[str, Any]) -> list[Any]:
@@ -149,6 +167,8 @@ def containers_of(namespace: dict[str, Any]) -> list[Any]:
 #: Per client session: call id -> the ``where`` object last sent for it. Bounded.
 _sessions: dict[str, dict[str, Any]] = {}
 MAX_SESSIONS = 32
+#: Per client session: which state of the watchdog's incident ring it was last sent.
+_incidents_sent: dict[str, Any] = {}
 
 
 @op("collect")
@@ -157,7 +177,8 @@ def collect(namespace: dict[str, Any], session: str | None = None,
     """A snapshot. With ``session`` (a client-chosen id, one per connection), workers already
     sent in that session whose ``where`` has not changed come back only as call ids in their
     container's ``unchanged`` list, which the client merges with what it has: at 1000 parked
-    workers, encoding full workers, not collecting them, would dominate the hub stall."""
+    workers, encoding full workers, not collecting them, would dominate the hub stall. The
+    watchdog's ``incidents`` are likewise left out while unchanged since the session's last."""
     stacks = limits.pop("stacks", "all")
     if isinstance(stacks, list):
         stacks = frozenset(stacks)
@@ -171,6 +192,16 @@ def collect(namespace: dict[str, Any], session: str | None = None,
             _sessions.pop(next(iter(_sessions)))
     _sessions[session] = sent  # most recently used last
     snapshot = collector.collect(containers_of(namespace), stacks=stacks, known=sent, **limits)
+    if "incidents" in snapshot:
+        # the ring changes rarely: send it when it did, and the console keeps what it has
+        running = watchdog.current()
+        token = (id(running), getattr(running, "recorded", None))
+        if _incidents_sent.get(session) == token:
+            del snapshot["incidents"]
+        _incidents_sent.pop(session, None)
+        _incidents_sent[session] = token
+        while len(_incidents_sent) > MAX_SESSIONS:
+            _incidents_sent.pop(next(iter(_incidents_sent)))
     current: dict[str, Any] = {}
     for container in snapshot["containers"]:
         for call_id in container.get("unchanged", ()):

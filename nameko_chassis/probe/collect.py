@@ -40,6 +40,7 @@ from .schema import (
     EntrypointDict,
     FinishedWorkerDict,
     FrameDict,
+    IncidentDict,
     ManagedThreadDict,
     SnapshotDict,
     SubextensionDict,
@@ -48,6 +49,8 @@ from .schema import (
 
 #: Workers listed per container, oldest first; the rest are counted in ``workers_running``.
 DEFAULT_MAX_WORKERS = 1000
+#: The attribute of ``sys`` holding the process's hub watchdog (see watchdog.py), if any.
+WATCHDOG_MARKER = "_nameko_chassis_watchdog"
 #: Objects inspected at most when searching for runners with ``gc`` (no ``runner`` name).
 DEFAULT_GC_SCAN_LIMIT = 5_000_000
 
@@ -341,7 +344,7 @@ def collect(target: Any = None, *, namespace: Mapping[str, Any] | None = None,
             errors.append(f"{name}: cannot read container: {type(exc).__name__}: {exc}")
     if _NAMEKO_VERSION is None:
         _NAMEKO_VERSION = privates.library_versions()["nameko"] or "unknown"
-    return {
+    snapshot: SnapshotDict = {
         "schema": SCHEMA_VERSION,
         "pid": os.getpid(),
         "host": socket.gethostname(),
@@ -352,3 +355,18 @@ def collect(target: Any = None, *, namespace: Mapping[str, Any] | None = None,
         "errors": errors,
         "containers": out,
     }
+    incidents = _incidents()
+    if incidents is not None:
+        snapshot["incidents"] = incidents
+    return snapshot
+
+
+def _incidents() -> list[IncidentDict] | None:
+    """The hub watchdog's incidents, oldest first, when one runs in this process."""
+    running = getattr(sys, WATCHDOG_MARKER, None)
+    if running is None or getattr(running, "stopped", True):
+        return None
+    try:
+        return [cast(IncidentDict, dict(i)) for i in running.recent()]
+    except BaseException:
+        return []

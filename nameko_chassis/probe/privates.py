@@ -121,3 +121,45 @@ def backdoor_peer() -> tuple[Any, ...] | None:
 #: eventlet's backdoor console greenlet points ``sys.std*`` at its ``desc`` each time it is
 #: switched back in; the REPL re-points that attribute while it captures output.
 BACKDOOR_OUTPUT_ATTR = "desc"
+
+
+# -- read from the watchdog's OS thread (see watchdog.py: never switch, never lock) -----------
+
+
+def greenlet_is_running(gt: Any) -> bool:
+    """True for the greenlet that is running right now in its thread: started, not finished
+    (``bool(greenlet)``) and without a saved frame (``gr_frame`` is None only while it runs).
+    Reads two fields; safe from another OS thread, where ``greenlet.getcurrent()`` is not."""
+    try:
+        return bool(gt) and not gt.dead and gt.gr_frame is None
+    except BaseException:
+        return False
+
+
+#: The eventlet hub's idle wait: ``eventlet/hubs/<hub>.py`` ``wait()`` (epolls, poll, selects,
+#: kqueue). The hub thread's innermost Python frame is there when it waits for events.
+HUB_MODULE_MARKER = "/eventlet/hubs/"
+HUB_WAIT_FUNCTION = "wait"
+
+
+def hub_is_waiting(frame: Any) -> bool:
+    """The hub thread's current frame is the hub waiting for I/O or timers: it is free."""
+    try:
+        code = frame.f_code
+        return code.co_name == HUB_WAIT_FUNCTION and HUB_MODULE_MARKER in \
+            code.co_filename.replace("\\", "/")
+    except BaseException:
+        return False
+
+
+#: eventlet's ``GreenThread.main`` is the bottom frame of every greenthread it spawns.
+GREENTHREAD_MAIN = ("main", "/eventlet/greenthread.py")
+
+
+def is_greenthread_bottom(frame: Any) -> bool:
+    try:
+        code = frame.f_code
+        return code.co_name == GREENTHREAD_MAIN[0] and \
+            code.co_filename.replace("\\", "/").endswith(GREENTHREAD_MAIN[1])
+    except BaseException:
+        return False

@@ -85,6 +85,35 @@ class ContainerDict(TypedDict):
     unchanged: NotRequired[list[str]]  # wire only: see wire.py
 
 
+#: What held the hub during a block: a worker, a container's managed thread, or another greenlet.
+CulpritKind = Literal["worker", "managed_thread", "greenlet"]
+CULPRIT_KINDS: tuple[CulpritKind, ...] = ("worker", "managed_thread", "greenlet")
+
+
+class CulpritDict(TypedDict):
+    kind: CulpritKind
+    service: str | None
+    call_id: str | None  # workers only, like the fields up to context_data
+    call_id_stack: list[str]
+    entrypoint: str | None  # "service.method"
+    entrypoint_type: str | None
+    args: list[str]
+    kwargs: dict[str, str]
+    context_data: dict[str, object]
+    target: str | None  # managed threads and greenlets: what they run
+    where: FrameDict | None
+    stack: list[FrameDict]
+
+
+class IncidentDict(TypedDict):
+    """One block of the eventlet hub longer than the watchdog's threshold."""
+
+    started_at: float  # wall clock: when the hub's heartbeat was due
+    duration_s: float  # how late the heartbeat was (so far, while ongoing)
+    ongoing: bool  # only in a blocked answer: the hub is still blocked
+    culprit: CulpritDict | None  # None: the watchdog could not see (e.g. C code held the GIL)
+
+
 class SnapshotDict(TypedDict):
     schema: int
     pid: int
@@ -96,3 +125,4 @@ class SnapshotDict(TypedDict):
     errors: list[str]
     containers: list[ContainerDict]
     frames: NotRequired[list[FrameDict]]  # wire only: see wire.py
+    incidents: NotRequired[list[IncidentDict]]  # with a hub watchdog running: oldest first

@@ -16,7 +16,7 @@ from functools import cached_property
 from typing import Any
 
 from ..errors import ChassisError
-from ..probe.schema import OUTCOMES, SCHEMA_VERSION, Outcome
+from ..probe.schema import CULPRIT_KINDS, OUTCOMES, SCHEMA_VERSION, Outcome
 
 
 class SnapshotError(ChassisError, ValueError):
@@ -270,6 +270,71 @@ class FinishedWorker:
 
 
 @dataclass(frozen=True)
+class Culprit:
+    """What held the eventlet hub during a block (see :class:`Incident`)."""
+
+    kind: str  # worker | managed_thread | greenlet
+    service: str | None
+    call_id: str | None
+    call_id_stack: list[str]
+    entrypoint: str | None
+    entrypoint_type: str | None
+    args: list[str]
+    kwargs: dict[str, str]
+    context_data: dict[str, Any]
+    target: str | None
+    where: Frame | None
+    stack: list[Frame]
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str = "") -> Culprit:
+        r = _Reader(data, path)
+        kind = r.text("kind")
+        if kind not in CULPRIT_KINDS:
+            raise SnapshotError(f"{r._p('kind')}: expected one of {', '.join(CULPRIT_KINDS)}, "
+                                f"got {kind!r}")
+        where = r.get("where", dict, optional=True)
+        return cls(
+            kind=kind,
+            service=r.text("service", optional=True),
+            call_id=r.text("call_id", optional=True),
+            call_id_stack=[str(c) for c in r.array("call_id_stack")],
+            entrypoint=r.text("entrypoint", optional=True),
+            entrypoint_type=r.text("entrypoint_type", optional=True),
+            args=[str(a) for a in r.array("args")],
+            kwargs={str(k): str(v) for k, v in r.mapping("kwargs").items()},
+            context_data=r.mapping("context_data"),
+            target=r.text("target", optional=True),
+            where=Frame.from_dict(where, r._p("where")) if where is not None else None,
+            stack=_stack(r, None) or [],
+        )
+
+    @property
+    def name(self) -> str:
+        """The entrypoint for a worker, else what the greenlet runs."""
+        return self.entrypoint or self.target or self.kind
+
+
+@dataclass(frozen=True)
+class Incident:
+    """One block of the eventlet hub over the watchdog's threshold (``ongoing`` while it
+    lasts, in a blocked answer)."""
+
+    started_at: float
+    duration_s: float
+    ongoing: bool
+    culprit: Culprit | None
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str = "") -> Incident:
+        r = _Reader(data, path)
+        culprit = r.get("culprit", dict, optional=True)
+        return cls(r.number("started_at"), r.number("duration_s"),
+                   r.get("ongoing", bool, optional=True, default=False),
+                   Culprit.from_dict(culprit, r._p("culprit")) if culprit is not None else None)
+
+
+@dataclass(frozen=True)
 class Container:
     service_name: str
     service_class: str
@@ -328,6 +393,8 @@ class Snapshot:
     took_ms: float
     errors: list[str]
     containers: list[Container]
+    #: the hub watchdog's incidents, oldest first; None: no watchdog runs in the service
+    incidents: list[Incident] | None = None
 
     @classmethod
     def from_dict(cls, data: Any, path: str = "") -> Snapshot:
@@ -336,7 +403,8 @@ class Snapshot:
     @classmethod
     def from_wire(cls, data: Any, previous: Snapshot | None = None) -> Snapshot:
         """Parse a snapshot as the agent sends it (see :mod:`nameko_chassis.probe.wire`):
-        ``frames`` table, per-container ``unchanged`` call ids resolved against ``previous``."""
+        ``frames`` table, per-container ``unchanged`` call ids resolved against ``previous``;
+        no ``incidents`` means the previous snapshot's (the agent sends them when they change)."""
         return cls._parse(data, "", previous, wire=True)
 
     @classmethod
@@ -362,6 +430,8 @@ class Snapshot:
             errors=[str(e) for e in r.array("errors")],
             containers=[Container.from_dict(c, f"containers[{i}]", context)
                         for i, c in enumerate(r.array("containers"))],
+            incidents=(r.items("incidents", Incident) if "incidents" in r.data
+                       else previous.incidents if previous is not None else None),
         )
 
     @property

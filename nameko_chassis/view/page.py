@@ -26,7 +26,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from .model import Container, FinishedWorker, Frame, Snapshot, Worker
+from .model import Container, Culprit, Frame, Incident, Snapshot, Worker
 from .text import (
     VALUE_CHARS,
     call_id_tail,
@@ -50,7 +50,10 @@ __all__ = [
     "mapping_text",
     "render_worker_detail",
     "worker_fields",
+    "culprit_fields",
+    "render_blocked",
     "render_container",
+    "render_incidents",
     "render_snapshot",
     "render_stack",
     "render_workers",
@@ -69,6 +72,8 @@ SLOW_AFTER = 10.0
 MAX_GROUPS = 10
 #: Frames drawn per stack; the innermost are kept (that is where the worker is now).
 MAX_FRAMES = 30
+#: Hub blocks (watchdog incidents) listed, newest first.
+INCIDENTS_LISTED = 5
 #: Characters of a call id's unique part shown in the workers table (like a short git hash).
 CALL_ID_CHARS = 8
 #: Characters of an argument preview in the workers table.
@@ -420,6 +425,93 @@ def render_worker_detail(container: Container | None, worker: Worker, *,
                               style=stack_style))
 
 
+# -- hub blocks (the watchdog) ---------------------------------------------------------------------
+
+
+def culprit_fields(culprit: Culprit | None, *, max_items: int = MAX_ITEMS,
+                   value_chars: int = VALUE_CHARS, accent: str = S_ENTRYPOINT
+                   ) -> list[tuple[str, RenderableType]]:
+    """Who held the hub: entrypoint (or what the greenlet runs), call id and chain, where,
+    and a worker's arguments and context data (redacted in the service)."""
+    if culprit is None:
+        return [("culprit", Text("not seen: the watchdog's thread could not run meanwhile "
+                                 "(C code holding the GIL?)", style=S_DIM))]
+    rows: list[tuple[str, RenderableType]] = []
+    if culprit.kind == "worker":
+        service = f" ({culprit.service})" if culprit.service else ""
+        rows.append(("culprit", _t(f"{culprit.entrypoint}{service}", f"bold {accent}",
+                                   value_chars)
+                     + _t(f"  worker, {culprit.entrypoint_type or '?'}", S_DIM, 40)))
+        rows.append(("call id", _t(culprit.call_id or "?", limit=value_chars)))
+        if len(culprit.call_id_stack) > 1:
+            rows.append(("call chain", _t(" → ".join(culprit.call_id_stack[-max_items:]),
+                                          limit=value_chars)))
+    else:
+        what = "managed thread" if culprit.kind == "managed_thread" else "greenlet (no worker)"
+        rows.append(("culprit", _t(culprit.target or "?", f"bold {accent}", value_chars)
+                     + _t(f"  {what}", S_DIM, 40)))
+    rows.append(("where", _where_text(culprit.where, value_chars)))
+    if culprit.kind == "worker":
+        args = Worker(call_id=culprit.call_id or "", call_id_stack=[], entrypoint="",
+                      entrypoint_type="", args=culprit.args, kwargs=culprit.kwargs,
+                      context_data={}, started_at=None, first_seen=0.0, age_s=0.0,
+                      where=None, stack=None)
+        rows.append(("arguments", arguments_text(args, max_items=max_items,
+                                                 value_chars=value_chars)))
+        rows.append(("context data", mapping_text(culprit.context_data, max_items=max_items,
+                                                  value_chars=value_chars)))
+    return rows
+
+
+def render_blocked(incident: Incident, *, target: str | None = None, pid: int | None = None,
+                   max_frames: int = MAX_FRAMES, value_chars: int = VALUE_CHARS,
+                   max_items: int = MAX_ITEMS) -> RenderableType:
+    """The page for a service whose hub is blocked, from the watchdog's answer: since when,
+    by whom, and the culprit's stack (its innermost own frame marked)."""
+    title = Text("HUB BLOCKED", style=f"bold reverse {S_ERROR}")
+    title.append(" ")
+    if target:
+        title.append(clip(target, 80), style=S_TITLE)
+    if pid is not None:
+        title.append(f"  pid {pid}", style=S_DIM)
+    state = "for" if incident.ongoing else "(now free) for"
+    title.append(f"\nthe eventlet hub has run nothing else {state} ")
+    title.append(format_age(incident.duration_s), style=S_SLOW)
+    title.append(f", since {clock(incident.started_at)}", style=S_DIM)
+    rows = culprit_fields(incident.culprit, max_items=max_items, value_chars=value_chars)
+    parts: list[RenderableType] = [title, kv_table(rows)]
+    if incident.culprit is not None:
+        parts += [Text("stack of the culprit", style=S_TITLE),
+                  render_stack(incident.culprit.stack, max_frames=max_frames,
+                               code_chars=value_chars)]
+    return Group(*parts)
+
+
+def render_incidents(incidents: Sequence[Incident], *, listed: int = INCIDENTS_LISTED,
+                     slow_after: float = SLOW_AFTER) -> RenderableType:
+    """The watchdog's record of hub blocks, newest first: when, how long, by whom, where."""
+    summary = Text(f"hub blocks (watchdog): {len(incidents)}", style=S_TITLE)
+    if not incidents:
+        summary.append("  none recorded", style=S_DIM)
+        return summary
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("at", no_wrap=True, min_width=27)
+    table.add_column("blocked", justify="right", no_wrap=True, min_width=7)
+    table.add_column("culprit", style=S_ENTRYPOINT, no_wrap=True, overflow="ellipsis",
+                     min_width=16, max_width=40)
+    table.add_column("call id", no_wrap=True, min_width=CALL_ID_CHARS)
+    table.add_column("where", min_width=10)
+    for incident in list(reversed(incidents))[:listed]:
+        culprit = incident.culprit
+        table.add_row(Text(clock(incident.started_at), style=S_DIM),
+                      Text(format_age(incident.duration_s), style=S_SLOW),
+                      _t(culprit.name if culprit else "not seen", limit=120),
+                      _t(call_id_tail(culprit.call_id)[:CALL_ID_CHARS]
+                         if culprit and culprit.call_id else "", S_DIM, 40),
+                      _cell(_where_text(culprit.where if culprit else None)))
+    return Group(summary, table)
+
+
 # -- containers and snapshots ----------------------------------------------------------------------
 
 
@@ -480,27 +572,52 @@ def _render_header(container: Container) -> RenderableType:
 
 @dataclass(frozen=True)
 class HistoryEntry:
-    """One finished worker as a history table lists it: which target and service it ran in,
-    and how long before the snapshot it finished."""
+    """One row of a history table: a finished worker, or a block of the hub (the watchdog's
+    incidents), with which target and service it ran in and how long before the snapshot it
+    ended."""
 
-    worker: FinishedWorker
-    service: str
     ago: float
+    service: str
+    entrypoint: str
+    duration_s: float
+    outcome: str  # a worker's outcome, or "hub blocked"
+    error: str
+    call_id: str = ""
     target: str | None = None
 
 
 def history_entries(container: Container, now: float, target: str | None = None
                     ) -> list[HistoryEntry]:
-    return [HistoryEntry(h, container.service_name, max(now - h.finished_at, 0.0), target)
+    return [HistoryEntry(max(now - h.finished_at, 0.0), container.service_name, h.entrypoint,
+                         h.duration_s, h.outcome,
+                         "" if h.exc_type is None else f"{h.exc_type}: {h.exc_message or ''}",
+                         h.call_id, target)
             for h in container.history or ()]
 
 
+def incident_entries(snapshot: Snapshot, target: str | None = None) -> list[HistoryEntry]:
+    """The hub blocks the watchdog recorded, as history rows: what held the hub, how long,
+    where."""
+    out = []
+    for incident in snapshot.incidents or ():
+        culprit = incident.culprit
+        where = "" if culprit is None or culprit.where is None else str(culprit.where)
+        name = culprit.entrypoint or culprit.target or culprit.kind if culprit else "not seen"
+        out.append(HistoryEntry(
+            max(snapshot.time - incident.started_at - incident.duration_s, 0.0),
+            (culprit.service if culprit else None) or "", name or "?", incident.duration_s,
+            "hub blocked", f"held the eventlet hub at {where}" if where else "",
+            (culprit.call_id if culprit else None) or "", target))
+    return out
+
+
 def outcome_counts(entries: Iterable[HistoryEntry]) -> dict[str, int]:
-    return dict(sorted(Counter(e.worker.outcome for e in entries).items()))
+    return dict(sorted(Counter(e.outcome for e in entries).items()))
 
 
 #: Style of each outcome in history tables (the live console passes its theme's colours).
-OUTCOME_STYLES = {"success": S_OK, "error": S_ERROR, "expected_error": S_WARN}
+OUTCOME_STYLES = {"success": S_OK, "error": S_ERROR, "expected_error": S_WARN,
+                  "killed": S_WARN, "hub blocked": S_ERROR}
 
 
 def history_table(entries: Sequence[HistoryEntry], *, listed: int = HISTORY_LISTED,
@@ -523,19 +640,17 @@ def history_table(entries: Sequence[HistoryEntry], *, listed: int = HISTORY_LIST
     table.add_column("error", min_width=10, ratio=1 if expand else None, no_wrap=True,
                      overflow="ellipsis")
     for e in sorted(entries, key=lambda e: e.ago)[:listed]:
-        h = e.worker
-        error = "" if h.exc_type is None else f"{h.exc_type}: {h.exc_message or ''}"
         row: list[RenderableType] = [Text(format_age(e.ago), style=S_DIM)]
         if target:
             row.append(_t(e.target or "", S_DIM, 30))
-        entrypoint = h.entrypoint
+        entrypoint = e.entrypoint
         if service:
             row.append(_t(e.service, limit=30))
             prefix = e.service + "."  # the service has a column of its own
             entrypoint = entrypoint[len(prefix):] if entrypoint.startswith(prefix) else entrypoint
-        row += [_t(entrypoint, "bold", 40), _age(h.duration_s, slow_after),
-                _t(h.outcome, outcome_styles.get(h.outcome, ""), 20),
-                _cell(_t(error, S_ERROR if error else "", VALUE_CHARS))]
+        row += [_t(entrypoint, "bold", 40), _age(e.duration_s, slow_after),
+                _t(e.outcome, outcome_styles.get(e.outcome, ""), 20),
+                _cell(_t(e.error, S_ERROR if e.error else "", VALUE_CHARS))]
         table.add_row(*row)
     return table
 
@@ -620,9 +735,11 @@ def render_snapshot(snapshot: Snapshot, *, max_workers_listed: int = MAX_WORKERS
                     stacks_for_oldest: int = STACKS_FOR_OLDEST, slow_after: float = SLOW_AFTER,
                     max_groups: int = MAX_GROUPS, max_frames: int = MAX_FRAMES,
                     preview_chars: int = PREVIEW_CHARS, history_listed: int = HISTORY_LISTED,
-                    max_errors: int = MAX_ERRORS, width: int | None = None) -> RenderableType:
-    """The whole snapshot: process header, collection errors, then each container
-    (see :func:`render_container` for the limits). ``width`` caps the rendering's width."""
+                    max_errors: int = MAX_ERRORS, incidents_listed: int = INCIDENTS_LISTED,
+                    width: int | None = None) -> RenderableType:
+    """The whole snapshot: process header, collection errors, each container (see
+    :func:`render_container` for the limits), then the hub watchdog's record of blocks when one
+    runs. ``width`` caps the rendering's width."""
     parts: list[RenderableType] = [_render_snapshot_header(snapshot, max_errors=max_errors)]
     for container in snapshot.containers:
         parts.append(render_container(
@@ -632,6 +749,9 @@ def render_snapshot(snapshot: Snapshot, *, max_workers_listed: int = MAX_WORKERS
             now=snapshot.time))
     if not snapshot.containers:
         parts.append(Text("no nameko containers found in this process", style=S_WARN))
+    if snapshot.incidents:
+        parts.append(render_incidents(snapshot.incidents, listed=incidents_listed,
+                                      slow_after=slow_after))
     group = Group(*parts)
     return Constrain(group, width) if width else group
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -180,7 +181,8 @@ async def test_a_target_down_at_start_is_shown_not_fatal():
 
 @sync
 async def test_unresponsive_target_is_reported_and_recovers(start_service):
-    service = started(start_service())
+    # without the hub watchdog (with it, the state is "blocked": see test_watchdog.py)
+    service = started(start_service(env={**os.environ, "CHASSIS_WATCHDOG": "0"}))
     app = make_app(service.target, timeout=1.0)
     async with app.run_test(size=(150, 40)) as pilot:
         status = app.pollers[0].status
