@@ -14,9 +14,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import ConsoleError, ProtocolError
+from .errors import BlockedError, ConsoleError, ProtocolError
 from .targets import TargetAddress
-from .targets.backdoor import BackdoorClient, BlockedError
+from .targets.backdoor import BackdoorClient
 
 
 def _collect(address: TargetAddress, args: argparse.Namespace) -> dict[str, Any]:

@@ -26,12 +26,12 @@ from typing import Any, TypeVar
 from nameko_chassis.view.model import Incident, Snapshot, SnapshotError
 
 from ..errors import (
+    BlockedError,
     ConsoleError,
     UnreachableError,
     UnresponsiveError,
 )
 from ..targets import Target
-from ..targets.backdoor import BlockedError
 
 T = TypeVar("T")
 

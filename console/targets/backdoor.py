@@ -33,7 +33,7 @@ from nameko_chassis.probe import MODULES, wire
 from nameko_chassis.view.model import Snapshot, SnapshotError
 from nameko_chassis.view.text import clip, sanitize_lines
 
-from ..errors import NoRunnerError, ProtocolError, RemoteError, UnresponsiveError
+from ..errors import BlockedError, NoRunnerError, ProtocolError, RemoteError, describe_block
 from .address import TargetAddress
 from .line import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, BackdoorConnection
 
@@ -45,38 +45,6 @@ HELLO_PROBE = (f"None if globals().get({NAMESPACE_NAME!r}) is None else "
                f"{NAMESPACE_NAME}.handle(globals(), 'hello')")
 
 
-class BlockedError(UnresponsiveError):
-    """The service's eventlet hub is blocked (exit 3, like any unresponsive service): its hub
-    watchdog answered instead. ``answer`` is the watchdog's hello (pid, services, watchdog);
-    ``incident`` its ``blocked`` field (schema: an incident, ``ongoing``)."""
-
-    def __init__(self, label: str, answer: dict[str, Any]) -> None:
-        self.label = label
-        self.answer = answer
-        self.incident: dict[str, Any] = dict(answer.get("blocked") or {})
-        super().__init__(describe_block(label, self.incident))
-
-
-def describe_block(label: str, incident: dict[str, Any]) -> str:
-    """One line: ``HOST:PORT: the eventlet hub is blocked for 2.1s by parking.spin
-    (call id …) at tests/services/parking.py:72 in spin — ...``."""
-    text = f"{label}: the service's eventlet hub is blocked"
-    try:
-        text += f" for {float(incident.get('duration_s', 0)):.1f}s"
-    except (TypeError, ValueError):
-        pass
-    culprit = incident.get("culprit")
-    if isinstance(culprit, dict):
-        text += f" by {culprit.get('entrypoint') or culprit.get('target') or '?'}"
-        if culprit.get("call_id"):
-            text += f" (call id {culprit['call_id']})"
-        where = culprit.get("where")
-        if isinstance(where, dict):
-            text += f" at {where.get('file')}:{where.get('line')} in {where.get('function')}"
-        text += " — a worker that does not yield to the hub; answered by the hub watchdog"
-    else:
-        text += " — the hub watchdog could not see by what (C code holding the GIL?)"
-    return text
 
 
 def _shipped_sources() -> list[tuple[str, str]]:
