@@ -143,7 +143,9 @@ class ChassisConsole(App[int]):
 
     def _tick_stale(self) -> None:
         # also while a hub is blocked: its banner's duration counts up
-        if any(s.stale or s.state == "blocked" for s in self.statuses):
+        # and while a retry is pending: its countdown moves
+        if any(s.stale or s.state == "blocked" or s.retry_at is not None
+               for s in self.statuses):
             self.redraw_labels()
 
     def on_unmount(self) -> None:

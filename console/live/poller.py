@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from nameko_chassis.view.model import Incident, Snapshot, SnapshotError
 
@@ -42,6 +42,12 @@ BACKOFF_MAX = 10.0
 NOTE_POLLS = 30
 #: Seconds a poll may take before the console asks whether the hub is blocked, and between asks.
 BLOCKED_CHECK_AFTER = 1.0
+#: A poll unanswered this long (or two intervals, whichever is longer) shows *not answering*.
+SILENT_AFTER = 2.0
+
+#: What the console knows of a target: connecting, live (answering), blocked (its hub watchdog
+#: says a worker holds the hub), unresponsive (no reply in time), down (unreachable), error.
+TargetState = Literal["connecting", "live", "blocked", "down", "unresponsive", "error"]
 #: Seconds between attempts while a blocked hub refuses fresh connections.
 BLOCKED_RETRY = 1.0
 
@@ -70,11 +76,12 @@ class TargetStatus:
 
     label: str
     index: int
-    state: str = "connecting"  # connecting | live | blocked | down | unresponsive | error
+    state: TargetState = "connecting"
     snapshot: Snapshot | None = None
     error: str | None = None
     failures: int = 0  # consecutive
     retry_in: float | None = None
+    retry_at: float | None = None  # monotonic time of the next attempt (the header counts down)
     round_trip_ms: float | None = None
     received_at: float | None = None  # wall clock of the last good snapshot
     note: str | None = None  # e.g. "service restarted (pid 1 -> 2)"
@@ -231,15 +238,32 @@ class TargetPoller:
         blocked, and show it."""
         task = asyncio.ensure_future(call)
         check = getattr(self.target, "check_blocked", None)
+        started = time.monotonic()
         while True:
             done, _pending = await asyncio.wait({task}, timeout=BLOCKED_CHECK_AFTER)
-            if done or check is None:
+            if done:
                 return await task
+            self._mark_silent(time.monotonic() - started)
+            if check is None:
+                continue
             answer = await asyncio.to_thread(check)
             if task.done():
                 return await task
             if answer is not None and self._show_blocked(answer):
                 self.on_change(self.status)
+
+    def _mark_silent(self, waited: float) -> None:
+        """No reply for two intervals (at least :data:`SILENT_AFTER`): say *not answering* now,
+        not when the request finally times out, and keep the last snapshot (stale)."""
+        status = self.status
+        if status.state != "live" or waited < max(SILENT_AFTER, 2 * self.options.interval):
+            return
+        status.state = "unresponsive"
+        status.error = (f"no reply for {waited:.0f}s (still waiting, up to --timeout "
+                        f"{self.options.timeout:g}s) — the service may be busy, stopped or "
+                        "cut off")
+        status.retry_in = status.retry_at = None
+        self.on_change(status)
 
     def _show_blocked(self, answer: dict[str, Any], error: str | None = None) -> bool:
         try:
@@ -281,6 +305,7 @@ class TargetPoller:
             status.error = f"{type(exc).__name__}: {exc}"
         delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (status.failures - 1))
         status.retry_in = delay
+        status.retry_at = time.monotonic() + delay
         self.on_change(status)
         return delay
 

@@ -98,8 +98,9 @@ def target_line(status: TargetStatus, palette: Palette, *, paused: bool) -> Text
         # what went wrong, on a line of its own so the whole message shows
         line.append("\n   ↳ ", style="dim")
         line.append(clip(status.error or "connecting…", 300), style=colour)
-        if status.retry_in is not None and not paused:
-            line.append(f"  · retry #{status.failures + 1} in {status.retry_in:g}s",
+        if status.retry_at is not None and not paused:
+            left = max(status.retry_at - time.monotonic(), 0.0)
+            line.append(f"  · retry #{status.failures + 1} in {left:.1f}s",
                         style="dim")
         line.no_wrap = False
     return line

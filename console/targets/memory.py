@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ class MemoryTarget:
     - ``state``: the full snapshot (stacks included); ``snapshot()`` strips the stacks that were
       not asked for, as the backdoor client does.
     - ``fail``: when set, every call raises it (a service that is down or not answering).
+    - ``delay``: seconds every snapshot takes (a service that is slow, stopped or cut off).
     - ``advance(seconds)``: ages every worker, as time passing would.
     - ``calls``: what the console asked for, in order.
     """
@@ -38,6 +40,7 @@ class MemoryTarget:
         self.round_trip_ms = round_trip_ms
         self.last_round_trip_ms: float | None = None
         self.fail: ConsoleError | None = None
+        self.delay = 0.0  # seconds each snapshot takes (a slow or stopped service)
         self.connected = False
         self.calls: list[str] = []
         self.killed: list[str] = []
@@ -59,6 +62,8 @@ class MemoryTarget:
     def snapshot(self, *, stacks: str | frozenset[str] = "none",
                  max_workers: int = 1000) -> Snapshot:
         self._check("snapshot")
+        if self.delay:
+            time.sleep(self.delay)
         with self._lock:
             state = self.state
         keep: frozenset[str] | None = None if stacks == "all" else (

@@ -21,6 +21,7 @@ from chassis_console.live.dialogs import ConfirmKillScreen, HelpScreen
 from chassis_console.live.history import HistoryPanel
 from chassis_console.live.poller import ConsoleOptions
 from chassis_console.live.services import PoolGauges
+from chassis_console.live.status import StatusBar
 from chassis_console.live.workers import WorkerRef, WorkersTable
 from chassis_console.targets.memory import MemoryTarget, sample_snapshot
 
@@ -452,3 +453,40 @@ async def test_a_redacted_argument_is_never_cut_in_half_in_the_table():
         args = [str(t.get_row_at(i)[-1]) for i in range(t.row_count)]  # arguments: last
         hidden = [a for a in args if "card" in a]
         assert hidden and all("card='********'" in a for a in hidden), args
+
+
+@sync
+async def test_a_silent_service_reads_not_answering_after_two_intervals_not_its_timeout():
+    target = MemoryTarget()
+    app = make_app(target, interval=0.5, timeout=30.0)
+    async with app.run_test(size=SIZE) as pilot:
+        await polled(pilot)
+        status = app.pollers[0].status
+        target.delay = 4.0  # the next refreshes take 4 s: much longer than two intervals
+        await until(pilot, lambda: status.state == "unresponsive", timeout=3.5,
+                    what="not answering")
+        assert status.snapshot is not None and status.stale  # the last picture stays
+        assert "not answering" in plain(app.query_one(StatusBar))
+        target.delay = 0.0
+        await until(pilot, lambda: status.state == "live", timeout=8, what="live again")
+
+
+@sync
+async def test_the_retry_countdown_counts_down():
+    target = MemoryTarget()
+    target.fail = UnreachableError("connection refused")
+    app = make_app(target, interval=0.5)
+    async with app.run_test(size=SIZE) as pilot:
+        status = app.pollers[0].status
+        await until(pilot, lambda: status.failures >= 4, timeout=15, what="a longer backoff")
+        import re
+
+        def left() -> float:
+            found = re.search(r"retry #\d+ in ([\d.]+)s", plain(app.query_one(StatusBar)))
+            assert found, plain(app.query_one(StatusBar))
+            return float(found.group(1))
+
+        first = left()
+        await pilot.pause(1.2)
+        second = left()
+        assert second < first or status.failures >= 5  # counted down, or the next try came
