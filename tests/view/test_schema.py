@@ -269,6 +269,9 @@ def test_the_model_and_the_wire_types_name_the_same_fields():
              (model.Worker, schema.WorkerDict), (model.ManagedThread, schema.ManagedThreadDict),
              (model.FinishedWorker, schema.FinishedWorkerDict), (model.Container, schema.ContainerDict),
              (model.Snapshot, schema.SnapshotDict)]
+    for name in ("Incident", "Culprit"):
+        if hasattr(model, name) and hasattr(schema, f"{name}Dict"):
+            pairs.append((getattr(model, name), getattr(schema, f"{name}Dict")))
+    wire_only = {"unchanged", "frames"}  # folded in by Snapshot.from_wire
     for cls, typed in pairs:
-        wire_only = set(typed.__optional_keys__)  # unchanged, frames: folded in by from_wire
         assert {f.name for f in dataclasses.fields(cls)} == set(typed.__annotations__) - wire_only, cls
