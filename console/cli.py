@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how long to wait for the service to answer (default 10)")
     p.add_argument("--stacks", choices=("all", "none"), default="all",
                    help="--json/--once: include every worker's full stack (default) or none")
+    p.add_argument("--width", type=int, default=None, metavar="COLUMNS",
+                   help="--once: page width (default: the terminal's, $COLUMNS, or 160 into a "
+                        "pipe or file)")
     p.add_argument("--max-workers", type=int, default=1000, metavar="N",
                    help="list at most N workers per container (default 1000)")
     p.add_argument("--allow-actions", action="store_true",
@@ -101,6 +104,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.interval <= 0 or args.timeout <= 0 or args.slow < 0 or args.max_workers < 1:
         parser.error("--interval and --timeout must be > 0, --slow >= 0, --max-workers >= 1")
+    if args.width is not None and not 40 <= args.width <= 1000:
+        parser.error("--width must be between 40 and 1000 columns")
     if args.serve and not args.demo:
         parser.error("--serve only goes with --demo")
     if args.demo and args.targets:

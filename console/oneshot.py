@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -30,6 +31,22 @@ def _blocked_json(address: TargetAddress, exc: BlockedError) -> dict[str, Any]:
             "pid": answer.get("pid"), "host": answer.get("host"),
             "services": answer.get("services", []), "watchdog": answer.get("watchdog"),
             "blocked": exc.incident}
+
+
+#: Columns of a --once page written to a pipe or a file (no terminal to ask), unless COLUMNS or
+#: --width says otherwise: wide enough that paths and arguments are not cut.
+PIPE_WIDTH = 160
+
+
+def page_width(args: argparse.Namespace) -> int | None:
+    """``--width``, else ``$COLUMNS``, else the terminal's (None: rich asks it), else
+    :data:`PIPE_WIDTH` when stdout is no terminal."""
+    if getattr(args, "width", None):
+        return int(args.width)
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    return None if sys.stdout.isatty() else PIPE_WIDTH
 
 
 def run_oneshot(addresses: Sequence[TargetAddress], args: argparse.Namespace) -> int:
@@ -68,7 +85,7 @@ def run_oneshot(addresses: Sequence[TargetAddress], args: argparse.Namespace) ->
             parsed[i] = Snapshot.from_dict(data)
         except SnapshotError as exc:  # a peer that speaks the protocol but sends nonsense
             raise ProtocolError(f"{address}: invalid snapshot: {exc}") from None
-    console = Console(highlight=False)
+    console = Console(highlight=False, width=page_width(args))
     for i, (address, data) in enumerate(zip(addresses, snapshots, strict=True)):
         if len(addresses) > 1:
             console.rule(str(address))

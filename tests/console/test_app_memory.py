@@ -490,3 +490,23 @@ async def test_the_retry_countdown_counts_down():
         await pilot.pause(1.2)
         second = left()
         assert second < first or status.failures >= 5  # counted down, or the next try came
+
+
+@sync
+async def test_the_service_filter_matches_the_service_not_text_that_names_it():
+    state = sample_snapshot()
+    # an orders worker whose argument mentions payments: a text filter would show it
+    tricky = replace(state, containers=[
+        replace(c, workers=[replace(c.workers[0], args=["'refund via payments'"]),
+                            *c.workers[1:]]) if c.service_name == "orders" else c
+        for c in state.containers])
+    app = make_app(MemoryTarget(tricky))
+    async with app.run_test(size=SIZE) as pilot:
+        await polled(pilot)
+        t = table(app)
+        t.filter = "payments"  # plain text: matches the orders worker too
+        app.redraw()
+        assert "orders" in {str(t.get_row_at(i)[0]) for i in range(t.row_count)}
+        t.filter = "service:payments"
+        app.redraw()
+        assert {str(t.get_row_at(i)[0]) for i in range(t.row_count)} == {"payments"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -356,3 +357,22 @@ def test_the_amqp_port_is_recognised_as_not_a_backdoor(broker):
     out = chassis_console(f"{broker.host}:{broker.port}", "--once", "--timeout", "5")
     assert out.returncode == 4, out.stderr
     assert "not with a Python prompt" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_once_into_a_pipe_is_a_wide_page_and_width_sets_it(start_service):
+    service = start_service()
+    service.hold(1, tag="w")
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    piped = subprocess.run([sys.executable, "-m", "chassis_console", service.target, "--once"],
+                           capture_output=True, text=True, timeout=60, env=env)
+    assert piped.returncode == 0, piped.stderr
+    assert max(len(line) for line in piped.stdout.splitlines()) == 160  # the rules span it
+    narrow = subprocess.run([sys.executable, "-m", "chassis_console", service.target, "--once",
+                             "--width", "100"], capture_output=True, text=True, timeout=60,
+                            env=env)
+    assert max(len(line) for line in narrow.stdout.splitlines()) == 100
+    columns = subprocess.run([sys.executable, "-m", "chassis_console", service.target,
+                              "--once"], capture_output=True, text=True, timeout=60,
+                             env={**env, "COLUMNS": "120"})
+    assert max(len(line) for line in columns.stdout.splitlines()) == 120
+    service.release("w")
