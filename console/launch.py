@@ -167,6 +167,7 @@ class NamekoProcess:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:
             pass
+        self.remove_workdir()  # a temporary folder of ours (config, log): nothing left behind
 
     def remove_workdir(self) -> None:
         """Remove the temporary folder (config, log) this object made, once stopped."""
