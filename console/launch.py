@@ -92,6 +92,7 @@ class NamekoProcess:
             return ""
 
     def start(self, ready_timeout: float = 60.0) -> NamekoProcess:
+        self.workdir.mkdir(parents=True, exist_ok=True)  # again after a stop removed it
         self.config_path.write_text(json.dumps(self.config))
         if self.argv is not None:
             cmd = [a.format(port=self.backdoor_port, config=self.config_path) for a in self.argv]
