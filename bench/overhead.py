@@ -38,13 +38,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from _load import latencies, percentile, throughput, wait_answering  # noqa: E402
 from _reference import ensure_ref_venv  # noqa: E402  (bench/ is this script's folder)
 from chassis_console.launch import NamekoProcess, free_port  # noqa: E402
 
 from nameko_chassis.amqp.management import ManagementApi, amqp_uri_from_env  # noqa: E402
 from nameko_chassis.amqp.rpc import RpcClient, RpcTimeout  # noqa: E402
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 SOURCES = {
     "bench_bare": '''
@@ -111,9 +110,6 @@ class Variant:
     latencies: list[float] = field(default_factory=list)
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
 
 
 def start(variant: Variant, workdir: Path) -> None:
@@ -124,47 +120,13 @@ def start(variant: Variant, workdir: Path) -> None:
     proc.start()
     variant.process = proc
     variant.client = RpcClient(variant.config["AMQP_URI"], timeout=30)
-    # nameko marks containers started before their consumers consume: wait for a real answer
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            variant.client.call("bench", "echo", 1, timeout=1)
-            break
-        except RpcTimeout:
-            if time.monotonic() > deadline:
-                raise
-    for _ in range(200):  # warm up
-        variant.client.call("bench", "echo", 1)
+    wait_answering(variant.client, RpcTimeout)
 
 
-def throughput(variant: Variant, calls: int, concurrency: int) -> None:
-    client, proc = variant.client, variant.process
-    assert client is not None and proc is not None and proc.pid is not None
-    cpu0, t0 = cpu_seconds(proc.pid), time.perf_counter()
-    pending = [client.call_async("bench", "echo", i) for i in range(concurrency)]
-    sent = concurrency
-    while pending:
-        pending.pop(0).result()
-        if sent < calls:
-            pending.append(client.call_async("bench", "echo", sent))
-            sent += 1
-    elapsed, cpu = time.perf_counter() - t0, cpu_seconds(proc.pid) - cpu0
-    variant.rates.append(calls / elapsed)
-    variant.cpu_ms.append(cpu * 1000 / calls)
 
 
-def latency(variant: Variant, calls: int) -> None:
-    client = variant.client
-    assert client is not None
-    for i in range(calls):
-        t0 = time.perf_counter()
-        client.call("bench", "echo", i)
-        variant.latencies.append((time.perf_counter() - t0) * 1000)
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
 def main() -> int:
@@ -217,8 +179,11 @@ def main() -> int:
         for r in range(args.rounds):
             order = variants[r % len(variants):] + variants[: r % len(variants)]
             for v in order:
-                throughput(v, args.calls, args.concurrency)
-                latency(v, args.latency_calls)
+                assert v.client is not None and v.process is not None and v.process.pid
+                rate, cpu = throughput(v.client, v.process.pid, args.calls, args.concurrency)
+                v.rates.append(rate)
+                v.cpu_ms.append(cpu * 1000)
+                v.latencies += latencies(v.client, args.latency_calls)
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
         time.sleep(1.5)  # let the batch span processor export
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as resp:

@@ -32,13 +32,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from _load import cpu_seconds, latencies, percentile, throughput, wait_answering  # noqa: E402
 from chassis_console.launch import NamekoProcess, free_port  # noqa: E402
 from chassis_console.targets.backdoor import BackdoorClient, BlockedError  # noqa: E402
 
 from nameko_chassis.amqp.management import ManagementApi, amqp_uri_from_env  # noqa: E402
 from nameko_chassis.amqp.rpc import RpcClient, RpcTimeout  # noqa: E402
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 _METHODS = '''
     @rpc
@@ -76,9 +75,6 @@ class Variant:
     watchdog: bool = False
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
 
 
 def start(variant: Variant, workdir: Path) -> None:
@@ -89,41 +85,11 @@ def start(variant: Variant, workdir: Path) -> None:
     with BackdoorClient(proc.address) as console:  # one attach, as for every variant
         variant.watchdog = bool((console.info.get("watchdog") or {}).get("api"))
     variant.client = RpcClient(variant.config["AMQP_URI"], timeout=30)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            variant.client.call("bench", "echo", 1, timeout=1)
-            break
-        except RpcTimeout:
-            if time.monotonic() > deadline:
-                raise
-    for _ in range(200):  # warm up
-        variant.client.call("bench", "echo", 1)
+    wait_answering(variant.client, RpcTimeout)
 
 
-def throughput(variant: Variant, calls: int, concurrency: int) -> None:
-    client, proc = variant.client, variant.process
-    assert client is not None and proc is not None and proc.pid is not None
-    cpu0, t0 = cpu_seconds(proc.pid), time.perf_counter()
-    pending = [client.call_async("bench", "echo", i) for i in range(concurrency)]
-    sent = concurrency
-    while pending:
-        pending.pop(0).result()
-        if sent < calls:
-            pending.append(client.call_async("bench", "echo", sent))
-            sent += 1
-    elapsed, cpu = time.perf_counter() - t0, cpu_seconds(proc.pid) - cpu0
-    variant.rates.append(calls / elapsed)
-    variant.cpu_us.append(cpu * 1e6 / calls)
 
 
-def latency(variant: Variant, calls: int) -> None:
-    client = variant.client
-    assert client is not None
-    for i in range(calls):
-        t0 = time.perf_counter()
-        client.call("bench", "echo", i)
-        variant.latencies.append((time.perf_counter() - t0) * 1000)
 
 
 def idle(variants: list[Variant], seconds: float) -> None:
@@ -134,9 +100,6 @@ def idle(variants: list[Variant], seconds: float) -> None:
         v.idle_pct.append((cpu_seconds(pid) - cpu0) / seconds * 100)
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
 def blocked_answer(variant: Variant, seconds: float = 3.0) -> tuple[float, str]:
@@ -197,8 +160,11 @@ def main() -> int:
         for r in range(args.rounds):
             order = variants if r % 2 == 0 else list(reversed(variants))
             for v in order:
-                throughput(v, args.calls, args.concurrency)
-                latency(v, args.latency_calls)
+                assert v.client is not None and v.process is not None and v.process.pid
+                rate, cpu = throughput(v.client, v.process.pid, args.calls, args.concurrency)
+                v.rates.append(rate)
+                v.cpu_us.append(cpu * 1e6)
+                v.latencies += latencies(v.client, args.latency_calls)
             idle(variants, args.idle)
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
 
