@@ -32,6 +32,7 @@ from . import __version__
 from .config import load_settings
 from .probe import entrypoints
 from .providers.bookkeeping import WorkerBookkeeping
+from .providers.fleet import FleetIntrospection
 from .providers.health import Health
 from .providers.metrics import PrometheusMetrics
 from .providers.sentry import SentryReporter
@@ -73,6 +74,7 @@ class Service:
     sentry = SentryReporter()
     tracing = Tracing()
     health = Health()
+    fleet = FleetIntrospection()  # read-only snapshots over the broker (docs/fleet.md)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
