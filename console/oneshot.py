@@ -1,4 +1,5 @@
-"""``--json`` and ``--once``: one snapshot per target, printed, then exit."""
+"""``--json`` and ``--once``: one snapshot per target, printed, then exit. A broker target (the
+fleet) is one refresh of every replica: a summary per service, then each replica's page."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import ConsoleError, ProtocolError
+from nameko_chassis.amqp.management import AmqpUri
+
+from .errors import ConsoleError, ProtocolError, UnresponsiveError, UsageError
 from .targets import TargetAddress
 from .targets.backdoor import BackdoorClient
 
@@ -18,7 +21,77 @@ def _collect(address: TargetAddress, args: argparse.Namespace) -> dict[str, Any]
         return client.collect(stacks=args.stacks, max_workers=args.max_workers)
 
 
-def run_oneshot(addresses: Sequence[TargetAddress], args: argparse.Namespace) -> int:
+def run_oneshot(addresses: Sequence[TargetAddress | AmqpUri], args: argparse.Namespace) -> int:
+    if any(isinstance(a, AmqpUri) for a in addresses):
+        if len(addresses) != 1 or not isinstance(addresses[0], AmqpUri):
+            raise UsageError("--json and --once take one broker URI alone (the fleet), or "
+                             "backdoor TARGETs")
+        return run_fleet_oneshot(addresses[0], args)
+    return _run_backdoors([a for a in addresses if isinstance(a, TargetAddress)], args)
+
+
+def run_fleet_oneshot(uri: AmqpUri, args: argparse.Namespace) -> int:
+    from .targets.fleet import FleetTarget
+
+    target = FleetTarget(uri, deadline=args.deadline, timeout=args.timeout)
+    try:
+        target.connect()
+        data = target.collect(stacks=args.stacks, max_workers=args.max_workers)
+    finally:
+        target.close()
+    if not data["replicas"] and not data["plain_services"]:
+        raise UnresponsiveError(f"no chassis process answered on vhost {uri.vhost!r} at "
+                                f"{uri.redacted()} within {args.deadline:g}s (--deadline), and "
+                                "no nameko service is seen there")
+    if args.json:
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        sys.stdout.flush()
+        return 0
+    from rich.console import Console
+
+    from nameko_chassis.view.page import render_snapshot
+
+    console = Console(highlight=False)
+    console.print(render_fleet_summary(target))
+    for replica in target.ordered():
+        console.rule(f"{replica.label} ({replica.state})")
+        if replica.snapshot is not None:
+            console.print(render_snapshot(replica.snapshot, slow_after=args.slow))
+    return 0
+
+
+def render_fleet_summary(target: Any) -> Any:
+    """Per service: replicas, workers in flight (summed and per replica), the oldest worker
+    across the fleet and where it runs; then the services without the chassis."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    from .targets.fleet import NO_CHASSIS
+
+    table = Table()
+    for name in ("service", "replicas", "running", "per replica", "oldest", "on", "version"):
+        table.add_column(name, justify="right" if name in ("running", "oldest") else "left")
+    for s in target.summaries():
+        per = []
+        for r in s.replicas:
+            running = sum(c.workers_running for c in (r.snapshot.containers if r.snapshot else ())
+                          if c.service_name == s.name)
+            per.append(f"{r.label} {running}" + ("" if r.answering else " (silent)"))
+        table.add_row(Text(s.name, style="bold"), str(len(s.replicas)), str(s.running),
+                      Text("\n".join(per)),
+                      "" if s.oldest_age is None else f"{s.oldest_age:.1f}s",
+                      Text(s.oldest_on or ""), Text(", ".join(sorted(s.versions))))
+    for p in target.plain:
+        table.add_row(Text(p.name, style="bold"), str(p.instances or p.event_instances or "?"),
+                      "", Text(NO_CHASSIS, style="yellow"), "", "", "")
+    live = sum(1 for r in target.replicas.values() if r.answering)
+    heading = Text(f"{target.label}: {live}/{len(target.replicas)} replicas answering",
+                   style="bold")
+    return Group(heading, table)
+
+
+def _run_backdoors(addresses: Sequence[TargetAddress], args: argparse.Namespace) -> int:
     snapshots: list[dict[str, Any]] = []
     failures: list[ConsoleError] = []
     for address in addresses:

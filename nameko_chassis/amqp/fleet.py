@@ -55,6 +55,11 @@ COMPRESS_OVER = 16 * 1024
 REQUEST_QUEUE_LENGTH = 16
 #: Call ids a request may name for full stacks.
 MAX_STACK_IDS = 100
+#: Seconds a request waits at most in a process's queue (at least; else the ask's deadline):
+#: a process that was stalled does not answer a backlog of requests nobody waits for.
+MIN_EXPIRATION = 0.25
+#: Earlier requests whose late replies are still taken.
+RECENT_REQUESTS = 8
 #: Prefix of the console's reply queues (exclusive, auto-delete).
 REPLY_PREFIX = "chassis.fleet.reply-"
 
@@ -180,6 +185,7 @@ class Broadcast:
         self._replies: list[Reply] = []
         self._recent: list[str] = []  # correlation ids of our last requests
         self.request_bytes = 0
+        self.last_correlation_id = ""
         channel = self._connection.channel()
         exchange()(channel).declare()
         queue = kombu.Queue(self.reply_queue, exclusive=True, auto_delete=True)
@@ -223,13 +229,22 @@ class Broadcast:
         passed or ``done(replies so far)`` says enough (checked after every reply).
         Includes late replies to the previous requests (their ``correlation_id`` differs)."""
         correlation_id = uuid.uuid4().hex
-        self._recent = (self._recent + [correlation_id])[-3:]
+        self._recent = (self._recent + [correlation_id])[-RECENT_REQUESTS:]
+        self.last_correlation_id = correlation_id
         payload = json.dumps(body, separators=(",", ":"))
         self.request_bytes = len(payload)
         self._producer.publish(
             payload, exchange=EXCHANGE, routing_key="", content_type="application/json",
             content_encoding="utf-8", reply_to=self.reply_queue, correlation_id=correlation_id,
-            expiration=max(deadline, 0.001), retry=False)
+            expiration=max(deadline, MIN_EXPIRATION), retry=False)
+        return self._gather(correlation_id, deadline, done)
+
+    def gather(self, seconds: float) -> list[Reply]:
+        """Replies to the recent requests that arrive within ``seconds``, without asking again."""
+        return self._gather("", seconds, None)
+
+    def _gather(self, correlation_id: str, deadline: float,
+                done: Callable[[list[Reply]], bool] | None) -> list[Reply]:
         end = time.monotonic() + deadline
         while True:
             current = [r for r in self._replies if r.correlation_id == correlation_id]
