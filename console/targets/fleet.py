@@ -16,6 +16,8 @@ the tree filters the table to that replica.
 - Services seen on the broker (:mod:`nameko_chassis.amqp.discovery`, every
   :data:`DISCOVER_EVERY` seconds) that no replica runs are listed as ``NAME (no chassis)``,
   "attach with HOST:PORT".
+- Past :data:`SUMMARY_OVER` replicas, a live refresh asks each replica for its oldest worker
+  only (counts stay exact): the table lists the oldest worker of every replica.
 - Read-only: :meth:`FleetTarget.kill_worker` refuses; killing stays on the backdoor.
 
 Errors: :class:`~chassis_console.errors.UnreachableError` when the broker cannot be reached.
@@ -44,6 +46,9 @@ FORGET_AFTER = 60.0
 DISCOVER_EVERY = 10.0
 #: Recently finished workers asked per container and refresh (the live history panel).
 LIVE_HISTORY = 10
+#: With more replicas than this, a live refresh asks each for its oldest worker only (and no
+#: history): per-service summaries first; a watched worker's stack still comes on drill-down.
+SUMMARY_OVER = 100
 BROKER_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
 NO_CHASSIS = "no chassis: attach with HOST:PORT"
 
@@ -80,6 +85,7 @@ class Replica:
     rate_limited: bool = False
     error: str | None = None
     stall_ms: float | None = None
+    cpu_ms: float | None = None
     size: int = 0
 
     @property
@@ -148,7 +154,8 @@ class FleetTarget:
     def __init__(self, uri: AmqpUri | str, *, deadline: float = DEFAULT_DEADLINE,
                  timeout: float = 10.0, forget_after: float = FORGET_AFTER,
                  discover_every: float | None = DISCOVER_EVERY,
-                 management: ManagementApi | None = None) -> None:
+                 management: ManagementApi | None = None,
+                 summary_over: int = SUMMARY_OVER) -> None:
         self.uri = uri if isinstance(uri, AmqpUri) else parse_broker(uri)
         self.label = fleet_label(self.uri)
         self.deadline = deadline
@@ -156,6 +163,7 @@ class FleetTarget:
         self.forget_after = forget_after
         self.discover_every = discover_every
         self.management = management
+        self.summary_over = summary_over
         self.replicas: dict[str, Replica] = {}
         self.plain: list[DiscoveredService] = []
         self.summary: str = ""  # one line per refresh, for the live app's title
@@ -188,7 +196,10 @@ class FleetTarget:
 
     def snapshot(self, *, stacks: str | frozenset[str] = "none",
                  max_workers: int = 1000) -> Snapshot:
-        self.refresh(stacks=stacks, max_workers=max_workers, history=LIVE_HISTORY)
+        history: int | None = LIVE_HISTORY
+        if len(self.replicas) > self.summary_over:
+            max_workers, history = min(max_workers, 1), 0
+        self.refresh(stacks=stacks, max_workers=max_workers, history=history)
         return self.merged()
 
     def kill_worker(self, call_id: str) -> bool:
@@ -252,6 +263,7 @@ class FleetTarget:
         replica.missed = 0
         replica.size = reply.size
         replica.stall_ms = reply.stall_ms
+        replica.cpu_ms = reply.cpu_ms
         replica.rate_limited = bool(data.get("rate_limited"))
         if replica.rate_limited:
             return  # keep what it said before

@@ -16,7 +16,8 @@ Request (console -> every process), JSON, properties ``reply_to``, ``correlation
 
 Reply (one process -> the console's queue): JSON, zlib-compressed when larger than
 :data:`COMPRESS_OVER` (header ``chassis-encoding: zlib``); headers ``chassis-stall-ms`` (how
-long building it held the process's hub) and ``chassis-bytes``::
+long building it held the process's hub, wall clock), ``chassis-cpu-ms`` (the CPU time of
+the same: the stall without the time the OS gave to other processes) and ``chassis-bytes``::
 
     {"v": 1, "op": "collect", "rate_limited": false,
      "replica": {"id", "host", "pid", "services", "versions", "chassis", "nameko", "python",
@@ -65,6 +66,7 @@ REPLY_PREFIX = "chassis.fleet.reply-"
 
 HEADER_ENCODING = "chassis-encoding"
 HEADER_STALL = "chassis-stall-ms"
+HEADER_CPU = "chassis-cpu-ms"
 HEADER_BYTES = "chassis-bytes"
 
 
@@ -163,6 +165,8 @@ class Reply:
     #: how long building the reply held the service's hub, as the service measured it
     stall_ms: float | None
     received: float  # time.monotonic()
+    #: the CPU time of the same (the stall minus what other processes took meanwhile)
+    cpu_ms: float | None = None
 
     @property
     def replica_id(self) -> str:
@@ -218,10 +222,11 @@ class Broadcast:
             data = decode_reply(message.body, headers)
         except FleetProtocolError:
             return  # not a chassis reply; nothing to show of it
-        stall = headers.get(HEADER_STALL)
+        stall, cpu = headers.get(HEADER_STALL), headers.get(HEADER_CPU)
         self._replies.append(Reply(data, correlation_id, len(message.body),
                                    float(stall) if isinstance(stall, (int, float)) else None,
-                                   time.monotonic()))
+                                   time.monotonic(),
+                                   float(cpu) if isinstance(cpu, (int, float)) else None))
 
     def ask(self, body: dict[str, Any], *, deadline: float,
             done: Callable[[list[Reply]], bool] | None = None) -> list[Reply]:

@@ -129,6 +129,7 @@ class FleetResponder:
         self._gt: Any = None
         self._connection: Any = None
         self._producer: Any = None
+        self._nameko: str | None = None
         self._structures: dict[int, tuple[Any, str]] = {}
         #: what the last requests cost: (hub stall ms, reply bytes), for tests and the bench
         self.answered = 0
@@ -217,7 +218,7 @@ class FleetResponder:
         correlation_id = message.properties.get("correlation_id")
         if not reply_to:
             return
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         if not self.limit.allow():
             self.refused += 1
             if not self.limit.refusal_due():
@@ -233,13 +234,14 @@ class FleetResponder:
                          "error": f"{type(exc).__name__}: {exc}"[:500]}
         body, encoding = wire.encode_reply(reply)
         stall_ms = (time.perf_counter() - t0) * 1000
+        cpu_ms = (time.thread_time() - c0) * 1000
         self.last_stall_ms = stall_ms
         self.answered += 1
         self._producer.publish(
             body, exchange="", routing_key=reply_to, correlation_id=correlation_id,
             content_type="application/json", content_encoding="binary",
             headers={wire.HEADER_ENCODING: encoding, wire.HEADER_STALL: round(stall_ms, 3),
-                     wire.HEADER_BYTES: len(body)},
+                     wire.HEADER_CPU: round(cpu_ms, 3), wire.HEADER_BYTES: len(body)},
             delivery_mode=1, retry=False)
 
     # -- answers ---------------------------------------------------------------------------------
@@ -251,10 +253,11 @@ class FleetResponder:
             name = str(getattr(c, "service_name", "?"))
             services.append(name)
             versions[name] = str(getattr(getattr(c, "service_cls", None), "version", "") or "")
-        libs = privates.library_versions()
+        if self._nameko is None:  # importlib.metadata reads files: once, not per request
+            self._nameko = privates.library_versions().get("nameko") or "?"
         return {"id": f"{self.host}:{self.pid}:{self.boot}", "host": self.host, "pid": self.pid,
                 "services": services, "versions": versions, "chassis": __version__,
-                "nameko": libs.get("nameko") or "?", "python": sys.version.split()[0],
+                "nameko": self._nameko, "python": sys.version.split()[0],
                 "started_at": PROCESS_STARTED, "uptime_s": round(now - PROCESS_STARTED, 3)}
 
     def answer(self, req: dict[str, Any]) -> dict[str, Any]:

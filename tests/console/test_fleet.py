@@ -214,3 +214,42 @@ def _wide() -> dict[str, str]:
     import os
 
     return {**os.environ, "COLUMNS": "160"}
+
+
+def test_the_live_app_shows_the_fleet_and_drills_down_to_a_worker(start_service, vhost):
+    import asyncio
+
+    from chassis_console.live.app import ChassisConsole
+    from chassis_console.live.detail import WorkerDetailScreen
+    from chassis_console.live.poller import ConsoleOptions
+    from chassis_console.live.workers import WorkersTable
+
+    from tests.console.pilot import until as app_until
+
+    services = start_replicas(start_service, 2)
+    for _ in range(4):
+        services[0].rpc.call_async("parking", "park", seconds=60)
+    wait_for(lambda: sum(s.running_workers("parking") for s in services) == 4, timeout=20,
+             what="4 workers in flight")
+    pids = {s.process.pid for s in services}
+
+    async def drive() -> None:
+        target = FleetTarget(vhost.uri, deadline=DEADLINE, discover_every=None)
+        app = ChassisConsole([target], ConsoleOptions(interval=0.5))
+        async with app.run_test(size=(150, 40)) as pilot:
+            table = app.query_one(WorkersTable)
+            await app_until(pilot, lambda: table.row_count == 4, 30, "4 rows")
+            status = app.pollers[0].status
+            assert status.snapshot is not None
+            shown = {c.service_name.rsplit(":", 1)[1] for c in status.snapshot.containers}
+            assert shown == {str(p) for p in pids}
+            await app_until(pilot, lambda: "parking ×2" in str(table.border_title), 10,
+                            "the fleet summary in the title")
+            await pilot.press("enter")
+            screen = app.screen
+            assert isinstance(screen, WorkerDetailScreen)
+            await app_until(pilot, lambda: screen.worker is not None and screen.worker.stack,
+                            15, "the worker's stack over the fleet")
+            assert any(f.function == "wait_here" for f in screen.worker.stack)
+
+    asyncio.run(drive())
