@@ -309,7 +309,10 @@ class FleetTarget:
             found = services_from_queues(api.queues(self.uri.vhost), self.uri.vhost)
         except (ManagementError, ValueError, TypeError):
             return  # no management API: the fleet works without the plain-service list
-        self.plain = [s for s in found if s.name not in self._seen_services]
+        # a name seen only on a reply queue is a client (an RPC proxy, a console), not a
+        # service one could attach to
+        self.plain = [s for s in found if s.name not in self._seen_services
+                      and (s.rpc_queue or s.event_handlers)]
 
     # -- what the screens show ---------------------------------------------------------------------
 

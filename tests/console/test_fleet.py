@@ -253,3 +253,15 @@ def test_the_live_app_shows_the_fleet_and_drills_down_to_a_worker(start_service,
             assert any(f.function == "wait_here" for f in screen.worker.stack)
 
     asyncio.run(drive())
+
+
+@pytest.mark.parametrize("argv", [
+    ["--repl", "amqp://guest:guest@localhost:5672/x"],
+    ["amqp://guest:guest@localhost:5672/x", "--deadline", "0"],
+])
+def test_the_cli_keeps_the_fleet_read_only_and_sane(argv):
+    from chassis_console.cli import run
+
+    with pytest.raises(SystemExit) as exited:
+        run(argv)
+    assert exited.value.code == 2
