@@ -66,6 +66,14 @@ def test_every_replica_is_shown_as_service_at_host_pid(start_service, fleet):
     assert fleet.last_round_trip_ms is not None and fleet.last_round_trip_ms < DEADLINE * 1000
 
 
+def test_several_services_in_one_process_answer_once(start_service, fleet):
+    service = start_service([CHASSIS_PARKING, "tests.services.chassis_echo"])
+    until(lambda: set(replicas_shown(fleet)) == {service.process.pid}, what="the process")
+    (replica,) = fleet.replicas.values()
+    assert sorted(replica.services) == ["echo", "parking"]
+    assert sorted(container_names(fleet)) == [f"echo@{replica.label}", f"parking@{replica.label}"]
+
+
 def test_a_killed_replica_is_marked_silent_and_the_others_go_on(start_service, fleet):
     doomed, survivor = start_replicas(start_service, 2)
     until(lambda: set(replicas_shown(fleet)) == {doomed.process.pid, survivor.process.pid},
