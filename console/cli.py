@@ -18,14 +18,19 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from nameko_chassis.amqp.management import AmqpUri
+
 from . import __version__
 from .errors import ConsoleError, UsageError
 from .targets import TargetAddress
+from .targets.fleet import DEFAULT_DEADLINE, is_broker_uri, parse_broker
 
 EPILOG = """\
 targets:
   HOST:PORT, PORT (localhost) or unix:/path — a nameko backdoor, as started with
   `nameko run --backdoor-port 12345 ...`.
+  amqp://user:pass@host:port/vhost (or --broker URI) — the fleet: every replica of every
+  chassis service on that vhost, over the broker (read-only; docs/fleet.md).
 
 exit codes:
   0 ok · 1 other failure · 2 usage error (malformed target, bad option)
@@ -49,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("targets", nargs="*", metavar="TARGET", help="backdoor(s) to attach to")
+    p.add_argument("targets", nargs="*", metavar="TARGET",
+                   help="backdoor(s) to attach to, or a broker URI for the fleet")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--json", action="store_true",
                       help="print one schema-v1 snapshot as JSON (an array for several targets)")
@@ -64,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="start the demo shop with a backdoor on a free port and attach to it")
     p.add_argument("--serve", action="store_true",
                    help="with --demo: run the demo services and print how to attach, no console")
+    p.add_argument("--broker", action="append", default=[], metavar="AMQP_URI",
+                   help="the fleet on this broker's vhost (same as an amqp:// TARGET)")
+    p.add_argument("--deadline", type=float, default=DEFAULT_DEADLINE, metavar="SECONDS",
+                   help=f"fleet: how long a refresh waits for replicas (default "
+                        f"{DEFAULT_DEADLINE:g})")
     p.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
                    help="refresh interval of the live console (default 1)")
     p.add_argument("--slow", type=float, default=10.0, metavar="SECONDS",
@@ -83,15 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _targets(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[TargetAddress]:
-    if not args.targets:
-        parser.error("a TARGET is required (HOST:PORT, PORT or unix:/path)")
-    return [TargetAddress.parse(t) for t in args.targets]
+def _targets(args: argparse.Namespace, parser: argparse.ArgumentParser
+             ) -> list[TargetAddress | AmqpUri]:
+    texts = list(args.targets) + list(args.broker)
+    if not texts:
+        parser.error("a TARGET is required (HOST:PORT, PORT, unix:/path or amqp://...)")
+    return [parse_broker(t) if is_broker_uri(t) else TargetAddress.parse(t) for t in texts]
 
 
-def _warn_remote(addresses: Sequence[TargetAddress]) -> None:
+def _warn_remote(addresses: Sequence[TargetAddress | AmqpUri]) -> None:
     for address in addresses:
-        if not address.is_loopback:
+        if isinstance(address, TargetAddress) and not address.is_loopback:
             print(
                 f"warning: {address} is not a loopback address — a backdoor gives anyone who "
                 "reaches it full control of the service; prefer an SSH tunnel to 127.0.0.1",
@@ -102,13 +115,15 @@ def _warn_remote(addresses: Sequence[TargetAddress]) -> None:
 def run(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.deadline <= 0:
+        parser.error("--deadline must be > 0")
     if args.interval <= 0 or args.timeout <= 0 or args.slow < 0 or args.max_workers < 1:
         parser.error("--interval and --timeout must be > 0, --slow >= 0, --max-workers >= 1")
     if args.width is not None and not 40 <= args.width <= 1000:
         parser.error("--width must be between 40 and 1000 columns")
     if args.serve and not args.demo:
         parser.error("--serve only goes with --demo")
-    if args.demo and args.targets:
+    if args.demo and (args.targets or args.broker):
         parser.error(f"--demo starts its own services and attaches to them; it takes no TARGET "
                      f"(got {' '.join(args.targets)})")
 
@@ -117,7 +132,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 
         return run_demo(serve_only=args.serve, args=args)
     if args.services is not None:
-        if args.once or args.repl or args.demo or args.targets:
+        if args.once or args.repl or args.demo or args.targets or args.broker:
             parser.error("--services takes an AMQP URI (or none), not a TARGET, and goes with "
                          "--json only")
         from .services import run_services
@@ -131,11 +146,12 @@ def run(argv: Sequence[str] | None = None) -> int:
 
         return run_oneshot(addresses, args)
     if args.repl:
-        if len(addresses) != 1:
-            parser.error("--repl takes exactly one TARGET")
+        address = addresses[0] if len(addresses) == 1 else None
+        if not isinstance(address, TargetAddress):
+            parser.error("--repl takes exactly one backdoor TARGET (the fleet is read-only)")
         from .repl import run_repl
 
-        return run_repl(addresses[0], timeout=args.timeout)
+        return run_repl(address, timeout=args.timeout)
     from .live.app import run_app
 
     return run_app(addresses, args)

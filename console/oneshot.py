@@ -3,7 +3,8 @@
 A target whose hub is blocked fails like any unresponsive one (exit 3), but its hub watchdog
 said by what: ``--once`` prints that page (the culprit and its stack), ``--json`` prints the
 watchdog's answer in that target's place (``{"target", "state": "blocked", "error", "blocked",
-...}``) as long as every failure is a blocked hub.
+...}``) as long as every failure is a blocked hub. A broker target (the fleet) is one refresh of
+every replica: a summary per service, then each replica's page.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import BlockedError, ConsoleError, ProtocolError
+from nameko_chassis.amqp.management import AmqpUri
+
+from .errors import BlockedError, ConsoleError, ProtocolError, UnresponsiveError, UsageError
 from .targets import TargetAddress
 from .targets.backdoor import BackdoorClient
 
@@ -49,7 +52,77 @@ def page_width(args: argparse.Namespace) -> int | None:
     return None if sys.stdout.isatty() else PIPE_WIDTH
 
 
-def run_oneshot(addresses: Sequence[TargetAddress], args: argparse.Namespace) -> int:
+def run_oneshot(addresses: Sequence[TargetAddress | AmqpUri], args: argparse.Namespace) -> int:
+    if any(isinstance(a, AmqpUri) for a in addresses):
+        if len(addresses) != 1 or not isinstance(addresses[0], AmqpUri):
+            raise UsageError("--json and --once take one broker URI alone (the fleet), or "
+                             "backdoor TARGETs")
+        return run_fleet_oneshot(addresses[0], args)
+    return _run_backdoors([a for a in addresses if isinstance(a, TargetAddress)], args)
+
+
+def run_fleet_oneshot(uri: AmqpUri, args: argparse.Namespace) -> int:
+    from .targets.fleet import FleetTarget
+
+    target = FleetTarget(uri, deadline=args.deadline, timeout=args.timeout)
+    try:
+        target.connect()
+        data = target.collect(stacks=args.stacks, max_workers=args.max_workers)
+    finally:
+        target.close()
+    if not data["replicas"] and not data["plain_services"]:
+        raise UnresponsiveError(f"no chassis process answered on vhost {uri.vhost!r} at "
+                                f"{uri.redacted()} within {args.deadline:g}s (--deadline), and "
+                                "no nameko service is seen there")
+    if args.json:
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        sys.stdout.flush()
+        return 0
+    from rich.console import Console
+
+    from nameko_chassis.view.page import render_snapshot
+
+    console = Console(highlight=False, width=page_width(args))
+    console.print(render_fleet_summary(target))
+    for replica in target.ordered():
+        console.rule(f"{replica.label} ({replica.state})")
+        if replica.snapshot is not None:
+            console.print(render_snapshot(replica.snapshot, slow_after=args.slow))
+    return 0
+
+
+def render_fleet_summary(target: Any) -> Any:
+    """Per service: replicas, workers in flight (summed and per replica), the oldest worker
+    across the fleet and where it runs; then the services without the chassis."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    from .targets.fleet import NO_CHASSIS
+
+    table = Table()
+    for name in ("service", "replicas", "running", "per replica", "oldest", "on", "version"):
+        table.add_column(name, justify="right" if name in ("running", "oldest") else "left")
+    for s in target.summaries():
+        per = []
+        for r in s.replicas:
+            running = sum(c.workers_running for c in (r.snapshot.containers if r.snapshot else ())
+                          if c.service_name == s.name)
+            per.append(f"{r.label} {running}" + ("" if r.answering else " (silent)"))
+        table.add_row(Text(s.name, style="bold"), str(len(s.replicas)), str(s.running),
+                      Text("\n".join(per)),
+                      "" if s.oldest_age is None else f"{s.oldest_age:.1f}s",
+                      Text(s.oldest_on or ""), Text(", ".join(sorted(s.versions))))
+    for p in target.plain:
+        table.add_row(Text(p.name, style="bold"), str(p.instances or p.event_instances or "?"),
+                      "", Text(NO_CHASSIS, style="yellow"), "", "", "")
+    live = sum(1 for r in target.replicas.values() if r.answering)
+    heading = Text(f"{target.label}: {live}/{len(target.replicas)} replicas answering",
+                   style="bold")
+    return Group(heading, table)
+
+
+def _run_backdoors(addresses: Sequence[TargetAddress], args: argparse.Namespace) -> int:
     snapshots: list[dict[str, Any]] = []
     failures: list[ConsoleError] = []
     blocked: dict[int, BlockedError] = {}

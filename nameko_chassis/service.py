@@ -44,6 +44,7 @@ from .probe import entrypoints
 from .probe.collect import collect
 from .probe.schema import FrameDict
 from .providers.bookkeeping import WorkerBookkeeping
+from .providers.fleet import FleetIntrospection
 from .providers.health import Health
 from .providers.metrics import PrometheusMetrics, metrics_route
 from .providers.sentry import SentryReporter
@@ -184,6 +185,7 @@ class Service:
     #: the ServiceContainer running the worker (3.2.0's; query_state() uses it)
     container = ContainerProvider()
     hub_watchdog = HubWatchdog()
+    fleet = FleetIntrospection()  # read-only snapshots over the broker (docs/fleet.md)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

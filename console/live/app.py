@@ -20,6 +20,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input
 
+from nameko_chassis.amqp.management import AmqpUri
 from nameko_chassis.view.text import pool_level
 
 from ..targets import Target, TargetAddress
@@ -196,6 +197,8 @@ class ChassisConsole(App[int]):
                 f"{s.label} {_STALE_REASONS.get(s.state, 'unreachable')}" for s in stale)
         if table.lower_bounds:
             shown += " · ≥ age: since first seen (no start times recorded)"
+        # a fleet target says per service: replicas, running, the oldest worker and where
+        shown += "".join(f" · {note}" for t in self.targets if (note := getattr(t, "summary", "")))
         table.border_title = f"workers {shown}"
         subtitle = f"sorted by {table.sort_label}"
         if table.narrow:  # no pool gauges on screen: name the pools that need attention
@@ -411,13 +414,17 @@ class ChassisConsole(App[int]):
                                 self._demo_restart)
 
 
-def run_app(addresses: list[TargetAddress], args: argparse.Namespace | object,
+def run_app(addresses: Sequence[TargetAddress | AmqpUri], args: argparse.Namespace | object,
             demo: NamekoProcess | None = None) -> int:
     """Run the live console until the user quits; returns the exit code."""
     from ..targets.backdoor import BackdoorClient
+    from ..targets.fleet import DEFAULT_DEADLINE, FleetTarget
 
     options = ConsoleOptions.from_args(args)
-    targets = [BackdoorClient(a, timeout=options.timeout) for a in addresses]
+    deadline = getattr(args, "deadline", DEFAULT_DEADLINE)
+    targets: list[Target] = [
+        FleetTarget(a, deadline=deadline, timeout=options.timeout) if isinstance(a, AmqpUri)
+        else BackdoorClient(a, timeout=options.timeout) for a in addresses]
     app = ChassisConsole(targets, options, demo=demo)
     result = app.run()
     return app.return_code or (result or 0)

@@ -66,7 +66,8 @@ def target_line(status: TargetStatus, palette: Palette, *, paused: bool) -> Text
     line.append(" ")
     line.append(clip(status.label, 60), style="bold")
     if snap is not None:
-        line.append(f"  pid {snap.pid}", style="dim")
+        if snap.pid:  # a fleet (pid 0) is many processes: its host says how many answer
+            line.append(f"  pid {snap.pid}", style="dim")
         if snap.host:
             line.append(f" @ {clip(snap.host, 30)}", style="dim")
         services = len(snap.containers)
