@@ -25,7 +25,7 @@ from nameko_chassis.view.text import pool_level
 from ..targets import Target, TargetAddress
 from .detail import WorkerDetailScreen
 from .dialogs import ConfirmKillScreen, HelpScreen, describe_worker
-from .history import HistoryPanel
+from .history import FinishedRef, FinishedWorkerScreen, HistoryPanel, find_finished
 from .poller import ConsoleOptions, TargetPoller, TargetStatus
 from .services import PoolGauges, ServiceTree
 from .status import ConsoleView, StatusBar
@@ -165,7 +165,7 @@ class ChassisConsole(App[int]):
         self.query_one(HistoryPanel).show(statuses, self.query_one(WorkersTable).filter)
         self.redraw_labels()
         screen = self.screen
-        if isinstance(screen, WorkerDetailScreen):
+        if isinstance(screen, (WorkerDetailScreen, FinishedWorkerScreen)):
             screen.show(self.view, statuses)
 
     def redraw_labels(self) -> None:
@@ -175,7 +175,7 @@ class ChassisConsole(App[int]):
         self.view.sort = table.sort_label
         self.view.filter = table.filter
         self.query_one("#status", StatusBar).show(self.view, statuses)
-        if isinstance(self.screen, WorkerDetailScreen):
+        if isinstance(self.screen, (WorkerDetailScreen, FinishedWorkerScreen)):
             self.screen.query_one(StatusBar).show(self.view, statuses)
         shown = (f"{table.shown} of {table.total}" if table.filter else str(table.total))
         running = sum(c.workers_running for s in statuses if s.snapshot is not None
@@ -207,6 +207,17 @@ class ChassisConsole(App[int]):
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if isinstance(event.data_table, WorkersTable):
             self.open_worker(WorkerRef.from_key(str(event.row_key.value)))
+        elif isinstance(event.data_table, HistoryPanel):
+            self.open_finished(FinishedRef.from_key(str(event.row_key.value)))
+
+    def open_finished(self, ref: FinishedRef) -> None:
+        """A finished worker as the service's bookkeeping recorded it."""
+        entry = find_finished(self.statuses, ref)
+        if entry is None:
+            self.notify("That worker is no longer in the service's history.",
+                        severity="warning", timeout=3)
+            return
+        self.push_screen(FinishedWorkerScreen(ref, entry))
 
     def open_worker(self, ref: WorkerRef) -> None:
         poller = self.pollers[ref.target]
@@ -261,7 +272,7 @@ class ChassisConsole(App[int]):
         self.redraw_labels()
 
     def action_filter(self) -> None:
-        if isinstance(self.screen, WorkerDetailScreen):
+        if isinstance(self.screen, (WorkerDetailScreen, FinishedWorkerScreen)):
             self.screen.dismiss()
         box = self.query_one("#filter", Input)
         box.add_class("-visible")

@@ -1,24 +1,67 @@
-"""Recently finished workers, for services that record them (chassis services); else hidden."""
+"""Recently finished workers, for services that record them (chassis services); else hidden.
+
+A keyed table (newest first) that takes focus, scrolls, follows the workers table's filter, and
+opens a finished worker with enter (:class:`FinishedWorkerScreen`): arguments, context data,
+call chain, duration, outcome, and for a failure the exception with its traceback.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from textual.widgets import Static
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Static
 
 from nameko_chassis.view.page import (
+    NOT_DETAILED,
     HistoryEntry,
+    StackStyle,
+    arguments_text,
+    finished_fields,
+    history_cells,
+    history_columns,
     history_entries,
-    history_table,
+    kv_table,
+    mapping_text,
     outcome_counts,
+    render_traceback,
 )
 
-from .common import Palette
+from .common import KeyedTable, Palette, clip, format_age, sortable
 from .poller import TargetStatus
+from .status import ConsoleView, StatusBar
 from .workers import parse_filter
 
-#: How many finished workers the panel lists (newest first).
-HISTORY_LISTED = 8
+#: How many finished workers the panel lists (newest first; it scrolls). Each chassis service
+#: keeps at most CHASSIS.HISTORY_SIZE (100 by default).
+HISTORY_LISTED = 500
+#: Frames drawn of a finished worker's traceback (the bookkeeping keeps at most 30).
+MAX_FRAMES = 60
+VALUE_CHARS = 300
+MAX_ITEMS = 50
+
+
+@dataclass(frozen=True)
+class FinishedRef:
+    """Which finished worker a row is."""
+
+    target: int
+    call_id: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.target}|{self.call_id}"
+
+    @classmethod
+    def from_key(cls, key: str) -> FinishedRef:
+        target, call_id = key.split("|", 1)
+        return cls(int(target), call_id)
 
 
 def matches(entry: HistoryEntry, service: str | None, needle: str) -> bool:
@@ -30,37 +73,148 @@ def matches(entry: HistoryEntry, service: str | None, needle: str) -> bool:
     return needle in text
 
 
-class HistoryPanel(Static):
-    """Entrypoint, duration and outcome of the latest finished workers of every target."""
+def entries_of(statuses: Sequence[TargetStatus]) -> list[tuple[int, HistoryEntry]]:
+    """Every finished worker of every target: (target index, entry)."""
+    out = []
+    for s in statuses:
+        if s.snapshot is None:
+            continue
+        for c in s.snapshot.containers:
+            out += [(s.index, e) for e in history_entries(c, s.snapshot.time, s.label)]
+    return out
 
-    def __init__(self, *, slow: float = 10.0, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+
+def find_finished(statuses: Sequence[TargetStatus], ref: FinishedRef) -> HistoryEntry | None:
+    for _, entry in entries_of([s for s in statuses if s.index == ref.target]):
+        if entry.worker.call_id == ref.call_id:
+            return entry
+    return None
+
+
+class HistoryPanel(KeyedTable):
+    """The latest finished workers of every target, newest first; enter opens one."""
+
+    def __init__(self, *, slow: float = 10.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.slow = slow
+        self.order = ("ago", False)
+        self.shown = 0
+        self._several: bool | None = None
+
+    def current_ref(self) -> FinishedRef | None:
+        key = self.current_key()
+        return FinishedRef.from_key(key) if key is not None else None
 
     def show(self, statuses: Sequence[TargetStatus], filter: str = "") -> None:
         """Draw the latest finished workers; ``filter`` is the workers table's (``service:NAME``
         and text matched against target, service, entrypoint, outcome, error and call id)."""
-        palette = Palette.of(self.app)
-        entries = []
-        any_history = False
-        for s in statuses:
-            if s.snapshot is None:
-                continue
-            for c in s.snapshot.containers:
-                if c.history is None:
-                    continue
-                any_history = True
-                entries += history_entries(c, s.snapshot.time, s.label)
-        service, needle = parse_filter(filter)
-        if service is not None or needle:
-            entries = [e for e in entries if matches(e, service, needle)]
+        any_history = any(c.history is not None for s in statuses if s.snapshot is not None
+                          for c in s.snapshot.containers)
         self.display = any_history
         if not any_history:
             return
+        several = len(statuses) > 1
+        if several != self._several:
+            self._several = several
+            self.set_columns(history_columns(target=several))
+        palette = Palette.of(self.app)
         styles = {"success": palette.success, "error": f"bold {palette.error}",
                   "expected_error": palette.warning}
+        service, needle = parse_filter(filter)
+        entries = [(i, e) for i, e in entries_of(statuses)
+                   if (service is None and not needle) or matches(e, service, needle)]
+        entries.sort(key=lambda ie: ie[1].ago)
+        entries = entries[:HISTORY_LISTED]
+        wanted: dict[str, tuple[Text, ...]] = {}
+        for index, e in entries:
+            key = FinishedRef(index, e.worker.call_id).key
+            cells = history_cells(e, slow_after=self.slow, target=several,
+                                  outcome_styles=styles)
+            cells[0] = sortable(cells[0], (-e.worker.finished_at, key))
+            wanted[key] = tuple(cells)
+        self.shown = len(wanted)
+        self.apply(wanted)
         self.border_title = "recently finished"
-        self.border_subtitle = "  ".join(f"{k} {v}" for k, v in outcome_counts(entries).items())
-        self.update(history_table(entries, listed=HISTORY_LISTED, slow_after=self.slow,
-                                  target=len(statuses) > 1, outcome_styles=styles,
-                                  expand=True))
+        counts = "  ".join(f"{k} {v}" for k, v in outcome_counts(e for _, e in entries).items())
+        self.border_subtitle = (counts + "  · enter opens") if counts else None
+
+
+class FinishedWorkerScreen(Screen[None]):
+    """One finished worker, as the service's bookkeeping recorded it."""
+
+    BINDINGS = [
+        Binding("escape", "dismiss", "Back", id="back"),
+        Binding("s", "nothing", show=False),
+    ]
+
+    def __init__(self, ref: FinishedRef, entry: HistoryEntry) -> None:
+        super().__init__()
+        self.ref = ref
+        self.entry = entry
+
+    def action_nothing(self) -> None:
+        """Keys of the lists that mean nothing on this screen."""
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(id="status")
+        yield Static(id="detail-title")
+        with VerticalScroll(id="detail-body"):
+            yield Static(id="finished-worker", classes="panel")
+            yield Static(id="finished-args", classes="panel")
+            yield Static(id="finished-context", classes="panel")
+            yield Static(id="finished-traceback", classes="panel")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#finished-worker").border_title = "finished worker"
+        self.query_one("#finished-args").border_title = "arguments"
+        self.query_one("#finished-context").border_title = "context data"
+        self.query_one("#finished-traceback").border_title = "traceback (most recent call last)"
+        self.query_one("#detail-body").focus()
+        app: Any = self.app
+        if hasattr(app, "statuses"):
+            self.show(app.view, app.statuses)
+        else:
+            self._draw()
+
+    def show(self, view: ConsoleView, statuses: Sequence[TargetStatus]) -> None:
+        self.query_one(StatusBar).show(view, statuses)
+        # keep the last copy seen: the entry may roll out of the bounded history
+        self.entry = find_finished(statuses, self.ref) or self.entry
+        self._draw()
+
+    def _draw(self) -> None:
+        palette = Palette.of(self.app)
+        e, h = self.entry, self.entry.worker
+        slow = float(getattr(self.app, "slow", 10.0))
+        styles = {"success": palette.success, "error": palette.error,
+                  "expected_error": palette.warning}
+        title = Text()
+        title.append(f" {clip(h.entrypoint, 80)} ", style=f"bold reverse {palette.primary}")
+        title.append("  ■ FINISHED ", style=f"bold {palette.muted}")
+        title.append(f" {h.outcome}", style=f"bold {styles.get(h.outcome, '')}")
+        title.append(f" after {format_age(h.duration_s)}, {format_age(e.ago)} ago")
+        if h.exc_type:
+            title.append(f"  {clip(h.exc_type, 40)}: {clip(h.exc_message or '', 80)}",
+                         style=palette.error)
+        self.query_one("#detail-title", Static).update(title)
+        self.query_one("#finished-worker", Static).update(kv_table(finished_fields(
+            e, max_items=MAX_ITEMS, value_chars=VALUE_CHARS, slow_after=slow,
+            accent=palette.accent, outcome_styles=styles)))
+        args = self.query_one("#finished-args", Static)
+        context = self.query_one("#finished-context", Static)
+        if h.detailed:
+            args.update(arguments_text(h, max_items=MAX_ITEMS, value_chars=VALUE_CHARS))
+            context.update(mapping_text(h.context_data, max_items=MAX_ITEMS,
+                                        value_chars=VALUE_CHARS,
+                                        empty="no context data (besides the call chain)"))
+        else:
+            args.update(Text(NOT_DETAILED, style="dim"))
+            context.update(Text("-", style="dim"))
+        tb = self.query_one("#finished-traceback", Static)
+        tb.display = h.traceback is not None or h.outcome != "success"
+        style = StackStyle(user_marker="  ", where_marker="▶ ",
+                           where_note="   ← innermost frame of the service's own code",
+                           accent=palette.accent, library_code=True, highlight=True)
+        tb.update(render_traceback(h.traceback or [], max_frames=MAX_FRAMES,
+                                   code_chars=160, style=style))

@@ -19,6 +19,10 @@ from .schema import FrameDict
 
 #: Frames kept per stack (the innermost ones).
 DEFAULT_MAX_FRAMES = 40
+#: Frames kept of a finished worker's traceback (the innermost ones: where it raised).
+TRACEBACK_FRAMES = 30
+#: Characters kept of each source line of a traceback frame.
+TRACEBACK_CODE_CHARS = 160
 
 
 def _library_roots() -> tuple[str, ...]:
@@ -95,6 +99,32 @@ def frame_dict(frame: Any) -> FrameDict:
         _frame_cache.clear()
     _frame_cache[key] = cached
     return cached
+
+
+def traceback_frames(tb: Any, max_frames: int = TRACEBACK_FRAMES,
+                     code_chars: int = TRACEBACK_CODE_CHARS) -> list[FrameDict]:
+    """A traceback as schema frames, outermost first, the innermost ``max_frames`` kept (the
+    raise is last), each source line cut at ``code_chars``. Never raises: ``[]`` when the
+    traceback cannot be read."""
+    frames: list[FrameDict] = []
+    try:
+        while tb is not None:
+            code = tb.tb_frame.f_code
+            line = tb.tb_lineno or 0
+            filename = code.co_filename
+            frames.append({
+                "file": filename,
+                "line": line,
+                "function": code.co_name,
+                "code": linecache.getline(filename, line).strip()[:code_chars] if line else "",
+                "library": code_is_library(code),
+            })
+            if len(frames) > max_frames:
+                del frames[0]
+            tb = tb.tb_next
+    except BaseException:
+        return frames
+    return frames
 
 
 def stack_of(frame: Any, max_frames: int = DEFAULT_MAX_FRAMES) -> list[FrameDict]:

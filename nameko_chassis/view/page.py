@@ -49,6 +49,13 @@ __all__ = [
     "kv_table",
     "mapping_text",
     "render_worker_detail",
+    "render_finished_detail",
+    "render_traceback",
+    "finished_fields",
+    "call_chain_text",
+    "history_cells",
+    "history_columns",
+    "history_table",
     "worker_fields",
     "render_container",
     "render_snapshot",
@@ -349,7 +356,7 @@ def mapping_text(mapping: Mapping[str, Any], *, max_items: int = MAX_ITEMS,
     return lines
 
 
-def arguments_text(worker: Worker, *, max_items: int = MAX_ITEMS,
+def arguments_text(worker: Worker | FinishedWorker, *, max_items: int = MAX_ITEMS,
                    value_chars: int = VALUE_CHARS) -> Text:
     """A worker's positional arguments (``[0] 'alice'``) then keyword ones (``tag = 't1'``),
     as the collector redacted them."""
@@ -384,12 +391,9 @@ def worker_fields(container: Container | None, worker: Worker, *, target: str | 
                  + _t(f"  {worker.entrypoint_type}", S_DIM, 40)))
     rows.append(("call id", _t(worker.call_id, limit=value_chars)))
     if len(worker.call_id_stack) > 1:
-        chain = worker.call_id_stack[-max_items:]
-        text = Text(" → ").join(_t(c, f"bold {accent}" if c == worker.call_id else "",
-                                   value_chars) for c in chain)
-        if len(worker.call_id_stack) > len(chain):
-            text = Text("… → ", style=S_DIM) + text
-        rows.append(("call chain", text))
+        rows.append(("call chain", call_chain_text(worker.call_id_stack, worker.call_id,
+                                                   max_items=max_items,
+                                                   value_chars=value_chars, accent=accent)))
     age = _worker_age(worker, slow_after)
     if worker.started_at is not None:
         age.append(f"  started {clock(worker.started_at)}", style=S_DIM)
@@ -503,41 +507,142 @@ def outcome_counts(entries: Iterable[HistoryEntry]) -> dict[str, int]:
 OUTCOME_STYLES = {"success": S_OK, "error": S_ERROR, "expected_error": S_WARN}
 
 
+def history_columns(*, service: bool = True, target: bool = False) -> list[tuple[str, str]]:
+    """(key, header) of the history table's columns: the page and the live console's panel."""
+    cols = [("ago", "ago")]
+    if target:
+        cols.append(("target", "target"))
+    if service:
+        cols.append(("service", "service"))
+    return cols + [("entrypoint", "entrypoint"), ("took", "took"), ("outcome", "outcome"),
+                   ("error", "error")]
+
+
+def history_cells(entry: HistoryEntry, *, slow_after: float = SLOW_AFTER, service: bool = True,
+                  target: bool = False, outcome_styles: Mapping[str, str] = OUTCOME_STYLES,
+                  error_chars: int = VALUE_CHARS) -> list[Text]:
+    """One finished worker's cells, in :func:`history_columns` order."""
+    h = entry.worker
+    error = "" if h.exc_type is None else f"{h.exc_type}: {h.exc_message or ''}"
+    row: list[Text] = [Text(format_age(entry.ago), style=S_DIM)]
+    if target:
+        row.append(_t(entry.target or "", S_DIM, 30))
+    entrypoint = h.entrypoint
+    if service:
+        row.append(_t(entry.service, limit=30))
+        prefix = entry.service + "."  # the service has a column of its own
+        entrypoint = entrypoint[len(prefix):] if entrypoint.startswith(prefix) else entrypoint
+    row += [_t(entrypoint, "bold", 40), _age(h.duration_s, slow_after),
+            _t(h.outcome, outcome_styles.get(h.outcome, ""), 20),
+            _cell(_t(error, S_ERROR if error else "", error_chars))]
+    return row
+
+
 def history_table(entries: Sequence[HistoryEntry], *, listed: int = HISTORY_LISTED,
                   slow_after: float = SLOW_AFTER, service: bool = True, target: bool = False,
                   outcome_styles: Mapping[str, str] = OUTCOME_STYLES, expand: bool = False
                   ) -> Table:
     """The most recently finished workers first: how long ago, (target,) (service,)
-    entrypoint, duration, outcome and error. The page and the live console both draw this."""
+    entrypoint, duration, outcome and error (cells: :func:`history_cells`, which the live
+    console's panel draws too)."""
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=expand,
                   header_style=S_DIM)
-    table.add_column("ago", justify="right", no_wrap=True)
-    if target:
-        table.add_column("target", no_wrap=True, max_width=30)
-    if service:
-        table.add_column("service", no_wrap=True, max_width=30)
-    table.add_column("entrypoint", style=S_ENTRYPOINT, no_wrap=True, overflow="ellipsis",
-                     max_width=40)
-    table.add_column("took", justify="right", no_wrap=True)
-    table.add_column("outcome", no_wrap=True)
-    table.add_column("error", min_width=10, ratio=1 if expand else None, no_wrap=True,
-                     overflow="ellipsis")
+    for key, label in history_columns(service=service, target=target):
+        if key in ("ago", "took"):
+            table.add_column(label, justify="right", no_wrap=True)
+        elif key in ("target", "service"):
+            table.add_column(label, no_wrap=True, max_width=30)
+        elif key == "entrypoint":
+            table.add_column(label, style=S_ENTRYPOINT, no_wrap=True, overflow="ellipsis",
+                             max_width=40)
+        elif key == "outcome":
+            table.add_column(label, no_wrap=True)
+        else:
+            table.add_column(label, min_width=10, ratio=1 if expand else None, no_wrap=True,
+                             overflow="ellipsis")
     for e in sorted(entries, key=lambda e: e.ago)[:listed]:
-        h = e.worker
-        error = "" if h.exc_type is None else f"{h.exc_type}: {h.exc_message or ''}"
-        row: list[RenderableType] = [Text(format_age(e.ago), style=S_DIM)]
-        if target:
-            row.append(_t(e.target or "", S_DIM, 30))
-        entrypoint = h.entrypoint
-        if service:
-            row.append(_t(e.service, limit=30))
-            prefix = e.service + "."  # the service has a column of its own
-            entrypoint = entrypoint[len(prefix):] if entrypoint.startswith(prefix) else entrypoint
-        row += [_t(entrypoint, "bold", 40), _age(h.duration_s, slow_after),
-                _t(h.outcome, outcome_styles.get(h.outcome, ""), 20),
-                _cell(_t(error, S_ERROR if error else "", VALUE_CHARS))]
-        table.add_row(*row)
+        table.add_row(*history_cells(e, slow_after=slow_after, service=service, target=target,
+                                     outcome_styles=outcome_styles))
     return table
+
+
+def finished_fields(entry: HistoryEntry, *, max_items: int = MAX_ITEMS,
+                    value_chars: int = VALUE_CHARS, slow_after: float = SLOW_AFTER,
+                    accent: str = S_ENTRYPOINT,
+                    outcome_styles: Mapping[str, str] = OUTCOME_STYLES
+                    ) -> list[tuple[str, RenderableType]]:
+    """Who a finished worker was and how it ended: target, entrypoint, call id, call chain,
+    start, end, duration, outcome and exception."""
+    h = entry.worker
+    rows: list[tuple[str, RenderableType]] = []
+    if entry.target is not None:
+        rows.append(("target", _t(entry.target, limit=value_chars)))
+    rows.append(("entrypoint", _t(f"{h.entrypoint} ({entry.service})", f"bold {accent}",
+                                  value_chars)
+                 + _t(f"  {h.entrypoint_type or ''}", S_DIM, 40)))
+    rows.append(("call id", _t(h.call_id, limit=value_chars)))
+    if len(h.call_id_stack) > 1:
+        rows.append(("call chain", call_chain_text(h.call_id_stack, h.call_id,
+                                                   max_items=max_items,
+                                                   value_chars=value_chars, accent=accent)))
+    rows.append(("started", _t(clock(h.started_at), limit=40)))
+    took = _age(h.duration_s, slow_after)
+    took.append(f"  finished {clock(h.finished_at)}, {format_age(entry.ago)} ago", style=S_DIM)
+    rows.append(("took", took))
+    rows.append(("outcome", _t(h.outcome, f"bold {outcome_styles.get(h.outcome, '')}", 20)))
+    if h.exc_type is not None:
+        rows.append(("exception", _t(h.exc_type, S_ERROR, 80)
+                     + _t(f": {h.exc_message or ''}", "", value_chars)))
+    return rows
+
+
+def call_chain_text(call_id_stack: Sequence[str], current: str, *, max_items: int = MAX_ITEMS,
+                    value_chars: int = VALUE_CHARS, accent: str = S_ENTRYPOINT) -> Text:
+    """``a → b → this`` with this call emphasised; the outermost cut when long."""
+    chain = list(call_id_stack)[-max_items:]
+    text = Text(" → ").join(_t(c, f"bold {accent}" if c == current else "", value_chars)
+                            for c in chain)
+    if len(call_id_stack) > len(chain):
+        text = Text("… → ", style=S_DIM) + text
+    return text
+
+
+def render_finished_detail(entry: HistoryEntry, *, max_frames: int = MAX_FRAMES,
+                           value_chars: int = VALUE_CHARS, max_items: int = MAX_ITEMS,
+                           slow_after: float = SLOW_AFTER, stack_style: StackStyle = PAGE_STACK
+                           ) -> RenderableType:
+    """Everything the bookkeeping kept of one finished worker: :func:`finished_fields`, its
+    arguments and context data (redacted in the service) and, for a failure, the traceback."""
+    h = entry.worker
+    rows = finished_fields(entry, max_items=max_items, value_chars=value_chars,
+                           slow_after=slow_after)
+    if h.detailed:
+        rows.append(("arguments", arguments_text(h, max_items=max_items,
+                                                 value_chars=value_chars)))
+        rows.append(("context data", mapping_text(h.context_data, max_items=max_items,
+                                                  value_chars=value_chars)))
+    else:
+        rows.append(("details", Text(NOT_DETAILED, style=S_DIM)))
+    parts: list[RenderableType] = [kv_table(rows)]
+    if h.traceback is not None:
+        parts += [Text("traceback (most recent call last)", style=S_TITLE),
+                  render_traceback(h.traceback, max_frames=max_frames,
+                                   code_chars=value_chars, style=stack_style)]
+    return Group(*parts)
+
+
+#: What a finished worker of a service whose bookkeeping records no details says.
+NOT_DETAILED = ("this service's bookkeeping records outcomes only (an older nameko-chassis): "
+                "no arguments, context data or traceback")
+
+
+def render_traceback(frames: Sequence[Frame], *, max_frames: int = MAX_FRAMES,
+                     code_chars: int = VALUE_CHARS, style: StackStyle = PAGE_STACK
+                     ) -> RenderableType:
+    """A finished worker's traceback, drawn like a stack (the raise is the innermost frame)."""
+    if not frames:
+        return Text("no traceback recorded", style=S_DIM)
+    return render_stack(frames, max_frames=max_frames, code_chars=code_chars, style=style)
 
 
 def _render_history(entries: Sequence[HistoryEntry], *, listed: int, slow_after: float
