@@ -25,6 +25,7 @@ from nameko_chassis.view.text import pool_level
 from ..targets import Target, TargetAddress
 from .detail import WorkerDetailScreen
 from .dialogs import ConfirmKillScreen, HelpScreen, describe_worker
+from .groups import GroupsTable
 from .history import FinishedRef, FinishedWorkerScreen, HistoryPanel, find_finished
 from .poller import ConsoleOptions, TargetPoller, TargetStatus
 from .services import PoolGauges, ServiceTree
@@ -67,6 +68,7 @@ class ChassisConsole(App[int]):
         Binding("question_mark", "help", "Help", key_display="?", id="help"),
         Binding("slash", "filter", "Filter", key_display="/", id="filter"),
         Binding("s", "cycle_sort", "Sort", id="sort"),
+        Binding("g", "toggle_groups", "Groups", id="groups"),
         Binding("p", "toggle_pause", "Pause", id="pause"),
         Binding("r", "refresh_now", "Refresh", id="refresh"),
         Binding("plus", "slower", "Slower", key_display="+", id="interval_up"),
@@ -86,6 +88,11 @@ class ChassisConsole(App[int]):
                                 allow_actions=self.options.allow_actions)
         if demo is not None:
             self.view.demo = f"demo shop: nameko run pid {demo.pid} (stopped when you quit)"
+
+    @property
+    def grouped(self) -> bool:
+        """Whether the groups view is on screen in place of the workers table."""
+        return self.screen_stack[0].has_class("-groups") if self.screen_stack else False
 
     @property
     def slow(self) -> float:
@@ -108,6 +115,7 @@ class ChassisConsole(App[int]):
                                         "(enter keeps it, esc clears it)", id="filter")
                 yield WorkersTable(id="workers", several_targets=len(self.targets) > 1,
                                    slow=self.options.slow)
+                yield GroupsTable(id="groups", slow=self.options.slow)
                 yield HistoryPanel(id="history", slow=self.options.slow)
         yield Footer()
 
@@ -162,6 +170,9 @@ class ChassisConsole(App[int]):
         self.query_one(PoolGauges).show(statuses)
         self.query_one(ServiceTree).show(statuses)
         self.query_one(WorkersTable).show(statuses)
+        groups = self.query_one(GroupsTable)
+        if self.grouped:
+            groups.show(statuses, self.query_one(WorkersTable).filter)
         self.query_one(HistoryPanel).show(statuses, self.query_one(WorkersTable).filter)
         self.redraw_labels()
         screen = self.screen
@@ -205,7 +216,14 @@ class ChassisConsole(App[int]):
     # -- drilling in ----------------------------------------------------------------------------
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        if isinstance(event.data_table, WorkersTable):
+        if isinstance(event.data_table, GroupsTable):
+            wanted = event.data_table.filter_for(str(event.row_key.value))
+            if wanted is not None:
+                self.show_groups(False)
+                box = self.query_one("#filter", Input)
+                box.add_class("-visible")
+                box.value = wanted
+        elif isinstance(event.data_table, WorkersTable):
             self.open_worker(WorkerRef.from_key(str(event.row_key.value)))
         elif isinstance(event.data_table, HistoryPanel):
             self.open_finished(FinishedRef.from_key(str(event.row_key.value)))
@@ -266,6 +284,19 @@ class ChassisConsole(App[int]):
     def action_faster(self) -> None:
         sooner = [i for i in INTERVALS if i < self.options.interval]
         self._set_interval(sooner[-1] if sooner else INTERVALS[0])
+
+    def show_groups(self, on: bool) -> None:
+        self.screen_stack[0].set_class(on, "-groups")
+        if on:
+            self.redraw()
+            self.query_one(GroupsTable).focus()
+        else:
+            self.query_one(WorkersTable).focus()
+            self.redraw_labels()
+
+    def action_toggle_groups(self) -> None:
+        if self.screen is self.screen_stack[0]:
+            self.show_groups(not self.grouped)
 
     def action_cycle_sort(self) -> None:
         self.query_one(WorkersTable).cycle_sort()

@@ -21,6 +21,7 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("esc", "back to the list (or clear the filter)"),
     ("/", "filter workers by service, entrypoint, where or arguments"),
     ("s", "cycle the sort order: age (oldest first), service, entrypoint, where"),
+    ("g", "group the workers by entrypoint and where (enter: show that group's workers)"),
     ("p", "pause / resume refreshing (the screen freezes; r still refreshes once)"),
     ("r", "refresh now"),
     ("+  -", "refresh less / more often"),

@@ -36,7 +36,7 @@ from nameko_chassis.view.page import (
 from .common import KeyedTable, Palette, clip, format_age, sortable
 from .poller import TargetStatus
 from .status import ConsoleView, StatusBar
-from .workers import parse_filter
+from .workers import parse_terms
 
 #: How many finished workers the panel lists (newest first; it scrolls). Each chassis service
 #: keeps at most CHASSIS.HISTORY_SIZE (100 by default).
@@ -64,8 +64,11 @@ class FinishedRef:
         return cls(int(target), call_id)
 
 
-def matches(entry: HistoryEntry, service: str | None, needle: str) -> bool:
+def matches(entry: HistoryEntry, service: str | None, needle: str,
+            entrypoint: str | None = None) -> bool:
     if service is not None and entry.service != service:
+        return False
+    if entrypoint is not None and entry.worker.entrypoint != entrypoint:
         return False
     h = entry.worker
     text = " ".join((entry.target or "", entry.service, h.entrypoint, h.outcome,
@@ -120,9 +123,9 @@ class HistoryPanel(KeyedTable):
         palette = Palette.of(self.app)
         styles = {"success": palette.success, "error": f"bold {palette.error}",
                   "expected_error": palette.warning}
-        service, needle = parse_filter(filter)
+        terms = parse_terms(filter)  # a where: term says nothing about finished workers
         entries = [(i, e) for i, e in entries_of(statuses)
-                   if (service is None and not needle) or matches(e, service, needle)]
+                   if matches(e, terms.service, terms.needle, terms.entrypoint)]
         entries.sort(key=lambda ie: ie[1].ago)
         entries = entries[:HISTORY_LISTED]
         wanted: dict[str, tuple[Text, ...]] = {}

@@ -22,6 +22,7 @@ from nameko_chassis.view.text import (
     clip_value,
     short_entrypoint,
     short_label,
+    where_key,
     where_of,
     where_text,
 )
@@ -70,16 +71,43 @@ class WorkerRef:
         return cls(int(target), call_id)
 
 
+@dataclass(frozen=True)
+class WorkerFilter:
+    """What the filter box says: exact ``service:``, ``entrypoint:`` and ``where:`` terms
+    (selecting a service in the tree, or a group, sets them) and free text matched anywhere."""
+
+    service: str | None = None
+    entrypoint: str | None = None
+    where: str | None = None  # view.text.where_key: ``shop/orders.py:42``
+    needle: str = ""
+
+    @property
+    def empty(self) -> bool:
+        return self == WorkerFilter()
+
+
+TERMS = ("service", "entrypoint", "where")
+
+
+def parse_terms(text: str) -> WorkerFilter:
+    """``service:NAME entrypoint:svc.method where:file.py:12 rest``: the terms match their
+    field exactly; the rest matches any text, case-insensitively."""
+    terms: dict[str, str] = {}
+    words = []
+    for word in text.split():
+        name, sep, value = word.partition(":")
+        if sep and name.lower() in TERMS:
+            terms[name.lower()] = value
+        else:
+            words.append(word)
+    return WorkerFilter(needle=" ".join(words).lower(), **terms)
+
+
 def parse_filter(text: str) -> tuple[str | None, str]:
     """``service:NAME rest`` -> (``NAME``, ``rest``): ``service:`` matches the service field
     exactly (what selecting a service in the tree sets); the rest matches any text."""
-    service, words = None, []
-    for word in text.split():
-        if word.lower().startswith("service:"):
-            service = word[len("service:"):]
-        else:
-            words.append(word)
-    return service, " ".join(words).lower()
+    f = parse_terms(text)
+    return f.service, f.needle
 
 
 def worker_text(container: Container, worker: Worker, target: str = "") -> str:
@@ -190,7 +218,8 @@ class WorkersTable(DataTable[Text]):
     def show(self, statuses: Sequence[TargetStatus]) -> None:
         """Bring the rows in line with the latest snapshots (in place)."""
         palette = Palette.of(self.app)
-        service, needle = parse_filter(self.filter)
+        terms = parse_terms(self.filter)
+        service, needle = terms.service, terms.needle
         self.lower_bounds = False  # some age is counted from first sight (plain service)
         wanted: dict[str, tuple[Text, ...]] = {}
         total = 0
@@ -201,6 +230,10 @@ class WorkersTable(DataTable[Text]):
                 for worker in container.workers:
                     total += 1
                     if service is not None and container.service_name != service:
+                        continue
+                    if terms.entrypoint is not None and worker.entrypoint != terms.entrypoint:
+                        continue
+                    if terms.where is not None and where_key(where_of(worker)) != terms.where:
                         continue
                     if worker.started_at is None:
                         self.lower_bounds = True

@@ -37,6 +37,7 @@ from .text import (
     entrypoint_label,
     format_age,
     group_label,
+    group_workers,
     managed_thread_groups,
     oldest_first,
     pool_level,
@@ -293,17 +294,9 @@ def render_workers(workers: Sequence[Worker], *, max_workers_listed: int = MAX_W
 
 def _render_groups(workers: Sequence[Worker], *, max_groups: int, slow_after: float
                    ) -> RenderableType:
-    """Workers counted by (entrypoint, where), largest groups first."""
-    counts: Counter[tuple[str, str]] = Counter()
-    oldest: dict[tuple[str, str], float] = {}
-    frames: dict[tuple[str, str], Frame | None] = {}
-    for w in workers:
-        frame = where_of(w)
-        key = (w.entrypoint, "" if frame is None else f"{frame.file}:{frame.line}")
-        counts[key] += 1
-        if w.age_s > oldest.get(key, -1.0):
-            oldest[key] = w.age_s
-        frames.setdefault(key, frame)
+    """Workers counted by (entrypoint, where), largest groups first (:func:`group_workers`,
+    which the live console's groups view uses too)."""
+    groups = group_workers(workers)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
                   title=Text("by entrypoint and where", style=S_TITLE), title_justify="left")
     table.add_column("workers", justify="right")
@@ -311,14 +304,13 @@ def _render_groups(workers: Sequence[Worker], *, max_groups: int, slow_after: fl
                      max_width=40)
     table.add_column("where", min_width=16)
     table.add_column("oldest", justify="right", no_wrap=True)
-    groups = sorted(counts, key=lambda k: (-counts[k], -oldest[k]))
-    for key in groups[:max_groups]:
-        table.add_row(str(counts[key]), _cell(_t(key[0], limit=120)),
-                      _cell(_where_text(frames[key], 120)),
-                      _age(oldest[key], slow_after))
+    for g in groups[:max_groups]:
+        table.add_row(str(g.count), _cell(_t(g.entrypoint, limit=120)),
+                      _cell(_where_text(g.where, 120)),
+                      _age(g.oldest_s, slow_after, g.lower_bound))
     parts: list[RenderableType] = [table]
     if len(groups) > max_groups:
-        rest = sum(counts[k] for k in groups[max_groups:])
+        rest = sum(g.count for g in groups[max_groups:])
         parts.append(Text(f"… and {len(groups) - max_groups} more groups ({rest} workers)",
                           style=S_DIM))
     return Group(*parts)

@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from chassis_console.live.groups import GroupsTable
 from chassis_console.live.history import FinishedWorkerScreen, HistoryPanel
+from chassis_console.live.workers import WorkersTable
 
 from nameko_chassis.amqp.rpc import RpcError
 from tests.console.pilot import plain, table_text, until
@@ -59,3 +61,30 @@ async def test_a_failed_call_opens_with_its_exception_traceback_and_redacted_arg
         await pilot.press("slash", *"hello", "enter")
         await until(pilot, lambda: "Refused" not in table_text(panel)
                     and "hello" in table_text(panel), what="the filter on history")
+
+
+@sync
+async def test_groups_count_workers_by_entrypoint_and_where_and_enter_filters_to_one(
+        start_service):
+    service = started(start_service())
+    service.hold(3, tag="g")
+    service.hold(2, method="login", username="ann", password="pw")
+    app = make_app(service.target)
+    async with app.run_test(size=(150, 40)) as pilot:
+        workers = app.query_one(WorkersTable)
+        await until(pilot, lambda: workers.row_count == 5, what="5 workers")
+        await pilot.press("g")
+        groups = app.query_one(GroupsTable)
+        await until(pilot, lambda: groups.row_count == 2, what="2 groups")
+        assert groups.has_focus and not workers.display
+        rows = table_text(groups).splitlines()
+        assert rows[0].startswith("3 parking park wait_here") and "parking.py:" in rows[0]
+        assert rows[1].startswith("2 parking login wait_here")
+        await pilot.press("enter")  # the largest group, under the cursor
+        await until(pilot, lambda: workers.display and workers.row_count == 3,
+                    what="the workers of that group")
+        assert workers.has_focus
+        assert "entrypoint:parking.park" in workers.filter and "where:" in workers.filter
+        assert "entrypoint:parking.park" in plain(app.query_one("#status"))
+    service.release("g")
+    service.release("login")
