@@ -23,6 +23,7 @@ from textual.widgets import DataTable, Footer, Input
 from nameko_chassis.view.text import pool_level
 
 from ..targets import Target, TargetAddress
+from .calls import downstream
 from .detail import WorkerDetailScreen
 from .dialogs import ConfirmKillScreen, HelpScreen, describe_worker
 from .groups import GroupsTable
@@ -69,6 +70,7 @@ class ChassisConsole(App[int]):
         Binding("slash", "filter", "Filter", key_display="/", id="filter"),
         Binding("s", "cycle_sort", "Sort", id="sort"),
         Binding("g", "toggle_groups", "Groups", id="groups"),
+        Binding("f", "follow", "Follow call", id="follow"),
         Binding("p", "toggle_pause", "Pause", id="pause"),
         Binding("r", "refresh_now", "Refresh", id="refresh"),
         Binding("plus", "slower", "Slower", key_display="+", id="interval_up"),
@@ -246,7 +248,29 @@ class ChassisConsole(App[int]):
 
     def _closed_worker(self, ref: WorkerRef) -> None:
         # the table behind kept refreshing: nothing to redraw
-        self.pollers[ref.target].watched = set()
+        self.pollers[ref.target].watched.discard(ref.call_id)
+
+    def jump_to_worker(self, ref: WorkerRef) -> None:
+        """Following a call: the worker screen on top is replaced by ``ref``'s."""
+        if isinstance(self.screen, WorkerDetailScreen):
+            self.screen.dismiss()
+        self.open_worker(ref)
+
+    def action_follow(self) -> None:
+        """From the workers table: open the worker the selected one waits for."""
+        ref = self.query_one(WorkersTable).current_ref()
+        if ref is None:
+            return
+        snap = self.pollers[ref.target].status.snapshot
+        found = snap.find_worker(ref.call_id) if snap is not None else None
+        if found is None:
+            return
+        callees = downstream(self.statuses, found[1])
+        if not callees or callees[0].ref is None:
+            self.notify("The selected worker waits on no call the attached targets show.",
+                        severity="warning", timeout=3)
+            return
+        self.open_worker(callees[0].ref)
 
     def action_open_worker(self) -> None:
         ref = self.query_one(WorkersTable).current_ref()

@@ -25,6 +25,7 @@ from nameko_chassis.view.page import (
 )
 from nameko_chassis.view.text import age_text
 
+from .calls import CallLink, chain_text, downstream, locate, upstream
 from .common import Palette, age_style, clip, format_age
 from .poller import TargetStatus
 from .status import ConsoleView, StatusBar
@@ -55,6 +56,8 @@ class WorkerDetailScreen(Screen[None]):
     # q quits as everywhere (the app's binding); s would re-sort the list behind: not here
     BINDINGS = [
         Binding("escape", "dismiss", "Back", id="back"),
+        Binding("f", "follow", "Follow call ↓", id="follow"),
+        Binding("u", "caller", "Caller ↑", id="caller"),
         Binding("s", "nothing", show=False),
     ]
 
@@ -72,12 +75,16 @@ class WorkerDetailScreen(Screen[None]):
         self.state = "waiting"  # waiting | running | finished | stale
         self.pid: int | None = None  # of the service process the worker was seen in
         self.restarted_as: int | None = None  # pid of the process that replaced it
+        self.up: list[CallLink] = []  # its callers, the first one first
+        self.down: list[CallLink] = []  # the running workers it waits for
+        self.several = False
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status")
         yield Static(id="detail-title")
         with VerticalScroll(id="detail-body"):
             yield Static(id="detail-worker", classes="panel")
+            yield Static(id="detail-calls", classes="panel")
             yield Static(id="detail-args", classes="panel")
             yield Static(id="detail-context", classes="panel")
             yield Static(id="detail-stack", classes="panel")
@@ -85,6 +92,7 @@ class WorkerDetailScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#detail-worker").border_title = "worker"
+        self.query_one("#detail-calls").border_title = "call chain (u: caller ↑, f: follow ↓)"
         self.query_one("#detail-args").border_title = "arguments"
         self.query_one("#detail-context").border_title = "context data"
         self.query_one("#detail-stack").border_title = "stack (outermost first)"
@@ -120,7 +128,39 @@ class WorkerDetailScreen(Screen[None]):
             if container is not None and container.history:
                 self.finished = next((h for h in container.history
                                       if h.call_id == self.ref.call_id), self.finished)
+        if self.worker is not None:
+            self.several = len(statuses) > 1
+            self.up = upstream(statuses, self.worker)
+            self.down = downstream(statuses, self.worker) if self.state == "running" else []
         self._draw()
+
+    # -- following a call ------------------------------------------------------------------
+
+    def _go(self, links: list[CallLink], what: str) -> None:
+        running = [link for link in links if link.ref is not None]
+        if not running:
+            self.notify(f"No {what} running in the attached targets.", severity="warning",
+                        timeout=3)
+            return
+        self.jump(running[0].call_id)
+
+    def action_follow(self) -> None:
+        """To the worker this one waits for (the oldest, when it waits for several)."""
+        self._go(self.down, "call this worker waits for is")
+
+    def action_caller(self) -> None:
+        """To the worker that called this one (the nearest caller still running)."""
+        self._go(list(reversed(self.up)), "caller of this worker is")
+
+    def jump(self, call_id: str) -> None:
+        """Open the worker ``call_id`` (in whichever target runs it) in place of this one."""
+        app: Any = self.app
+        link = locate(app.statuses, call_id) if hasattr(app, "statuses") else None
+        if link is None or link.ref is None:
+            self.notify(f"{call_id} is not running in the attached targets.",
+                        severity="warning", timeout=3, markup=False)
+            return
+        app.jump_to_worker(link.ref)
 
     def _title(self, palette: Palette) -> Text:
         w = self.worker
@@ -172,6 +212,8 @@ class WorkerDetailScreen(Screen[None]):
         fields = worker_fields(c, w, target=self.target_label, value_chars=VALUE_CHARS,
                                slow_after=self.app_slow, accent=palette.accent)
         self.query_one("#detail-worker", Static).update(kv_table(fields))
+        self.query_one("#detail-calls", Static).update(
+            chain_text(self.up, w, self.down, accent=palette.accent, several=self.several))
         self.query_one("#detail-args", Static).update(
             arguments_text(w, max_items=MAX_ITEMS, value_chars=VALUE_CHARS))
         self.query_one("#detail-context", Static).update(mapping_text(

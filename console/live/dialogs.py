@@ -19,6 +19,8 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("↑ ↓ PgUp PgDn", "move through the workers"),
     ("enter", "open the worker under the cursor: args, context data, call chain, stack"),
     ("esc", "back to the list (or clear the filter)"),
+    ("f", "follow the call: open the worker the selected one is waiting for (any target)"),
+    ("u  (worker screen)", "up the call chain: open the worker that called this one"),
     ("/", "filter workers by service, entrypoint, where or arguments"),
     ("s", "cycle the sort order: age (oldest first), service, entrypoint, where"),
     ("g", "group the workers by entrypoint and where (enter: show that group's workers)"),

@@ -218,3 +218,10 @@ def group_workers(workers: Iterable[Worker]) -> list[WorkerGroup]:
     groups = [WorkerGroup(ep, g[0], g[1], g[2], g[3]) for (ep, _), g in counts.items()]
     groups.sort(key=lambda g: (-g.count, -g.oldest_s, g.entrypoint, g.where_key))
     return groups
+
+
+def called_by(worker: Worker, call_id: str) -> bool:
+    """Whether ``worker`` was called by the worker ``call_id``: its call chain holds that id
+    just before its own (nameko appends each worker's call id to its caller's stack)."""
+    stack = worker.call_id_stack
+    return len(stack) >= 2 and stack[-2] == call_id

@@ -6,17 +6,30 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from chassis_console.live.detail import WorkerDetailScreen
 from chassis_console.live.groups import GroupsTable
 from chassis_console.live.history import FinishedWorkerScreen, HistoryPanel
 from chassis_console.live.workers import WorkersTable
 
-from nameko_chassis.amqp.rpc import RpcError
+from nameko_chassis.amqp.rpc import RpcError, RpcTimeout
 from tests.console.pilot import plain, table_text, until
 from tests.console.test_app import make_app, started, sync
+from tests.harness import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
 CHAIN = ["tests.services.chassis_chain", "tests.services.parking"]
+
+
+def answering(service: Any) -> Any:
+    """A chain_front whose RPC queue is bound (see test_app.started)."""
+    for _ in range(20):
+        try:
+            assert service.rpc.call("chain_front", "hello", timeout=1.0) == "hello world"
+            return service
+        except RpcTimeout:
+            continue
+    raise AssertionError(f"{service} never answered")
 
 
 def history(app: Any) -> HistoryPanel:
@@ -88,3 +101,42 @@ async def test_groups_count_workers_by_entrypoint_and_where_and_enter_filters_to
         assert "entrypoint:parking.park" in plain(app.query_one("#status"))
     service.release("g")
     service.release("login")
+
+
+@sync
+async def test_following_a_call_lands_on_the_callee_in_another_target_and_back(start_service):
+    parking = started(start_service())
+    front = answering(start_service("tests.services.chassis_chain"))
+    pending = front.rpc.call_async("chain_front", "relay", tag="chain")
+    wait_for(lambda: parking.running_workers() == 1, timeout=20, what="the callee to park")
+    app = make_app(front.target, parking.target)
+    async with app.run_test(size=(150, 40)) as pilot:
+        workers = app.query_one(WorkersTable)
+        await until(pilot, lambda: workers.row_count == 2, what="caller and callee")
+        relay = next(r for r in workers.keys() if r.startswith("0|chain_front.relay."))
+        workers.move_cursor(row=workers.get_row_index(relay))
+        await pilot.press("enter")
+        screen = app.screen
+        assert isinstance(screen, WorkerDetailScreen)
+        await until(pilot, lambda: screen.down, what="the callee in the call chain")
+        calls = plain(screen.query_one("#detail-calls"))
+        assert "● chain_front.relay" in calls and "↓ parking.park" in calls
+        await pilot.press("f")
+        await until(pilot, lambda: isinstance(app.screen, WorkerDetailScreen)
+                    and app.screen.ref.target == 1, what="the callee's screen")
+        callee = app.screen
+        assert callee.ref.call_id.startswith("parking.park.")
+        await until(pilot, lambda: callee.worker is not None and callee.up, what="its caller")
+        assert callee.up[-1].call_id == relay.split("|", 1)[1]
+        assert "↑ chain_front.relay" in plain(callee.query_one("#detail-calls"))
+        await pilot.press("u")
+        await until(pilot, lambda: isinstance(app.screen, WorkerDetailScreen)
+                    and app.screen.ref.target == 0, what="back on the caller")
+        await pilot.press("escape")
+        # from the table: f opens the callee directly
+        workers.move_cursor(row=workers.get_row_index(relay))
+        await pilot.press("f")
+        await until(pilot, lambda: isinstance(app.screen, WorkerDetailScreen)
+                    and app.screen.ref.target == 1, what="the callee from the table")
+    parking.release("chain")
+    assert pending.result() == "chain"
