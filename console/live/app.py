@@ -25,10 +25,11 @@ from nameko_chassis.view.text import pool_level
 from ..targets import Target, TargetAddress
 from .calls import downstream
 from .detail import WorkerDetailScreen
-from .dialogs import ConfirmKillScreen, HelpScreen, describe_worker
+from .dialogs import ConfirmKillScreen, HelpScreen, SortPickerScreen, describe_worker
 from .groups import GroupsTable
 from .history import FinishedRef, FinishedWorkerScreen, HistoryPanel, find_finished
 from .poller import ConsoleOptions, TargetPoller, TargetStatus
+from .prefs import remember_sort, remembered_sort
 from .services import PoolGauges, ServiceTree
 from .status import ConsoleView, StatusBar
 from .workers import WorkerRef, WorkersTable
@@ -69,6 +70,7 @@ class ChassisConsole(App[int]):
         Binding("question_mark", "help", "Help", key_display="?", id="help"),
         Binding("slash", "filter", "Filter", key_display="/", id="filter"),
         Binding("s", "cycle_sort", "Sort", id="sort"),
+        Binding("o", "choose_sort", "Sort by…", id="sort_by"),
         Binding("g", "toggle_groups", "Groups", id="groups"),
         Binding("f", "follow", "Follow call", id="follow"),
         Binding("p", "toggle_pause", "Pause", id="pause"),
@@ -140,6 +142,9 @@ class ChassisConsole(App[int]):
         self.query_one("#services").border_title = "services"
         table = self.query_one(WorkersTable)
         table.border_title = "workers"
+        remembered = remembered_sort(t.label for t in self.targets)
+        if remembered is not None:
+            table.sort_column, table.sort_reverse = remembered
         table.focus()
         self.redraw()
         for poller in self.pollers:
@@ -243,6 +248,13 @@ class ChassisConsole(App[int]):
         poller = self.pollers[ref.target]
         poller.watched = {ref.call_id}
         screen = WorkerDetailScreen(ref, poller.status.label)
+        # what the user pointed at: a poll landing before the screen mounts may already miss
+        # it (it finished), and the screen must then say so rather than wait for it
+        snap = poller.status.snapshot
+        found = snap.find_worker(ref.call_id) if snap is not None else None
+        if found is not None:
+            screen.container, screen.worker = found
+            screen.pid = snap.pid if snap is not None else None
         self.push_screen(screen, callback=lambda _: self._closed_worker(ref))
         poller.wake()  # fetch its stack now, not at the next tick
 
@@ -324,6 +336,19 @@ class ChassisConsole(App[int]):
 
     def action_cycle_sort(self) -> None:
         self.query_one(WorkersTable).cycle_sort()
+
+    def action_choose_sort(self) -> None:
+        table = self.query_one(WorkersTable)
+
+        def chosen(column: str | None) -> None:
+            if column is not None:
+                table.sort_by(column)
+
+        self.push_screen(SortPickerScreen(table.sortable_columns, table.sort_column,
+                                          table.sort_label), callback=chosen)
+
+    def on_workers_table_sort_changed(self, message: WorkersTable.SortChanged) -> None:
+        remember_sort((t.label for t in self.targets), message.column, message.reverse)
         self.redraw_labels()
 
     def action_filter(self) -> None:
@@ -452,6 +477,8 @@ class ChassisConsole(App[int]):
                             self.action_filter)
         yield SystemCommand("Cycle sort order", "Age, service, entrypoint, where (s)",
                             self.action_cycle_sort)
+        yield SystemCommand("Sort workers by…", "Any column; the same one again reverses (o)",
+                            self.action_choose_sort)
         yield SystemCommand("Open worker", "Arguments, context data, call chain, stack (enter)",
                             self.action_open_worker)
         yield SystemCommand("Kill worker", "Needs --allow-actions; asks first (k)",

@@ -134,6 +134,14 @@ class KeyedTable(DataTable[Text]):
             self._batched_refresh = False
             self.refresh()
 
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        """A header click sorts by that column; clicking it again reverses."""
+        event.stop()
+        column = str(event.column_key.value)
+        self.order = (column, not self.order[1] if self.order and self.order[0] == column
+                      else False)
+        self.resort()
+
     def resort(self) -> None:
         if not self.row_count or self.order is None:
             return

@@ -3,10 +3,12 @@ open, grouping, following a call, sorting, rates, managed threads."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from chassis_console.live.detail import WorkerDetailScreen
+from chassis_console.live.dialogs import SortPickerScreen
 from chassis_console.live.groups import GroupsTable
 from chassis_console.live.history import FinishedWorkerScreen, HistoryPanel
 from chassis_console.live.workers import WorkersTable
@@ -140,3 +142,57 @@ async def test_following_a_call_lands_on_the_callee_in_another_target_and_back(s
                     and app.screen.ref.target == 1, what="the callee from the table")
     parking.release("chain")
     assert pending.result() == "chain"
+
+
+def column_x(table: WorkersTable, key: str) -> int:
+    """Where a column's header is, from the table's left edge (inside its border)."""
+    x = 1
+    for column in table.ordered_columns:
+        if column.key.value == key:
+            return x + 1
+        x += column.get_render_width(table)
+    raise KeyError(key)
+
+
+@sync
+async def test_sorting_by_any_column_reverses_and_is_remembered_for_the_target(start_service):
+    service = started(start_service())
+    for tag in ("s1", "s2", "s3"):  # three ages, oldest first
+        service.hold(1, tag=tag)
+        await asyncio.sleep(0.3)
+    app = make_app(service.target)
+    async with app.run_test(size=(150, 40)) as pilot:
+        workers = app.query_one(WorkersTable)
+        await until(pilot, lambda: workers.row_count == 3, what="3 workers")
+
+        def tags() -> list[str]:
+            return [str(workers.get_row_at(i)[-1]).split("'")[1] for i in range(3)]
+
+        assert tags() == ["s1", "s2", "s3"] and workers.sort_label == "age ↓"
+        # choose from a list: age again reverses it
+        await pilot.press("o")
+        assert isinstance(app.screen, SortPickerScreen)
+        await pilot.press("enter")  # the highlighted one is the current column
+        await until(pilot, lambda: tags() == ["s3", "s2", "s1"], what="youngest first")
+        assert workers.sort_label == "age ↑"
+        assert "sort age ↑" in plain(app.query_one("#status"))
+        # a header click sorts by that column, the same click again reverses
+        await pilot.click(WorkersTable, offset=(column_x(workers, "args"), 1))
+        await until(pilot, lambda: workers.sort_column == "args", what="sorted by arguments")
+        assert tags() == ["s1", "s2", "s3"] and workers.sort_label == "arguments"
+        await pilot.click(WorkersTable, offset=(column_x(workers, "args"), 1))
+        await until(pilot, lambda: tags() == ["s3", "s2", "s1"], what="arguments reversed")
+        assert workers.sort_label == "arguments ↓"
+        # s still cycles the usual orders
+        await pilot.press("s")
+        assert workers.sort_label == "age ↓"
+        await pilot.press("s")
+        assert workers.sort_label == "service"
+    # a new console on the same target starts with the sort last chosen there
+    app = make_app(service.target)
+    async with app.run_test(size=(150, 40)) as pilot:
+        workers = app.query_one(WorkersTable)
+        await until(pilot, lambda: workers.row_count == 3, what="3 workers again")
+        assert workers.sort_label == "service"
+    for tag in ("s1", "s2", "s3"):
+        service.release(tag)
