@@ -30,6 +30,7 @@ from .groups import GroupsTable
 from .history import FinishedRef, FinishedWorkerScreen, HistoryPanel, find_finished
 from .poller import ConsoleOptions, TargetPoller, TargetStatus
 from .prefs import remember_sort, remembered_sort
+from .rates import RatesTable
 from .services import PoolGauges, ServiceTree
 from .status import ConsoleView, StatusBar
 from .workers import WorkerRef, WorkersTable
@@ -72,6 +73,7 @@ class ChassisConsole(App[int]):
         Binding("s", "cycle_sort", "Sort", id="sort"),
         Binding("o", "choose_sort", "Sort by…", id="sort_by"),
         Binding("g", "toggle_groups", "Groups", id="groups"),
+        Binding("e", "toggle_rates", "Rates", id="rates"),
         Binding("f", "follow", "Follow call", id="follow"),
         Binding("p", "toggle_pause", "Pause", id="pause"),
         Binding("r", "refresh_now", "Refresh", id="refresh"),
@@ -93,10 +95,9 @@ class ChassisConsole(App[int]):
         if demo is not None:
             self.view.demo = f"demo shop: nameko run pid {demo.pid} (stopped when you quit)"
 
-    @property
-    def grouped(self) -> bool:
-        """Whether the groups view is on screen in place of the workers table."""
-        return self.screen_stack[0].has_class("-groups") if self.screen_stack else False
+    #: What the main column shows: the workers, their groups (g) or the rates (e).
+    VIEWS = ("workers", "groups", "rates")
+    main_view = "workers"
 
     @property
     def slow(self) -> float:
@@ -120,6 +121,7 @@ class ChassisConsole(App[int]):
                 yield WorkersTable(id="workers", several_targets=len(self.targets) > 1,
                                    slow=self.options.slow)
                 yield GroupsTable(id="groups", slow=self.options.slow)
+                yield RatesTable(id="rates", slow=self.options.slow)
                 yield HistoryPanel(id="history", slow=self.options.slow)
         yield Footer()
 
@@ -177,9 +179,12 @@ class ChassisConsole(App[int]):
         self.query_one(PoolGauges).show(statuses)
         self.query_one(ServiceTree).show(statuses)
         self.query_one(WorkersTable).show(statuses)
-        groups = self.query_one(GroupsTable)
-        if self.grouped:
-            groups.show(statuses, self.query_one(WorkersTable).filter)
+        if self.main_view == "groups":
+            self.query_one(GroupsTable).show(statuses, self.query_one(WorkersTable).filter)
+        rates = self.query_one(RatesTable)
+        rates.record(statuses)  # counts while hidden too
+        if self.main_view == "rates":
+            rates.show(statuses)
         self.query_one(HistoryPanel).show(statuses, self.query_one(WorkersTable).filter)
         self.redraw_labels()
         screen = self.screen
@@ -226,7 +231,7 @@ class ChassisConsole(App[int]):
         if isinstance(event.data_table, GroupsTable):
             wanted = event.data_table.filter_for(str(event.row_key.value))
             if wanted is not None:
-                self.show_groups(False)
+                self.show_view("workers")
                 box = self.query_one("#filter", Input)
                 box.add_class("-visible")
                 box.value = wanted
@@ -321,18 +326,21 @@ class ChassisConsole(App[int]):
         sooner = [i for i in INTERVALS if i < self.options.interval]
         self._set_interval(sooner[-1] if sooner else INTERVALS[0])
 
-    def show_groups(self, on: bool) -> None:
-        self.screen_stack[0].set_class(on, "-groups")
-        if on:
-            self.redraw()
-            self.query_one(GroupsTable).focus()
-        else:
-            self.query_one(WorkersTable).focus()
-            self.redraw_labels()
+    def show_view(self, view: str) -> None:
+        """Put ``view`` (one of :data:`VIEWS`) in the main column, in the workers' place."""
+        self.main_view = view
+        for name in self.VIEWS[1:]:
+            self.screen_stack[0].set_class(view == name, f"-{name}")
+        self.redraw()
+        self.query_one(f"#{view}").focus()
 
     def action_toggle_groups(self) -> None:
         if self.screen is self.screen_stack[0]:
-            self.show_groups(not self.grouped)
+            self.show_view("workers" if self.main_view == "groups" else "groups")
+
+    def action_toggle_rates(self) -> None:
+        if self.screen is self.screen_stack[0]:
+            self.show_view("workers" if self.main_view == "rates" else "rates")
 
     def action_cycle_sort(self) -> None:
         self.query_one(WorkersTable).cycle_sort()

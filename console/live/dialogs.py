@@ -27,6 +27,8 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("o  or a header click", "sort by any column; the same column again reverses it "
                              "(remembered for these targets)"),
     ("g", "group the workers by entrypoint and where (enter: show that group's workers)"),
+    ("e", "rates per entrypoint over the last minute: calls/s, errors, p50/p99, "
+          "most in need of attention first"),
     ("p", "pause / resume refreshing (the screen freezes; r still refreshes once)"),
     ("r", "refresh now"),
     ("+  -", "refresh less / more often"),

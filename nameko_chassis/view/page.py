@@ -27,6 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .model import Container, FinishedWorker, Frame, Snapshot, Worker
+from .rates import WINDOW_S, Call, entrypoint_rates, spark
 from .text import (
     VALUE_CHARS,
     call_id_tail,
@@ -52,6 +53,7 @@ __all__ = [
     "render_worker_detail",
     "render_finished_detail",
     "render_traceback",
+    "render_rates",
     "finished_fields",
     "call_chain_text",
     "history_cells",
@@ -648,6 +650,40 @@ def _render_history(entries: Sequence[HistoryEntry], *, listed: int, slow_after:
                                         service=False))
 
 
+def render_rates(container: Container, now: float, *, slow_after: float = SLOW_AFTER
+                 ) -> RenderableType | None:
+    """Per entrypoint, from the history: calls/s, errors and p50/p99 over the last minute, most
+    in need of attention first (None without history in that minute). A history that holds
+    fewer than a minute's calls undercounts: the figures say ``≥`` then."""
+    history = container.history or []
+    rates = entrypoint_rates((Call(h.entrypoint, h.finished_at, h.duration_s, h.outcome)
+                              for h in history), now)
+    if not rates:
+        return None
+    # the history's oldest entry is inside the minute: older calls may have rolled out of it
+    cut = bool(history) and min(h.finished_at for h in history) > now - WINDOW_S and \
+        len(history) >= 2
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style=S_DIM,
+                  title=Text(f"last {WINDOW_S:g}s by entrypoint"
+                             + (" (≥: the history holds less than the minute)" if cut else ""),
+                             style=S_TITLE), title_justify="left")
+    table.add_column("entrypoint", style=S_ENTRYPOINT, no_wrap=True, max_width=40)
+    table.add_column("calls/s", justify="right", no_wrap=True)
+    table.add_column("calls", no_wrap=True)
+    table.add_column("errors", justify="right", no_wrap=True)
+    table.add_column("p50", justify="right", no_wrap=True)
+    table.add_column("p99", justify="right", no_wrap=True)
+    for r in sorted(rates, key=lambda r: (r.attention(slow_after), r.entrypoint)):
+        errors = f"{r.error_rate or 0:.0%} ({r.errors})" if r.errors else "0"
+        if r.expected_errors:
+            errors += f" +{r.expected_errors} expected"
+        table.add_row(_t(r.entrypoint, limit=80), ("≥" if cut else "") + f"{r.per_s:.2f}",
+                      Text(spark(r.buckets), style=S_ENTRYPOINT),
+                      Text(errors, style=S_ERROR if r.errors else S_DIM),
+                      format_age(r.p50_s), _age(r.p99_s or 0.0, slow_after))
+    return table
+
+
 def render_container(container: Container, *, max_workers_listed: int = MAX_WORKERS_LISTED,
                      stacks_for_oldest: int = STACKS_FOR_OLDEST, slow_after: float = SLOW_AFTER,
                      max_groups: int = MAX_GROUPS, max_frames: int = MAX_FRAMES,
@@ -683,6 +719,9 @@ def render_container(container: Container, *, max_workers_listed: int = MAX_WORK
                                                default=0.0)
         parts.append(_render_history(history_entries(container, when), listed=history_listed,
                                      slow_after=slow_after))
+        rates = render_rates(container, when, slow_after=slow_after)
+        if rates is not None:
+            parts.append(rates)
     return Group(*parts)
 
 

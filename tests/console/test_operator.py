@@ -11,6 +11,7 @@ from chassis_console.live.detail import WorkerDetailScreen
 from chassis_console.live.dialogs import SortPickerScreen
 from chassis_console.live.groups import GroupsTable
 from chassis_console.live.history import FinishedWorkerScreen, HistoryPanel
+from chassis_console.live.rates import RatesTable
 from chassis_console.live.workers import WorkersTable
 
 from nameko_chassis.amqp.rpc import RpcError, RpcTimeout
@@ -196,3 +197,52 @@ async def test_sorting_by_any_column_reverses_and_is_remembered_for_the_target(s
         assert workers.sort_label == "service"
     for tag in ("s1", "s2", "s3"):
         service.release(tag)
+
+
+def rates_rows(app: Any) -> dict[str, list[str]]:
+    """entrypoint -> the row's cells, from the rates view."""
+    rates = app.query_one(RatesTable)
+    rows = {}
+    for i in range(rates.row_count):
+        cells = [str(c) for c in rates.get_row_at(i)]
+        rows[f"{cells[1]}.{cells[2]}"] = cells
+    return rows
+
+
+@sync
+async def test_rates_per_entrypoint_match_the_calls_made_and_plain_services_are_estimates(
+        start_service):
+    service = started(start_service(CHAIN))
+    for _ in range(6):
+        service.rpc.call("chain_front", "hello")
+    for _ in range(2):
+        with pytest.raises(RpcError):
+            service.rpc.call("chain_front", "pay", user="u", card="0000111122223333")
+    app = make_app(service.target)
+    async with app.run_test(size=(150, 40)) as pilot:
+        await until(pilot, lambda: app.pollers[0].status.polls >= 1, what="a snapshot")
+        await pilot.press("e")
+        rates = app.query_one(RatesTable)
+        assert rates.has_focus and rates.display
+        await until(pilot, lambda: "chain_front.hello" in rates_rows(app), what="rates")
+        rows = rates_rows(app)
+        hello, pay = rows["chain_front.hello"], rows["chain_front.pay"]
+        assert hello[3] == "0.10" and hello[5] == "0"  # 6 calls in the last 60 s, no errors
+        assert pay[3] == "0.03" and pay[5].startswith("100% (2)")
+        # the failing entrypoint needs attention first
+        assert rates.get_row_at(0)[2].plain == "pay" and rates.get_row_at(0)[0].plain == "●"
+        # more calls while the console watches
+        for _ in range(3):
+            await asyncio.to_thread(service.rpc.call, "chain_front", "hello")
+        await until(pilot, lambda: rates_rows(app)["chain_front.hello"][3] == "0.15",
+                    what="9 calls counted")
+        # a plain service: workers gone between two snapshots, marked as estimates
+        await asyncio.to_thread(service.hold, 2, tag="r")
+        await until(pilot, lambda: app.query_one(WorkersTable).total == 2, what="2 parked")
+        await asyncio.to_thread(service.release, "r")
+        await until(pilot, lambda: "parking.park" in rates_rows(app), what="park estimated")
+        park = rates_rows(app)["parking.park"]
+        assert park[3] == "~0.03" and park[5] == "?" and park[7].startswith("~")
+        assert "estimated from successive snapshots" in str(rates.border_subtitle)
+        await pilot.press("e")
+        assert app.query_one(WorkersTable).has_focus
