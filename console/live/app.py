@@ -24,14 +24,14 @@ from nameko_chassis.view.text import pool_level
 
 from ..targets import Target, TargetAddress
 from .calls import downstream
-from .detail import WorkerDetailScreen
+from .detail import ManagedThreadScreen, WorkerDetailScreen
 from .dialogs import ConfirmKillScreen, HelpScreen, SortPickerScreen, describe_worker
 from .groups import GroupsTable
 from .history import FinishedRef, FinishedWorkerScreen, HistoryPanel, find_finished
 from .poller import ConsoleOptions, TargetPoller, TargetStatus
 from .prefs import remember_sort, remembered_sort
 from .rates import RatesTable
-from .services import PoolGauges, ServiceTree
+from .services import ManagedRef, PoolGauges, ServiceTree
 from .status import ConsoleView, StatusBar
 from .workers import WorkerRef, WorkersTable
 
@@ -188,7 +188,7 @@ class ChassisConsole(App[int]):
         self.query_one(HistoryPanel).show(statuses, self.query_one(WorkersTable).filter)
         self.redraw_labels()
         screen = self.screen
-        if isinstance(screen, (WorkerDetailScreen, FinishedWorkerScreen)):
+        if isinstance(screen, (WorkerDetailScreen, FinishedWorkerScreen, ManagedThreadScreen)):
             screen.show(self.view, statuses)
 
     def redraw_labels(self) -> None:
@@ -198,7 +198,8 @@ class ChassisConsole(App[int]):
         self.view.sort = table.sort_label
         self.view.filter = table.filter
         self.query_one("#status", StatusBar).show(self.view, statuses)
-        if isinstance(self.screen, (WorkerDetailScreen, FinishedWorkerScreen)):
+        if isinstance(self.screen, (WorkerDetailScreen, FinishedWorkerScreen,
+                                    ManagedThreadScreen)):
             self.screen.query_one(StatusBar).show(self.view, statuses)
         shown = (f"{table.shown} of {table.total}" if table.filter else str(table.total))
         running = sum(c.workers_running for s in statuses if s.snapshot is not None
@@ -262,6 +263,18 @@ class ChassisConsole(App[int]):
             screen.pid = snap.pid if snap is not None else None
         self.push_screen(screen, callback=lambda _: self._closed_worker(ref))
         poller.wake()  # fetch its stack now, not at the next tick
+
+    def open_managed(self, ref: ManagedRef) -> None:
+        """The stacks of managed threads: asked for while the screen is open."""
+        poller = self.pollers[ref.target]
+        poller.watched |= ref.stacks
+        screen = ManagedThreadScreen(ref, poller.status.label)
+
+        def closed(_: None) -> None:
+            poller.watched -= ref.stacks
+
+        self.push_screen(screen, callback=closed)
+        poller.wake()
 
     def _closed_worker(self, ref: WorkerRef) -> None:
         # the table behind kept refreshing: nothing to redraw
@@ -360,15 +373,20 @@ class ChassisConsole(App[int]):
         self.redraw_labels()
 
     def action_filter(self) -> None:
-        if isinstance(self.screen, (WorkerDetailScreen, FinishedWorkerScreen)):
+        if isinstance(self.screen, (WorkerDetailScreen, FinishedWorkerScreen,
+                                    ManagedThreadScreen)):
             self.screen.dismiss()
         box = self.query_one("#filter", Input)
         box.add_class("-visible")
         box.focus()
 
-    def on_tree_node_selected(self, event: ServiceTree.NodeSelected[str]) -> None:
-        """Selecting a service (or one of its entrypoints) in the tree filters the table by it."""
+    def on_tree_node_selected(self, event: ServiceTree.NodeSelected[Any]) -> None:
+        """Selecting a service (or one of its entrypoints) in the tree filters the table by it;
+        selecting a managed thread opens its stack."""
         service = event.node.data
+        if isinstance(service, ManagedRef):
+            self.open_managed(service)
+            return
         if not service:
             return
         box = self.query_one("#filter", Input)

@@ -7,11 +7,12 @@ import asyncio
 from typing import Any
 
 import pytest
-from chassis_console.live.detail import WorkerDetailScreen
+from chassis_console.live.detail import ManagedThreadScreen, WorkerDetailScreen
 from chassis_console.live.dialogs import SortPickerScreen
 from chassis_console.live.groups import GroupsTable
 from chassis_console.live.history import FinishedWorkerScreen, HistoryPanel
 from chassis_console.live.rates import RatesTable
+from chassis_console.live.services import ManagedRef, ServiceTree
 from chassis_console.live.workers import WorkersTable
 
 from nameko_chassis.amqp.rpc import RpcError, RpcTimeout
@@ -246,3 +247,38 @@ async def test_rates_per_entrypoint_match_the_calls_made_and_plain_services_are_
         assert "estimated from successive snapshots" in str(rates.border_subtitle)
         await pilot.press("e")
         assert app.query_one(WorkersTable).has_focus
+
+
+@sync
+async def test_a_managed_threads_stack_opens_from_the_tree(start_service):
+    service = started(start_service())
+    app = make_app(service.target)
+    async with app.run_test(size=(150, 40)) as pilot:
+        tree = app.query_one(ServiceTree)
+        await until(pilot, lambda: app.pollers[0].status.polls >= 1, what="a snapshot")
+
+        def leaves() -> list[Any]:
+            out, todo = [], [tree.root]
+            while todo:
+                node = todo.pop()
+                if isinstance(node.data, ManagedRef):
+                    out.append(node)
+                todo += list(node.children)
+            return out
+
+        await until(pilot, leaves, what="managed threads in the tree")
+        node = next(n for n in leaves() if "ConsumerMixin.run" in n.data.members)
+        node.parent.expand()
+        await pilot.pause(0.1)
+        tree.focus()
+        tree.move_cursor(node)
+        await pilot.press("enter")
+        screen = app.screen
+        assert isinstance(screen, ManagedThreadScreen)
+        assert app.pollers[0].watched == {"managed:ConsumerMixin.run"}
+        await until(pilot, lambda: screen.collected, what="the managed thread's stack")
+        stacks = plain(screen.query_one("#managed-stacks"))
+        assert "ConsumerMixin.run" in stacks and "kombu/mixins.py" in stacks
+        assert "collecting" not in stacks
+        await pilot.press("escape")
+        assert app.pollers[0].watched == set()
