@@ -21,8 +21,6 @@ from .schema import FrameDict
 DEFAULT_MAX_FRAMES = 40
 #: Frames kept of a finished worker's traceback (the innermost ones: where it raised).
 TRACEBACK_FRAMES = 30
-#: Characters kept of each source line of a traceback frame.
-TRACEBACK_CODE_CHARS = 160
 
 
 def _library_roots() -> tuple[str, ...]:
@@ -81,8 +79,27 @@ def code_is_library(code: Any) -> bool:
 def frame_dict(frame: Any) -> FrameDict:
     """The schema's frame object, shared between snapshots (cached by code and line): callers
     must not mutate it."""
-    code = frame.f_code
-    lineno = frame.f_lineno or 0
+    return _located(frame.f_code, frame.f_lineno or 0)
+
+
+def traceback_frames(tb: Any, max_frames: int = TRACEBACK_FRAMES) -> list[FrameDict]:
+    """A traceback as schema frames, outermost first, the innermost ``max_frames`` kept (the
+    raise is last). The frame objects are the shared ones of :func:`frame_dict` (by code and
+    line), so the wire sends each once however many failures went through it. Never raises:
+    what could be read when the traceback cannot."""
+    frames: list[FrameDict] = []
+    try:
+        while tb is not None:
+            frames.append(_located(tb.tb_frame.f_code, tb.tb_lineno or 0))
+            if len(frames) > max_frames:
+                del frames[0]
+            tb = tb.tb_next
+    except BaseException:
+        return frames
+    return frames
+
+
+def _located(code: Any, lineno: int) -> FrameDict:
     key = (code, lineno)
     cached = _frame_cache.get(key)
     if cached is not None:
@@ -99,32 +116,6 @@ def frame_dict(frame: Any) -> FrameDict:
         _frame_cache.clear()
     _frame_cache[key] = cached
     return cached
-
-
-def traceback_frames(tb: Any, max_frames: int = TRACEBACK_FRAMES,
-                     code_chars: int = TRACEBACK_CODE_CHARS) -> list[FrameDict]:
-    """A traceback as schema frames, outermost first, the innermost ``max_frames`` kept (the
-    raise is last), each source line cut at ``code_chars``. Never raises: ``[]`` when the
-    traceback cannot be read."""
-    frames: list[FrameDict] = []
-    try:
-        while tb is not None:
-            code = tb.tb_frame.f_code
-            line = tb.tb_lineno or 0
-            filename = code.co_filename
-            frames.append({
-                "file": filename,
-                "line": line,
-                "function": code.co_name,
-                "code": linecache.getline(filename, line).strip()[:code_chars] if line else "",
-                "library": code_is_library(code),
-            })
-            if len(frames) > max_frames:
-                del frames[0]
-            tb = tb.tb_next
-    except BaseException:
-        return frames
-    return frames
 
 
 def stack_of(frame: Any, max_frames: int = DEFAULT_MAX_FRAMES) -> list[FrameDict]:
