@@ -103,6 +103,7 @@ class HistoryPanel(KeyedTable):
         self.order = ("ago", False)
         self.shown = 0
         self._several: bool | None = None
+        self._static: dict[str, tuple[Text, ...]] = {}  # row key -> its cells but the first
 
     def current_ref(self) -> FinishedRef | None:
         key = self.current_key()
@@ -119,6 +120,7 @@ class HistoryPanel(KeyedTable):
         several = len(statuses) > 1
         if several != self._several:
             self._several = several
+            self._static = {}
             self.set_columns(history_columns(target=several))
         palette = Palette.of(self.app)
         styles = {"success": palette.success, "error": f"bold {palette.error}",
@@ -129,12 +131,18 @@ class HistoryPanel(KeyedTable):
         entries.sort(key=lambda ie: ie[1].ago)
         entries = entries[:HISTORY_LISTED]
         wanted: dict[str, tuple[Text, ...]] = {}
+        cache: dict[str, tuple[Text, ...]] = {}
         for index, e in entries:
             key = FinishedRef(index, e.worker.call_id).key
-            cells = history_cells(e, slow_after=self.slow, target=several,
-                                  outcome_styles=styles)
-            cells[0] = sortable(cells[0], (-e.worker.finished_at, key))
-            wanted[key] = tuple(cells)
+            # a finished worker never changes: only its "ago" cell is drawn again
+            rest = self._static.get(key)
+            if rest is None:
+                rest = tuple(history_cells(e, slow_after=self.slow, target=several,
+                                           outcome_styles=styles)[1:])
+            cache[key] = rest
+            ago = sortable(Text(format_age(e.ago), style="dim"), (-e.worker.finished_at, key))
+            wanted[key] = (ago, *rest)
+        self._static = cache
         self.shown = len(wanted)
         self.apply(wanted)
         self.border_title = "recently finished"

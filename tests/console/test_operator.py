@@ -158,9 +158,9 @@ def column_x(table: WorkersTable, key: str) -> int:
 
 @sync
 async def test_sorting_by_any_column_reverses_and_is_remembered_for_the_target(start_service):
-    service = started(start_service())
-    for tag in ("s1", "s2", "s3"):  # three ages, oldest first
-        service.hold(1, tag=tag)
+    service = answering(started(start_service(CHAIN)))
+    for tag in ("s1", "s2", "s3"):  # three exact ages (a chassis service), oldest first
+        service.hold(1, tag=tag, service="chain_parking")
         await asyncio.sleep(0.3)
     app = make_app(service.target)
     async with app.run_test(size=(150, 40)) as pilot:
@@ -197,7 +197,7 @@ async def test_sorting_by_any_column_reverses_and_is_remembered_for_the_target(s
         await until(pilot, lambda: workers.row_count == 3, what="3 workers again")
         assert workers.sort_label == "service"
     for tag in ("s1", "s2", "s3"):
-        service.release(tag)
+        service.release(tag, service="chain_parking")
 
 
 def rates_rows(app: Any) -> dict[str, list[str]]:

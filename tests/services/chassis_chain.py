@@ -11,6 +11,7 @@ from __future__ import annotations
 from nameko.rpc import ServiceRpc, rpc
 
 from nameko_chassis.service import Service
+from tests.services import parking as _parking
 
 
 class Refused(Exception):
@@ -37,3 +38,10 @@ class ChainFront(Service):
     @rpc
     def relay(self, tag: str = "default") -> str:
         return str(self.parking.park(tag=tag))
+
+
+class ChainParking(Service, _parking.Parking):
+    """Parking on the chassis: its workers have exact start times (plain ones are timed from
+    when the collector first saw them, so workers seen first together look equally old)."""
+
+    name = "chain_parking"
