@@ -5,6 +5,9 @@ Pilot and saves, into this folder:
 
 - ``console-main.svg``: the main screen while the shop is busy;
 - ``console-worker.svg``: the detail of a payments worker waiting on the card processor;
+- ``console-groups.svg``: the workers grouped by entrypoint and where (``g``);
+- ``console-rates.svg``: rates and latency per entrypoint over the last minute (``e``);
+- ``console-finished.svg``: a failed call opened from "recently finished", with its traceback;
 - ``console-disconnected.svg``: the same console right after the service was killed.
 
 Each also as PNG when ``rsvg-convert`` (Debian: librsvg2-bin) or ``cairosvg`` is available.
@@ -29,7 +32,9 @@ from chassis_console.demo import demo_services  # noqa: E402
 from chassis_console.launch import NamekoProcess  # noqa: E402
 from chassis_console.live.app import ChassisConsole  # noqa: E402
 from chassis_console.live.detail import WorkerDetailScreen  # noqa: E402
+from chassis_console.live.history import FinishedRef, HistoryPanel, find_finished  # noqa: E402
 from chassis_console.live.poller import ConsoleOptions  # noqa: E402
+from chassis_console.live.rates import RatesTable  # noqa: E402
 from chassis_console.live.workers import WorkersTable  # noqa: E402
 from chassis_console.targets.backdoor import BackdoorClient  # noqa: E402
 
@@ -123,6 +128,33 @@ async def shoot(process: NamekoProcess) -> list[Path]:
             raise SystemExit("make_screenshots: no payments worker lived long enough")
         await pilot.pause(0.3)
         save(app, "console-worker", written)
+        await pilot.press("escape")
+
+        await pilot.press("g")
+        await pilot.pause(0.5)
+        save(app, "console-groups", written)
+        await pilot.press("g")
+
+        await pilot.press("e")
+        await until(pilot, lambda: app.query_one(RatesTable).row_count >= 3, 30, "rates")
+        await pilot.pause(0.5)
+        save(app, "console-rates", written)
+        await pilot.press("e")
+
+        # a failure from the history (a declined card, one order in a few)
+        history = app.query_one(HistoryPanel)
+
+        def failed() -> str | None:
+            return next((k for k in history.keys() if "|orders.place." in k
+                         and (e := find_finished(app.statuses, FinishedRef.from_key(k)))
+                         and e.worker.outcome == "error"), None)
+
+        key = await until(pilot, failed, 60, "a failed order in the history")
+        history.focus()
+        history.move_cursor(row=history.get_row_index(key))
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        save(app, "console-finished", written)
         await pilot.press("escape")
 
         await asyncio.to_thread(process.kill)

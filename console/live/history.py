@@ -145,6 +145,10 @@ class HistoryPanel(KeyedTable):
         self._static = cache
         self.shown = len(wanted)
         self.apply(wanted)
+        if not self.has_focus and self.row_count and (self.cursor_row or self.scroll_y):
+            # nobody is reading it: the newest stay in view (with focus, the row is followed)
+            self.move_cursor(row=0, scroll=False)
+            self.scroll_home(animate=False, immediate=True)
         self.border_title = "recently finished"
         counts = "  ".join(f"{k} {v}" for k, v in outcome_counts(e for _, e in entries).items())
         self.border_subtitle = (counts + "  · enter opens") if counts else None
