@@ -7,6 +7,9 @@ Pilot and saves, into this folder:
 - ``console-worker.svg``: the detail of a payments worker waiting on the card processor;
 - ``console-blocked.svg``: the hub blocked by a payments worker that never yields (the next
   charge is made to run a CPU-bound "fraud check", installed over the backdoor for one call);
+- ``console-groups.svg``: the workers grouped by entrypoint and where (``g``);
+- ``console-rates.svg``: rates and latency per entrypoint over the last minute (``e``);
+- ``console-finished.svg``: a failed call opened from "recently finished", with its traceback;
 - ``console-disconnected.svg``: the same console right after the service was killed.
 
 Each also as PNG when ``rsvg-convert`` (Debian: librsvg2-bin) or ``cairosvg`` is available.
@@ -31,7 +34,9 @@ from chassis_console.demo import demo_services  # noqa: E402
 from chassis_console.launch import NamekoProcess  # noqa: E402
 from chassis_console.live.app import ChassisConsole  # noqa: E402
 from chassis_console.live.detail import WorkerDetailScreen  # noqa: E402
+from chassis_console.live.history import FinishedRef, HistoryPanel, find_finished  # noqa: E402
 from chassis_console.live.poller import ConsoleOptions  # noqa: E402
+from chassis_console.live.rates import RatesTable  # noqa: E402
 from chassis_console.live.workers import WorkersTable  # noqa: E402
 from chassis_console.targets.backdoor import BackdoorClient  # noqa: E402
 
@@ -159,6 +164,32 @@ async def shoot(process: NamekoProcess) -> list[Path]:
         await pilot.pause(0.3)
         save(app, "console-blocked", written)
         await until(pilot, lambda: status.state == "live", 30, "the hub to come free")
+        await pilot.press("g")
+        await pilot.pause(0.5)
+        save(app, "console-groups", written)
+        await pilot.press("g")
+
+        await pilot.press("e")
+        await until(pilot, lambda: app.query_one(RatesTable).row_count >= 3, 30, "rates")
+        await pilot.pause(0.5)
+        save(app, "console-rates", written)
+        await pilot.press("e")
+
+        # a failure from the history (a declined card, one order in a few)
+        history = app.query_one(HistoryPanel)
+
+        def failed() -> str | None:
+            return next((k for k in history.keys() if "|orders.place." in k
+                         and (e := find_finished(app.statuses, FinishedRef.from_key(k)))
+                         and e.worker.outcome == "error"), None)
+
+        key = await until(pilot, failed, 60, "a failed order in the history")
+        history.focus()
+        history.move_cursor(row=history.get_row_index(key))
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        save(app, "console-finished", written)
+        await pilot.press("escape")
 
         await asyncio.to_thread(process.kill)
         await until(pilot, lambda: status.failures >= 2, 20, "the console to notice")

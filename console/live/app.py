@@ -24,11 +24,15 @@ from nameko_chassis.amqp.management import AmqpUri
 from nameko_chassis.view.text import pool_level
 
 from ..targets import Target, TargetAddress
-from .detail import WorkerDetailScreen
-from .dialogs import ConfirmKillScreen, HelpScreen, describe_worker
-from .history import HistoryPanel
+from .calls import downstream
+from .detail import ManagedThreadScreen, WorkerDetailScreen
+from .dialogs import ConfirmKillScreen, HelpScreen, SortPickerScreen, describe_worker
+from .groups import GroupsTable
+from .history import FinishedRef, FinishedWorkerScreen, HistoryPanel, find_finished
 from .poller import ConsoleOptions, TargetPoller, TargetStatus
-from .services import PoolGauges, ServiceTree
+from .prefs import remember_sort, remembered_sort
+from .rates import RatesTable
+from .services import ManagedRef, PoolGauges, ServiceTree
 from .status import ConsoleView, StatusBar
 from .workers import WorkerRef, WorkersTable
 
@@ -72,6 +76,10 @@ class ChassisConsole(App[int]):
         Binding("question_mark", "help", "Help", key_display="?", id="help"),
         Binding("slash", "filter", "Filter", key_display="/", id="filter"),
         Binding("s", "cycle_sort", "Sort", id="sort"),
+        Binding("o", "choose_sort", "Sort by…", id="sort_by"),
+        Binding("g", "toggle_groups", "Groups", id="groups"),
+        Binding("e", "toggle_rates", "Rates", id="rates"),
+        Binding("f", "follow", "Follow call", id="follow"),
         Binding("p", "toggle_pause", "Pause", id="pause"),
         Binding("r", "refresh_now", "Refresh", id="refresh"),
         Binding("plus", "slower", "Slower", key_display="+", id="interval_up"),
@@ -91,6 +99,10 @@ class ChassisConsole(App[int]):
                                 allow_actions=self.options.allow_actions)
         if demo is not None:
             self.view.demo = f"demo shop: nameko run pid {demo.pid} (stopped when you quit)"
+
+    #: What the main column shows: the workers, their groups (g) or the rates (e).
+    VIEWS = ("workers", "groups", "rates")
+    main_view = "workers"
 
     @property
     def slow(self) -> float:
@@ -113,6 +125,8 @@ class ChassisConsole(App[int]):
                                         "(enter keeps it, esc clears it)", id="filter")
                 yield WorkersTable(id="workers", several_targets=len(self.targets) > 1,
                                    slow=self.options.slow)
+                yield GroupsTable(id="groups", slow=self.options.slow)
+                yield RatesTable(id="rates", slow=self.options.slow)
                 yield HistoryPanel(id="history", slow=self.options.slow)
         yield Footer()
 
@@ -135,6 +149,9 @@ class ChassisConsole(App[int]):
         self.query_one("#services").border_title = "services"
         table = self.query_one(WorkersTable)
         table.border_title = "workers"
+        remembered = remembered_sort(t.label for t in self.targets)
+        if remembered is not None:
+            table.sort_column, table.sort_reverse = remembered
         table.focus()
         self.redraw()
         for poller in self.pollers:
@@ -170,10 +187,16 @@ class ChassisConsole(App[int]):
         self.query_one(PoolGauges).show(statuses)
         self.query_one(ServiceTree).show(statuses)
         self.query_one(WorkersTable).show(statuses)
+        if self.main_view == "groups":
+            self.query_one(GroupsTable).show(statuses, self.query_one(WorkersTable).filter)
+        rates = self.query_one(RatesTable)
+        rates.record(statuses)  # counts while hidden too
+        if self.main_view == "rates":
+            rates.show(statuses)
         self.query_one(HistoryPanel).show(statuses, self.query_one(WorkersTable).filter)
         self.redraw_labels()
         screen = self.screen
-        if isinstance(screen, WorkerDetailScreen):
+        if isinstance(screen, (WorkerDetailScreen, FinishedWorkerScreen, ManagedThreadScreen)):
             screen.show(self.view, statuses)
 
     def redraw_labels(self) -> None:
@@ -183,7 +206,8 @@ class ChassisConsole(App[int]):
         self.view.sort = table.sort_label
         self.view.filter = table.filter
         self.query_one("#status", StatusBar).show(self.view, statuses)
-        if isinstance(self.screen, WorkerDetailScreen):
+        if isinstance(self.screen, (WorkerDetailScreen, FinishedWorkerScreen,
+                                    ManagedThreadScreen)):
             self.screen.query_one(StatusBar).show(self.view, statuses)
         shown = (f"{table.shown} of {table.total}" if table.filter else str(table.total))
         running = sum(c.workers_running for s in statuses if s.snapshot is not None
@@ -214,8 +238,26 @@ class ChassisConsole(App[int]):
     # -- drilling in ----------------------------------------------------------------------------
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        if isinstance(event.data_table, WorkersTable):
+        if isinstance(event.data_table, GroupsTable):
+            wanted = event.data_table.filter_for(str(event.row_key.value))
+            if wanted is not None:
+                self.show_view("workers")
+                box = self.query_one("#filter", Input)
+                box.add_class("-visible")
+                box.value = wanted
+        elif isinstance(event.data_table, WorkersTable):
             self.open_worker(WorkerRef.from_key(str(event.row_key.value)))
+        elif isinstance(event.data_table, HistoryPanel):
+            self.open_finished(FinishedRef.from_key(str(event.row_key.value)))
+
+    def open_finished(self, ref: FinishedRef) -> None:
+        """A finished worker as the service's bookkeeping recorded it."""
+        entry = find_finished(self.statuses, ref)
+        if entry is None:
+            self.notify("That worker is no longer in the service's history.",
+                        severity="warning", timeout=3)
+            return
+        self.push_screen(FinishedWorkerScreen(ref, entry))
 
     def open_worker(self, ref: WorkerRef) -> None:
         poller = self.pollers[ref.target]
@@ -229,9 +271,43 @@ class ChassisConsole(App[int]):
         self.push_screen(screen, callback=lambda _: self._closed_worker(ref))
         poller.wake()  # fetch its stack now, not at the next tick
 
+    def open_managed(self, ref: ManagedRef) -> None:
+        """The stacks of managed threads: asked for while the screen is open."""
+        poller = self.pollers[ref.target]
+        poller.watched |= ref.stacks
+        screen = ManagedThreadScreen(ref, poller.status.label)
+
+        def closed(_: None) -> None:
+            poller.watched -= ref.stacks
+
+        self.push_screen(screen, callback=closed)
+        poller.wake()
+
     def _closed_worker(self, ref: WorkerRef) -> None:
         # the table behind kept refreshing: nothing to redraw
-        self.pollers[ref.target].watched = set()
+        self.pollers[ref.target].watched.discard(ref.call_id)
+
+    def jump_to_worker(self, ref: WorkerRef) -> None:
+        """Following a call: the worker screen on top is replaced by ``ref``'s."""
+        if isinstance(self.screen, WorkerDetailScreen):
+            self.screen.dismiss()
+        self.open_worker(ref)
+
+    def action_follow(self) -> None:
+        """From the workers table: open the worker the selected one waits for."""
+        ref = self.query_one(WorkersTable).current_ref()
+        if ref is None:
+            return
+        snap = self.pollers[ref.target].status.snapshot
+        found = snap.find_worker(ref.call_id) if snap is not None else None
+        if found is None:
+            return
+        callees = downstream(self.statuses, found[1])
+        if not callees or callees[0].ref is None:
+            self.notify("The selected worker waits on no call the attached targets show.",
+                        severity="warning", timeout=3)
+            return
+        self.open_worker(callees[0].ref)
 
     def action_open_worker(self) -> None:
         ref = self.query_one(WorkersTable).current_ref()
@@ -270,20 +346,54 @@ class ChassisConsole(App[int]):
         sooner = [i for i in INTERVALS if i < self.options.interval]
         self._set_interval(sooner[-1] if sooner else INTERVALS[0])
 
+    def show_view(self, view: str) -> None:
+        """Put ``view`` (one of :data:`VIEWS`) in the main column, in the workers' place."""
+        self.main_view = view
+        for name in self.VIEWS[1:]:
+            self.screen_stack[0].set_class(view == name, f"-{name}")
+        self.redraw()
+        self.query_one(f"#{view}").focus()
+
+    def action_toggle_groups(self) -> None:
+        if self.screen is self.screen_stack[0]:
+            self.show_view("workers" if self.main_view == "groups" else "groups")
+
+    def action_toggle_rates(self) -> None:
+        if self.screen is self.screen_stack[0]:
+            self.show_view("workers" if self.main_view == "rates" else "rates")
+
     def action_cycle_sort(self) -> None:
         self.query_one(WorkersTable).cycle_sort()
+
+    def action_choose_sort(self) -> None:
+        table = self.query_one(WorkersTable)
+
+        def chosen(column: str | None) -> None:
+            if column is not None:
+                table.sort_by(column)
+
+        self.push_screen(SortPickerScreen(table.sortable_columns, table.sort_column,
+                                          table.sort_label), callback=chosen)
+
+    def on_workers_table_sort_changed(self, message: WorkersTable.SortChanged) -> None:
+        remember_sort((t.label for t in self.targets), message.column, message.reverse)
         self.redraw_labels()
 
     def action_filter(self) -> None:
-        if isinstance(self.screen, WorkerDetailScreen):
+        if isinstance(self.screen, (WorkerDetailScreen, FinishedWorkerScreen,
+                                    ManagedThreadScreen)):
             self.screen.dismiss()
         box = self.query_one("#filter", Input)
         box.add_class("-visible")
         box.focus()
 
-    def on_tree_node_selected(self, event: ServiceTree.NodeSelected[str]) -> None:
-        """Selecting a service (or one of its entrypoints) in the tree filters the table by it."""
+    def on_tree_node_selected(self, event: ServiceTree.NodeSelected[Any]) -> None:
+        """Selecting a service (or one of its entrypoints) in the tree filters the table by it;
+        selecting a managed thread opens its stack."""
         service = event.node.data
+        if isinstance(service, ManagedRef):
+            self.open_managed(service)
+            return
         if not service:
             return
         box = self.query_one("#filter", Input)
@@ -400,6 +510,8 @@ class ChassisConsole(App[int]):
                             self.action_filter)
         yield SystemCommand("Cycle sort order", "Age, service, entrypoint, where (s)",
                             self.action_cycle_sort)
+        yield SystemCommand("Sort workers by…", "Any column; the same one again reverses (o)",
+                            self.action_choose_sort)
         yield SystemCommand("Open worker", "Arguments, context data, call chain, stack (enter)",
                             self.action_open_worker)
         yield SystemCommand("Kill worker", "Needs --allow-actions; asks first (k)",

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from rich.text import Text
 from textual.app import App
+from textual.geometry import Region
+from textual.widgets import DataTable
+from textual.widgets.data_table import CellDoesNotExist
 
 from nameko_chassis.view.text import clip, format_age, pool_level
 
@@ -59,4 +63,113 @@ def pool_colour(running: int, max_workers: int, palette: Palette) -> str:
             "full": palette.error}[pool_level(running, max_workers)]
 
 
-__all__ = ["Palette", "SortText", "cell", "age_style", "pool_colour", "format_age", "clip"]
+class KeyedTable(DataTable[Text]):
+    """A DataTable of keyed rows brought in line with a ``{key: cells}`` mapping in place: rows
+    never cleared, changed cells updated, one repaint per batch, the cursor staying on its row.
+    Subclasses set their columns with :meth:`set_columns` and call :meth:`apply`."""
+
+    _batching = False  # class level: refresh() runs before __init__ has finished
+    _batched_refresh = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        self._rows: dict[str, tuple[Text, ...]] = {}
+        self._column_keys: list[str] = []
+        #: (column key, descending) the rows are kept sorted by; None: insertion order
+        self.order: tuple[str, bool] | None = None
+
+    def set_columns(self, columns: Sequence[tuple[str, str]],
+                    widths: dict[str, int] | None = None) -> None:
+        """(Re)define the columns; the rows are rebuilt at the next :meth:`apply`."""
+        keys = [k for k, _ in columns]
+        if keys == self._column_keys:
+            return
+        self.clear(columns=True)
+        self._rows.clear()
+        self._column_keys = keys
+        for key, label in columns:
+            self.add_column(label, key=key, width=(widths or {}).get(key))
+
+    def current_key(self) -> str | None:
+        if not self.row_count:
+            return None
+        try:
+            return str(self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value)
+        except CellDoesNotExist:
+            return None
+
+    def refresh(self, *regions: Region, repaint: bool = True, layout: bool = False,
+                recompose: bool = False) -> Self:
+        if self._batching and not (layout or recompose):
+            self._batched_refresh = True  # update_cell repaints the table each call
+            return self
+        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
+
+    def apply(self, wanted: dict[str, tuple[Text, ...]]) -> None:
+        self._batching = True
+        try:
+            following, old_index = self.current_key(), self.cursor_row
+            for key in [k for k in self._rows if k not in wanted]:
+                self.remove_row(key)
+                del self._rows[key]
+            for key, cells in wanted.items():
+                previous = self._rows.get(key)
+                if previous is None:
+                    self.add_row(*cells, key=key)
+                else:
+                    for column, old, new in zip(self._column_keys, previous, cells, strict=True):
+                        if old is not new and (old != new or old.style != new.style):
+                            self.update_cell(key, column, new)
+                self._rows[key] = cells
+            self.resort()
+            if following is not None and following in self._rows:
+                index = self.get_row_index(following)
+                if index != self.cursor_row:
+                    self.move_cursor(row=index, scroll=False)
+            elif self.row_count:
+                self.move_cursor(row=min(old_index, self.row_count - 1), scroll=False)
+        finally:
+            self._batching = False
+        if self._batched_refresh:
+            self._batched_refresh = False
+            self.refresh()
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        """A header click sorts by that column; clicking it again reverses."""
+        event.stop()
+        column = str(event.column_key.value)
+        self.order = (column, not self.order[1] if self.order and self.order[0] == column
+                      else False)
+        self.resort()
+
+    def resort(self) -> None:
+        if not self.row_count or self.order is None:
+            return
+        column, descending = self.order
+        following = self.current_key()
+        self.sort(column, key=sort_key, reverse=descending)
+        if following is not None and following in self._rows:
+            self.move_cursor(row=self.get_row_index(following), scroll=False)
+
+    def keys(self) -> list[str]:
+        return [str(row.key.value) for row in self.ordered_rows]
+
+
+def sort_key(cell: Any) -> Any:
+    """What a column sorts by: a :class:`SortText`'s ``sort_value``, else its text."""
+    return getattr(cell, "sort_value", None) if getattr(cell, "sort_value", None) is not None \
+        else str(cell).lower()
+
+
+def sortable(text: Text, sort: Any) -> SortText:
+    """``text`` as a cell that sorts by ``sort``."""
+    out = SortText(text.plain, style=text.style, no_wrap=True, overflow="ellipsis",
+                   spans=list(text.spans))
+    out.sort_value = sort
+    return out
+
+
+__all__ = [
+    "KeyedTable",
+    "sortable",
+    "sort_key","Palette", "SortText", "cell", "age_style", "pool_colour", "format_age", "clip"]

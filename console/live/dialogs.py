@@ -10,7 +10,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Static
+from textual.widgets import Button, OptionList, Static
+from textual.widgets.option_list import Option
 
 from .common import clip, format_age
 
@@ -19,8 +20,15 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("↑ ↓ PgUp PgDn", "move through the workers"),
     ("enter", "open the worker under the cursor: args, context data, call chain, stack"),
     ("esc", "back to the list (or clear the filter)"),
+    ("f", "follow the call: open the worker the selected one is waiting for (any target)"),
+    ("u  (worker screen)", "up the call chain: open the worker that called this one"),
     ("/", "filter workers by service, entrypoint, where or arguments"),
     ("s", "cycle the sort order: age (oldest first), service, entrypoint, where"),
+    ("o  or a header click", "sort by any column; the same column again reverses it "
+                             "(remembered for these targets)"),
+    ("g", "group the workers by entrypoint and where (enter: show that group's workers)"),
+    ("e", "rates per entrypoint over the last minute: calls/s, errors, p50/p99, "
+          "most in need of attention first"),
     ("p", "pause / resume refreshing (the screen freezes; r still refreshes once)"),
     ("r", "refresh now"),
     ("+  -", "refresh less / more often"),
@@ -128,3 +136,35 @@ def describe_worker(target: str, service: str, entrypoint: str, call_id: str, ag
     return [("target", target), ("service", service), ("entrypoint", entrypoint),
             ("call id", call_id), ("age", format_age(age_s)), ("where", where),
             ("arguments", args or "-")]
+
+
+class SortPickerScreen(ModalScreen[str | None]):
+    """`o`: choose the column to sort the workers by (the current one again reverses it)."""
+
+    BINDINGS = [Binding("escape,q", "cancel", "Cancel", id="cancel_sort")]
+
+    def __init__(self, columns: Sequence[tuple[str, str]], current: str, label: str) -> None:
+        super().__init__()
+        self.columns = list(columns)
+        self.current = current
+        self.label = label
+
+    def compose(self) -> ComposeResult:
+        options = [Option(f"{name}   (now: {self.label}; again reverses)" if key == self.current
+                          else name, id=key) for key, name in self.columns]
+        with Vertical(id="sort-box"):
+            yield OptionList(*options, id="sort-options")
+
+    def on_mount(self) -> None:
+        self.query_one("#sort-box").border_title = "sort workers by"
+        options = self.query_one(OptionList)
+        keys = [key for key, _ in self.columns]
+        if self.current in keys:
+            options.highlighted = keys.index(self.current)
+        options.focus()
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option.id)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from rich.table import Table
@@ -125,10 +126,39 @@ def _entrypoint_label(method: str, kind: str, details: dict[str, Any]) -> Text:
     return text
 
 
-class ServiceTree(Tree[str]):
+@dataclass(frozen=True)
+class ManagedRef:
+    """A tree leaf of managed threads: the threads of one container running alike targets
+    (``ConsumerMixin.run ×2``, ``HTTP connections ×12``)."""
+
+    target: int
+    service: str
+    name: str  # as the tree shows it (managed_thread_groups)
+    members: frozenset[str]  # their `target or identifier`
+
+    @property
+    def stacks(self) -> frozenset[str]:
+        """What the collector is asked for (``stacks``: ``managed:<target>``)."""
+        return frozenset(f"managed:{m}" for m in self.members)
+
+
+def managed_refs(target: int, c: Container) -> list[tuple[ManagedRef, int]]:
+    """The container's managed threads as the tree groups them, with their counts."""
+    members: dict[str, set[str]] = {}
+    for t in c.managed_threads:
+        member = t.target or t.identifier
+        name = managed_thread_groups([member])[0][0]
+        members.setdefault(name, set()).add(member)
+    return [(ManagedRef(target, c.service_name, name, frozenset(members.get(name, ()))), count)
+            for name, count in managed_thread_groups(
+                t.target or t.identifier for t in c.managed_threads)]
+
+
+class ServiceTree(Tree[Any]):
     """Containers with their entrypoints (grouped by type), dependencies and managed threads.
 
-    Rebuilt only when the structure changes, so expanded nodes and the cursor survive refreshes;
+    Enter on a managed thread opens its stack (:class:`ManagedRef` leaves). Rebuilt only when
+    the structure changes, so expanded nodes and the cursor survive refreshes;
     the running-worker counts in the labels are updated in place.
     """
 
@@ -221,6 +251,6 @@ class ServiceTree(Tree[str]):
                     threads = node.add(Text.assemble(("managed threads", palette.primary),
                                                      (f" {len(c.managed_threads)}", "dim")),
                                        data=c.service_name)
-                    for name, count in managed_thread_groups(
-                            t.target or t.identifier for t in c.managed_threads):
-                        threads.add_leaf(Text(clip(group_label(name, count), 60)))
+                    for ref, count in managed_refs(s.index, c):
+                        threads.add_leaf(Text(clip(group_label(ref.name, count), 60)),
+                                         data=ref)

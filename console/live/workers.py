@@ -13,6 +13,7 @@ from typing import Self
 
 from rich.text import Text
 from textual.geometry import Region
+from textual.message import Message
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
 
@@ -22,11 +23,12 @@ from nameko_chassis.view.text import (
     clip_value,
     short_entrypoint,
     short_label,
+    where_key,
     where_of,
     where_text,
 )
 
-from .common import Palette, SortText, age_style, cell
+from .common import Palette, SortText, age_style, cell, sort_key
 from .poller import TargetStatus
 
 #: (column key, label). The target column exists only when there are several targets.
@@ -39,13 +41,20 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("call", "call id"),
     ("args", "arguments"),
 )
-#: What `s` cycles through: (column key, label shown in the header, descending?).
-SORTS: tuple[tuple[str, str, bool], ...] = (
-    ("age", "age ↓", False),  # the age cell sorts by -age: oldest first
-    ("service", "service", False),
-    ("entrypoint", "entrypoint", False),
-    ("where", "where", False),
-)
+#: What `s` cycles through (column keys); a header click or `o` sorts by any column.
+SORTS: tuple[str, ...] = ("age", "service", "entrypoint", "where")
+#: Columns whose natural order is by descending value (the age cell sorts by -age: oldest
+#: first); the others sort ascending. Choosing the same column again reverses it.
+DESCENDING_FIRST = frozenset({"age"})
+
+
+def sort_label(column: str, reverse: bool) -> str:
+    """``age ↓`` (oldest first), ``age ↑``; ``service`` (A→Z), ``service ↓`` (Z→A)."""
+    name = dict(COLUMNS).get(column, column)
+    descending = (column in DESCENDING_FIRST) != reverse
+    if column in DESCENDING_FIRST:
+        return f"{name} {'↓' if descending else '↑'}"
+    return f"{name} ↓" if descending else name
 ARGS_CHARS = 40
 #: Columns a narrow terminal (see ChassisConsole.NARROW_WIDTH) drops: where matters more.
 NARROW_DROPS = frozenset({"call", "args"})
@@ -70,16 +79,43 @@ class WorkerRef:
         return cls(int(target), call_id)
 
 
+@dataclass(frozen=True)
+class WorkerFilter:
+    """What the filter box says: exact ``service:``, ``entrypoint:`` and ``where:`` terms
+    (selecting a service in the tree, or a group, sets them) and free text matched anywhere."""
+
+    service: str | None = None
+    entrypoint: str | None = None
+    where: str | None = None  # view.text.where_key: ``shop/orders.py:42``
+    needle: str = ""
+
+    @property
+    def empty(self) -> bool:
+        return self == WorkerFilter()
+
+
+TERMS = ("service", "entrypoint", "where")
+
+
+def parse_terms(text: str) -> WorkerFilter:
+    """``service:NAME entrypoint:svc.method where:file.py:12 rest``: the terms match their
+    field exactly; the rest matches any text, case-insensitively."""
+    terms: dict[str, str] = {}
+    words = []
+    for word in text.split():
+        name, sep, value = word.partition(":")
+        if sep and name.lower() in TERMS:
+            terms[name.lower()] = value
+        else:
+            words.append(word)
+    return WorkerFilter(needle=" ".join(words).lower(), **terms)
+
+
 def parse_filter(text: str) -> tuple[str | None, str]:
     """``service:NAME rest`` -> (``NAME``, ``rest``): ``service:`` matches the service field
     exactly (what selecting a service in the tree sets); the rest matches any text."""
-    service, words = None, []
-    for word in text.split():
-        if word.lower().startswith("service:"):
-            service = word[len("service:"):]
-        else:
-            words.append(word)
-    return service, " ".join(words).lower()
+    f = parse_terms(text)
+    return f.service, f.needle
 
 
 def worker_text(container: Container, worker: Worker, target: str = "") -> str:
@@ -101,7 +137,8 @@ class WorkersTable(DataTable[Text]):
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
         self.several_targets = several_targets
         self.slow = slow
-        self.sort_index = 0
+        self.sort_column = SORTS[0]
+        self.sort_reverse = False
         self.filter = ""
         self._cells: dict[str, tuple[Text, ...]] = {}
         self._static: dict[str, tuple[tuple[object, ...], dict[str, SortText]]] = {}
@@ -133,11 +170,42 @@ class WorkersTable(DataTable[Text]):
 
     @property
     def sort_label(self) -> str:
-        return SORTS[self.sort_index][1]
+        return sort_label(self.sort_column, self.sort_reverse)
+
+    @property
+    def sortable_columns(self) -> list[tuple[str, str]]:
+        return list(self._columns)
 
     def cycle_sort(self) -> None:
-        self.sort_index = (self.sort_index + 1) % len(SORTS)
+        """`s`: the next of :data:`SORTS`, in its natural direction."""
+        i = SORTS.index(self.sort_column) + 1 if self.sort_column in SORTS else 0
+        self.set_sort(SORTS[i % len(SORTS)], False)
+
+    def sort_by(self, column: str) -> None:
+        """Sort by ``column``; the column already sorted by is reversed instead."""
+        if column == self.sort_column:
+            self.set_sort(column, not self.sort_reverse)
+        else:
+            self.set_sort(column, False)
+
+    def set_sort(self, column: str, reverse: bool) -> None:
+        if column not in dict(COLUMNS):
+            return
+        self.sort_column, self.sort_reverse = column, reverse
         self._sort()
+        self.post_message(self.SortChanged(self.sort_column, self.sort_reverse))
+
+    class SortChanged(Message):
+        """The user sorted the table (the app remembers it for these targets)."""
+
+        def __init__(self, column: str, reverse: bool) -> None:
+            super().__init__()
+            self.column = column
+            self.reverse = reverse
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        event.stop()
+        self.sort_by(str(event.column_key.value))
 
     def current_ref(self) -> WorkerRef | None:
         """The worker under the cursor, if any."""
@@ -190,7 +258,8 @@ class WorkersTable(DataTable[Text]):
     def show(self, statuses: Sequence[TargetStatus]) -> None:
         """Bring the rows in line with the latest snapshots (in place)."""
         palette = Palette.of(self.app)
-        service, needle = parse_filter(self.filter)
+        terms = parse_terms(self.filter)
+        service, needle = terms.service, terms.needle
         self.lower_bounds = False  # some age is counted from first sight (plain service)
         wanted: dict[str, tuple[Text, ...]] = {}
         total = 0
@@ -201,6 +270,10 @@ class WorkersTable(DataTable[Text]):
                 for worker in container.workers:
                     total += 1
                     if service is not None and container.service_name != service:
+                        continue
+                    if terms.entrypoint is not None and worker.entrypoint != terms.entrypoint:
+                        continue
+                    if terms.where is not None and where_key(where_of(worker)) != terms.where:
                         continue
                     if worker.started_at is None:
                         self.lower_bounds = True
@@ -260,9 +333,12 @@ class WorkersTable(DataTable[Text]):
     def _sort(self) -> None:
         if not self.row_count:
             return
-        column, _, reverse = SORTS[self.sort_index]
+        column = self.sort_column
+        if column not in self.columns:  # dropped on a narrow terminal: by age meanwhile
+            column = "age"
+        reverse = self.sort_reverse if column == self.sort_column else False
         following = self.current_ref()
-        self.sort(column, key=lambda c: getattr(c, "sort_value", str(c)), reverse=reverse)
+        self.sort(column, key=sort_key, reverse=reverse)
         if following is not None and following.key in self._cells:
             self.move_cursor(row=self.get_row_index(following.key), scroll=False)
 

@@ -267,6 +267,9 @@ class BackdoorClient:
                     for item in container.get("workers", []) + container.get("managed_threads", []):
                         if item.get("stack"):
                             item["stack"] = [frames[i] for i in item["stack"]]
+                    for item in container.get("history") or []:  # finished workers' tracebacks
+                        if item.get("traceback"):
+                            item["traceback"] = [frames[i] for i in item["traceback"]]
         except (TypeError, IndexError, AttributeError):
             raise ProtocolError(f"{self.label}: malformed snapshot (bad frame index)") from None
         return data

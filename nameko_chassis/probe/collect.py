@@ -220,6 +220,11 @@ def _qualified(obj: Any) -> str:
     return f"{t.__module__}.{t.__qualname__}"
 
 
+#: In a set of ``stacks``, ``managed:<target>`` asks for the stacks of the managed threads
+#: running ``<target>`` (as their ``target`` field names it: ``ConsumerMixin.run``).
+MANAGED = "managed:"
+
+
 def _collect_managed(container: Any, name: str, opts: dict[str, Any],
                      errors: list[str]) -> list[ManagedThreadDict]:
     out: list[ManagedThreadDict] = []
@@ -228,13 +233,17 @@ def _collect_managed(container: Any, name: str, opts: dict[str, Any],
     except BaseException as exc:
         errors.append(f"{name}: cannot read managed threads: {type(exc).__name__}: {exc}")
         return out
-    with_stacks = opts["stacks"] == "all"
+    stacks = opts["stacks"]
+    all_stacks = stacks == "all"
+    some = not isinstance(stacks, str) and any(s.startswith(MANAGED) for s in stacks)
     for gt, identifier in items[: opts["max_workers"]]:
         frame = privates.greenthread_frame(gt)
+        target = managed_target(frame) if frame is not None else None
+        wanted = all_stacks or (some and f"{MANAGED}{target}" in stacks)
         out.append({
             "identifier": str(identifier),
-            "target": managed_target(frame) if frame is not None else None,
-            "stack": stack_of(frame, opts["max_frames"]) if with_stacks and frame is not None
+            "target": target,
+            "stack": stack_of(frame, opts["max_frames"]) if wanted and frame is not None
             else None,
         })
     return out
@@ -317,7 +326,8 @@ def collect(target: Any = None, *, namespace: Mapping[str, Any] | None = None,
     or None to find them (the ``runner`` in ``namespace``, else a bounded ``gc`` search).
 
     ``stacks``: ``"all"`` (every worker's full stack), ``"none"`` (only each worker's innermost
-    user frame, ``where``), or a set of call ids whose full stacks to include.
+    user frame, ``where``), or a set of call ids whose full stacks to include; in the set,
+    ``managed:<target>`` adds the stacks of the managed threads running ``<target>``.
     Limits: ``max_workers`` listed per container (oldest first), ``max_frames`` per stack,
     ``repr_limit`` characters per repr. ``secret_patterns``: names to redact (arguments, keys) —
     by default the process's policy; ``"+name"``/``"-name"`` entries edit it, other names

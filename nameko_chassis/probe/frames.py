@@ -19,6 +19,8 @@ from .schema import FrameDict
 
 #: Frames kept per stack (the innermost ones).
 DEFAULT_MAX_FRAMES = 40
+#: Frames kept of a finished worker's traceback (the innermost ones: where it raised).
+TRACEBACK_FRAMES = 30
 
 
 def _library_roots() -> tuple[str, ...]:
@@ -77,8 +79,27 @@ def code_is_library(code: Any) -> bool:
 def frame_dict(frame: Any) -> FrameDict:
     """The schema's frame object, shared between snapshots (cached by code and line): callers
     must not mutate it."""
-    code = frame.f_code
-    lineno = frame.f_lineno or 0
+    return _located(frame.f_code, frame.f_lineno or 0)
+
+
+def traceback_frames(tb: Any, max_frames: int = TRACEBACK_FRAMES) -> list[FrameDict]:
+    """A traceback as schema frames, outermost first, the innermost ``max_frames`` kept (the
+    raise is last). The frame objects are the shared ones of :func:`frame_dict` (by code and
+    line), so the wire sends each once however many failures went through it. Never raises:
+    what could be read when the traceback cannot."""
+    frames: list[FrameDict] = []
+    try:
+        while tb is not None:
+            frames.append(_located(tb.tb_frame.f_code, tb.tb_lineno or 0))
+            if len(frames) > max_frames:
+                del frames[0]
+            tb = tb.tb_next
+    except BaseException:
+        return frames
+    return frames
+
+
+def _located(code: Any, lineno: int) -> FrameDict:
     key = (code, lineno)
     cached = _frame_cache.get(key)
     if cached is not None:

@@ -68,6 +68,13 @@ class FinishedWorkerDict(TypedDict):
     outcome: Outcome
     exc_type: str | None
     exc_message: str | None
+    # recorded by the chassis bookkeeping since it keeps details (absent in older services):
+    entrypoint_type: NotRequired[str]
+    call_id_stack: NotRequired[list[str]]
+    args: NotRequired[list[str]]  # redacted like WorkerDict.args
+    kwargs: NotRequired[dict[str, str]]
+    context_data: NotRequired[dict[str, object]]  # redacted like WorkerDict.context_data
+    traceback: NotRequired[list[FrameDict] | None]  # failures only: outermost first, bounded
 
 
 class ContainerDict(TypedDict):

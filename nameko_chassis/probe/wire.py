@@ -14,7 +14,8 @@ characters alike. ``stall_ms`` is how long the request held the service's hub so
 
 Snapshots travel with two optional extras that stay shared up to the console's model:
 
-- ``frames`` (top level): every distinct stack frame once; stacks are lists of indexes into it;
+- ``frames`` (top level): every distinct stack frame once; stacks (and finished workers'
+  tracebacks) are lists of indexes into it;
 - ``unchanged`` (per container): call ids of workers sent before on this connection, still
   parked where they were (see ``agent.collect``).
 
@@ -110,6 +111,10 @@ def share_frames(snapshot: dict[str, Any]) -> dict[str, Any]:
         for item in container["workers"] + container["managed_threads"]:
             if item.get("stack"):
                 item["stack"] = refs(item["stack"])
+        history = container.get("history") or []
+        for i, entry in enumerate(history):
+            if entry.get("traceback"):  # a copy: the bookkeeping's entry stays as it is
+                history[i] = {**entry, "traceback": refs(entry["traceback"])}
     if frames:
         snapshot["frames"] = frames
     return snapshot

@@ -3,7 +3,10 @@
 :class:`WorkerBookkeeping` stamps ``worker_ctx.chassis_started_at`` (epoch seconds) in
 ``worker_setup`` — the collector (``nameko_chassis.probe.collect``) reads it so worker ages are
 exact — and keeps ``chassis_history``, a bounded deque of plain dicts describing finished workers,
-which snapshots include as ``history``. It also holds the helpers the other providers share:
+which snapshots include as ``history``: each entry says who the worker was (entrypoint, call
+chain), with what (arguments and context data, redacted exactly as the collector redacts a
+running worker's) and how it ended (duration, outcome, and for a failure the exception with a
+bounded traceback). It also holds the helpers the other providers share:
 :func:`entrypoint_name` and :func:`outcome_of`.
 """
 
@@ -17,7 +20,9 @@ from typing import Any
 from nameko.extensions import DependencyProvider
 
 from ..config import DEFAULT_HISTORY_SIZE, load_settings
-from ..probe.redaction import exception_text
+from ..probe import entrypoints
+from ..probe.frames import TRACEBACK_FRAMES, traceback_frames
+from ..probe.redaction import exception_text, redact_mapping, redacted_arguments
 from ..probe.schema import Outcome
 
 log = logging.getLogger(__name__)
@@ -92,7 +97,7 @@ class WorkerBookkeeping(DependencyProvider):
             finished = time.time()
             started = getattr(worker_ctx, "chassis_started_at", None) or finished
             exc = exc_info[1] if exc_info else None
-            self.chassis_history.append({
+            entry: dict[str, Any] = {
                 "call_id": str(worker_ctx.call_id),
                 "entrypoint": entrypoint_name(worker_ctx),
                 "started_at": started,
@@ -101,9 +106,40 @@ class WorkerBookkeeping(DependencyProvider):
                 "outcome": outcome_of(worker_ctx, exc_info),
                 "exc_type": type(exc).__name__ if exc is not None else None,
                 "exc_message": _exc_message(exc) if exc is not None else None,
-            })
+            }
+            entry.update(_details(worker_ctx, exc_info))
+            self.chassis_history.append(entry)
         except Exception:
             log.exception("chassis: worker bookkeeping failed for %r", worker_ctx)
+
+
+def _details(worker_ctx: Any, exc_info: Any) -> dict[str, Any]:
+    """What a finished worker's detail view shows: its entrypoint type and call chain, its
+    arguments and context data (through the collector's redaction: the entrypoint's
+    ``sensitive_arguments`` and secret-looking context keys hidden, every repr bounded) and, for
+    a failure, the traceback (the innermost :data:`TRACEBACK_FRAMES`, source lines cut).
+    Costs a few microseconds per worker; the traceback only on failures."""
+    ep = getattr(worker_ctx, "entrypoint", None)
+    kind = entrypoints.kind_of(ep) if ep is not None else "unknown"
+    args, kwargs = redacted_arguments(
+        ep, entrypoints.shown_args(kind, getattr(worker_ctx, "args", ())),
+        getattr(worker_ctx, "kwargs", {}))
+    data = getattr(worker_ctx, "data", None) or {}
+    context = ({k: v for k, v in data.items() if k != "call_id_stack"}
+               if isinstance(data, dict) else {})
+    try:
+        call_id_stack = [str(c) for c in (getattr(worker_ctx, "call_id_stack", None) or [])]
+    except Exception:
+        call_id_stack = []
+    tb = exc_info[2] if exc_info and len(exc_info) > 2 else None
+    return {
+        "entrypoint_type": kind,
+        "call_id_stack": call_id_stack,
+        "args": args,
+        "kwargs": kwargs,
+        "context_data": redact_mapping(context),
+        "traceback": traceback_frames(tb, TRACEBACK_FRAMES) if tb is not None else None,
+    }
 
 
 def _exc_message(exc: BaseException) -> str:

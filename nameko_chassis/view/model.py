@@ -256,17 +256,43 @@ class FinishedWorker:
     outcome: Outcome
     exc_type: str | None = None
     exc_message: str | None = None
+    # optional within v1: what the chassis bookkeeping records for the detail view
+    entrypoint_type: str | None = None
+    call_id_stack: list[str] = field(default_factory=list)
+    args: list[str] = field(default_factory=list)
+    kwargs: dict[str, str] = field(default_factory=dict)
+    context_data: dict[str, Any] = field(default_factory=dict)
+    traceback: list[Frame] | None = None
 
     @classmethod
-    def from_dict(cls, data: Any, path: str = "") -> FinishedWorker:
+    def from_dict(cls, data: Any, path: str = "", wire: _Wire | None = None) -> FinishedWorker:
         r = _Reader(data, path)
         outcome = r.text("outcome")
         if outcome not in OUTCOMES:
             raise SnapshotError(f"{r._p('outcome')}: expected one of {', '.join(OUTCOMES)}, "
                                 f"got {outcome!r}")
+        tb = r.get("traceback", list, optional=True)
+        if tb is not None:
+            where = r._p("traceback")
+            traceback = [wire.frame(f, f"{where}[{i}]") if wire is not None
+                         else Frame.from_dict(f, f"{where}[{i}]") for i, f in enumerate(tb)]
+        else:
+            traceback = None
         return cls(r.text("call_id"), r.text("entrypoint"), r.number("started_at"),
                    r.number("finished_at"), r.number("duration_s"), outcome,
-                   r.text("exc_type", optional=True), r.text("exc_message", optional=True))
+                   r.text("exc_type", optional=True), r.text("exc_message", optional=True),
+                   entrypoint_type=r.text("entrypoint_type", optional=True),
+                   call_id_stack=[str(c) for c in r.array("call_id_stack")],
+                   args=[str(a) for a in r.array("args")],
+                   kwargs={str(k): str(v) for k, v in r.mapping("kwargs").items()},
+                   context_data=r.mapping("context_data"),
+                   traceback=traceback)
+
+    @property
+    def detailed(self) -> bool:
+        """Whether the service recorded arguments, context data and call chain (an older
+        chassis records only the outcome): it records them all, with the entrypoint type."""
+        return self.entrypoint_type is not None
 
 
 @dataclass(frozen=True)
@@ -378,7 +404,9 @@ class Container:
             workers=workers,
             managed_threads=[ManagedThread.from_dict(t, f"{r._p('managed_threads')}[{i}]", wire)
                              for i, t in enumerate(r.array("managed_threads"))],
-            history=None if history is None else r.items("history", FinishedWorker),
+            history=None if history is None else [
+                FinishedWorker.from_dict(h, f"{r._p('history')}[{i}]", wire)
+                for i, h in enumerate(history)],
         )
 
 

@@ -26,7 +26,8 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from .model import Container, Culprit, Frame, Incident, Snapshot, Worker
+from .model import Container, Culprit, FinishedWorker, Frame, Incident, Snapshot, Worker
+from .rates import WINDOW_S, Call, entrypoint_rates, spark
 from .text import (
     VALUE_CHARS,
     call_id_tail,
@@ -37,6 +38,7 @@ from .text import (
     entrypoint_label,
     format_age,
     group_label,
+    group_workers,
     managed_thread_groups,
     oldest_first,
     pool_level,
@@ -49,6 +51,14 @@ __all__ = [
     "kv_table",
     "mapping_text",
     "render_worker_detail",
+    "render_finished_detail",
+    "render_traceback",
+    "render_rates",
+    "finished_fields",
+    "call_chain_text",
+    "history_cells",
+    "history_columns",
+    "history_table",
     "worker_fields",
     "culprit_fields",
     "render_blocked",
@@ -291,17 +301,9 @@ def render_workers(workers: Sequence[Worker], *, max_workers_listed: int = MAX_W
 
 def _render_groups(workers: Sequence[Worker], *, max_groups: int, slow_after: float
                    ) -> RenderableType:
-    """Workers counted by (entrypoint, where), largest groups first."""
-    counts: Counter[tuple[str, str]] = Counter()
-    oldest: dict[tuple[str, str], float] = {}
-    frames: dict[tuple[str, str], Frame | None] = {}
-    for w in workers:
-        frame = where_of(w)
-        key = (w.entrypoint, "" if frame is None else f"{frame.file}:{frame.line}")
-        counts[key] += 1
-        if w.age_s > oldest.get(key, -1.0):
-            oldest[key] = w.age_s
-        frames.setdefault(key, frame)
+    """Workers counted by (entrypoint, where), largest groups first (:func:`group_workers`,
+    which the live console's groups view uses too)."""
+    groups = group_workers(workers)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
                   title=Text("by entrypoint and where", style=S_TITLE), title_justify="left")
     table.add_column("workers", justify="right")
@@ -309,14 +311,13 @@ def _render_groups(workers: Sequence[Worker], *, max_groups: int, slow_after: fl
                      max_width=40)
     table.add_column("where", min_width=16)
     table.add_column("oldest", justify="right", no_wrap=True)
-    groups = sorted(counts, key=lambda k: (-counts[k], -oldest[k]))
-    for key in groups[:max_groups]:
-        table.add_row(str(counts[key]), _cell(_t(key[0], limit=120)),
-                      _cell(_where_text(frames[key], 120)),
-                      _age(oldest[key], slow_after))
+    for g in groups[:max_groups]:
+        table.add_row(str(g.count), _cell(_t(g.entrypoint, limit=120)),
+                      _cell(_where_text(g.where, 120)),
+                      _age(g.oldest_s, slow_after, g.lower_bound))
     parts: list[RenderableType] = [table]
     if len(groups) > max_groups:
-        rest = sum(counts[k] for k in groups[max_groups:])
+        rest = sum(g.count for g in groups[max_groups:])
         parts.append(Text(f"… and {len(groups) - max_groups} more groups ({rest} workers)",
                           style=S_DIM))
     return Group(*parts)
@@ -354,7 +355,7 @@ def mapping_text(mapping: Mapping[str, Any], *, max_items: int = MAX_ITEMS,
     return lines
 
 
-def arguments_text(worker: Worker, *, max_items: int = MAX_ITEMS,
+def arguments_text(worker: Worker | FinishedWorker, *, max_items: int = MAX_ITEMS,
                    value_chars: int = VALUE_CHARS) -> Text:
     """A worker's positional arguments (``[0] 'alice'``) then keyword ones (``tag = 't1'``),
     as the collector redacted them."""
@@ -389,12 +390,9 @@ def worker_fields(container: Container | None, worker: Worker, *, target: str | 
                  + _t(f"  {worker.entrypoint_type}", S_DIM, 40)))
     rows.append(("call id", _t(worker.call_id, limit=value_chars)))
     if len(worker.call_id_stack) > 1:
-        chain = worker.call_id_stack[-max_items:]
-        text = Text(" → ").join(_t(c, f"bold {accent}" if c == worker.call_id else "",
-                                   value_chars) for c in chain)
-        if len(worker.call_id_stack) > len(chain):
-            text = Text("… → ", style=S_DIM) + text
-        rows.append(("call chain", text))
+        rows.append(("call chain", call_chain_text(worker.call_id_stack, worker.call_id,
+                                                   max_items=max_items,
+                                                   value_chars=value_chars, accent=accent)))
     age = _worker_age(worker, slow_after)
     if worker.started_at is not None:
         age.append(f"  started {clock(worker.started_at)}", style=S_DIM)
@@ -572,47 +570,65 @@ def _render_header(container: Container) -> RenderableType:
 
 @dataclass(frozen=True)
 class HistoryEntry:
-    """One row of a history table: a finished worker, or a block of the hub (the watchdog's
-    incidents), with which target and service it ran in and how long before the snapshot it
-    ended."""
+    """One finished worker as a history table lists it: which target and service it ran in,
+    and how long before the snapshot it finished."""
 
-    ago: float
+    worker: FinishedWorker
     service: str
-    entrypoint: str
-    duration_s: float
-    outcome: str  # a worker's outcome, or "hub blocked"
-    error: str
-    call_id: str = ""
+    ago: float
     target: str | None = None
 
 
 def history_entries(container: Container, now: float, target: str | None = None
                     ) -> list[HistoryEntry]:
-    return [HistoryEntry(max(now - h.finished_at, 0.0), container.service_name, h.entrypoint,
-                         h.duration_s, h.outcome,
-                         "" if h.exc_type is None else f"{h.exc_type}: {h.exc_message or ''}",
-                         h.call_id, target)
+    return [HistoryEntry(h, container.service_name, max(now - h.finished_at, 0.0), target)
             for h in container.history or ()]
 
 
-def incident_entries(snapshot: Snapshot, target: str | None = None) -> list[HistoryEntry]:
-    """The hub blocks the watchdog recorded, as history rows: what held the hub, how long,
+@dataclass(frozen=True)
+class BlockEntry:
+    """A block of the hub (a watchdog incident) as a history row: what held the hub, how long,
     where."""
-    out = []
-    for incident in snapshot.incidents or ():
-        culprit = incident.culprit
+
+    incident: Incident
+    ago: float
+    target: str | None = None
+
+    @property
+    def service(self) -> str:
+        culprit = self.incident.culprit
+        return (culprit.service if culprit is not None else None) or ""
+
+    @property
+    def name(self) -> str:
+        culprit = self.incident.culprit
+        if culprit is None:
+            return "not seen"
+        return culprit.entrypoint or culprit.target or culprit.kind
+
+    @property
+    def error(self) -> str:
+        culprit = self.incident.culprit
         where = "" if culprit is None or culprit.where is None else str(culprit.where)
-        name = culprit.entrypoint or culprit.target or culprit.kind if culprit else "not seen"
-        out.append(HistoryEntry(
-            max(snapshot.time - incident.started_at - incident.duration_s, 0.0),
-            (culprit.service if culprit else None) or "", name or "?", incident.duration_s,
-            "hub blocked", f"held the eventlet hub at {where}" if where else "",
-            (culprit.call_id if culprit else None) or "", target))
-    return out
+        return f"held the eventlet hub at {where}" if where else ""
+
+    @property
+    def key(self) -> str:
+        return f"block@{self.incident.started_at:.6f}"
 
 
-def outcome_counts(entries: Iterable[HistoryEntry]) -> dict[str, int]:
-    return dict(sorted(Counter(e.outcome for e in entries).items()))
+def incident_entries(snapshot: Snapshot, target: str | None = None) -> list[BlockEntry]:
+    return [BlockEntry(i, max(snapshot.time - i.started_at - i.duration_s, 0.0), target)
+            for i in snapshot.incidents or ()]
+
+
+def outcome_counts(entries: Iterable[HistoryEntry | BlockEntry]) -> dict[str, int]:
+    return dict(sorted(Counter(e.worker.outcome if isinstance(e, HistoryEntry)
+                               else HUB_BLOCKED for e in entries).items()))
+
+
+#: The outcome column of a hub block in a history table.
+HUB_BLOCKED = "hub blocked"
 
 
 #: Style of each outcome in history tables (the live console passes its theme's colours).
@@ -620,39 +636,156 @@ OUTCOME_STYLES = {"success": S_OK, "error": S_ERROR, "expected_error": S_WARN,
                   "killed": S_WARN, "hub blocked": S_ERROR}
 
 
+def history_columns(*, service: bool = True, target: bool = False) -> list[tuple[str, str]]:
+    """(key, header) of the history table's columns: the page and the live console's panel."""
+    cols = [("ago", "ago")]
+    if target:
+        cols.append(("target", "target"))
+    if service:
+        cols.append(("service", "service"))
+    return cols + [("entrypoint", "entrypoint"), ("took", "took"), ("outcome", "outcome"),
+                   ("error", "error")]
+
+
+def history_cells(entry: HistoryEntry | BlockEntry, *, slow_after: float = SLOW_AFTER,
+                  service: bool = True, target: bool = False,
+                  outcome_styles: Mapping[str, str] = OUTCOME_STYLES,
+                  error_chars: int = VALUE_CHARS) -> list[Text]:
+    """One finished worker's (or hub block's) cells, in :func:`history_columns` order."""
+    if isinstance(entry, BlockEntry):
+        cells = [Text(format_age(entry.ago), style=S_DIM)]
+        if target:
+            cells.append(_t(entry.target or "", S_DIM, 30))
+        name = entry.name
+        if service:
+            cells.append(_t(entry.service, limit=30))
+            prefix = entry.service + "."
+            name = name[len(prefix):] if entry.service and name.startswith(prefix) else name
+        return cells + [_t(name, "bold", 40), Text(format_age(entry.incident.duration_s),
+                                                  style=S_SLOW),
+                      _t(HUB_BLOCKED, outcome_styles.get(HUB_BLOCKED, S_ERROR), 20),
+                      _cell(_t(entry.error, S_ERROR, error_chars))]
+    h = entry.worker
+    error = "" if h.exc_type is None else f"{h.exc_type}: {h.exc_message or ''}"
+    row: list[Text] = [Text(format_age(entry.ago), style=S_DIM)]
+    if target:
+        row.append(_t(entry.target or "", S_DIM, 30))
+    entrypoint = h.entrypoint
+    if service:
+        row.append(_t(entry.service, limit=30))
+        prefix = entry.service + "."  # the service has a column of its own
+        entrypoint = entrypoint[len(prefix):] if entrypoint.startswith(prefix) else entrypoint
+    row += [_t(entrypoint, "bold", 40), _age(h.duration_s, slow_after),
+            _t(h.outcome, outcome_styles.get(h.outcome, ""), 20),
+            _cell(_t(error, S_ERROR if error else "", error_chars))]
+    return row
+
+
 def history_table(entries: Sequence[HistoryEntry], *, listed: int = HISTORY_LISTED,
                   slow_after: float = SLOW_AFTER, service: bool = True, target: bool = False,
                   outcome_styles: Mapping[str, str] = OUTCOME_STYLES, expand: bool = False
                   ) -> Table:
     """The most recently finished workers first: how long ago, (target,) (service,)
-    entrypoint, duration, outcome and error. The page and the live console both draw this."""
+    entrypoint, duration, outcome and error (cells: :func:`history_cells`, which the live
+    console's panel draws too)."""
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=expand,
                   header_style=S_DIM)
-    table.add_column("ago", justify="right", no_wrap=True)
-    if target:
-        table.add_column("target", no_wrap=True, max_width=30)
-    if service:
-        table.add_column("service", no_wrap=True, max_width=30)
-    table.add_column("entrypoint", style=S_ENTRYPOINT, no_wrap=True, overflow="ellipsis",
-                     max_width=40)
-    table.add_column("took", justify="right", no_wrap=True)
-    table.add_column("outcome", no_wrap=True)
-    table.add_column("error", min_width=10, ratio=1 if expand else None, no_wrap=True,
-                     overflow="ellipsis")
+    for key, label in history_columns(service=service, target=target):
+        if key in ("ago", "took"):
+            table.add_column(label, justify="right", no_wrap=True)
+        elif key in ("target", "service"):
+            table.add_column(label, no_wrap=True, max_width=30)
+        elif key == "entrypoint":
+            table.add_column(label, style=S_ENTRYPOINT, no_wrap=True, overflow="ellipsis",
+                             max_width=40)
+        elif key == "outcome":
+            table.add_column(label, no_wrap=True)
+        else:
+            table.add_column(label, min_width=10, ratio=1 if expand else None, no_wrap=True,
+                             overflow="ellipsis")
     for e in sorted(entries, key=lambda e: e.ago)[:listed]:
-        row: list[RenderableType] = [Text(format_age(e.ago), style=S_DIM)]
-        if target:
-            row.append(_t(e.target or "", S_DIM, 30))
-        entrypoint = e.entrypoint
-        if service:
-            row.append(_t(e.service, limit=30))
-            prefix = e.service + "."  # the service has a column of its own
-            entrypoint = entrypoint[len(prefix):] if entrypoint.startswith(prefix) else entrypoint
-        row += [_t(entrypoint, "bold", 40), _age(e.duration_s, slow_after),
-                _t(e.outcome, outcome_styles.get(e.outcome, ""), 20),
-                _cell(_t(e.error, S_ERROR if e.error else "", VALUE_CHARS))]
-        table.add_row(*row)
+        table.add_row(*history_cells(e, slow_after=slow_after, service=service, target=target,
+                                     outcome_styles=outcome_styles))
     return table
+
+
+def finished_fields(entry: HistoryEntry, *, max_items: int = MAX_ITEMS,
+                    value_chars: int = VALUE_CHARS, slow_after: float = SLOW_AFTER,
+                    accent: str = S_ENTRYPOINT,
+                    outcome_styles: Mapping[str, str] = OUTCOME_STYLES
+                    ) -> list[tuple[str, RenderableType]]:
+    """Who a finished worker was and how it ended: target, entrypoint, call id, call chain,
+    start, end, duration, outcome and exception."""
+    h = entry.worker
+    rows: list[tuple[str, RenderableType]] = []
+    if entry.target is not None:
+        rows.append(("target", _t(entry.target, limit=value_chars)))
+    rows.append(("entrypoint", _t(f"{h.entrypoint} ({entry.service})", f"bold {accent}",
+                                  value_chars)
+                 + _t(f"  {h.entrypoint_type or ''}", S_DIM, 40)))
+    rows.append(("call id", _t(h.call_id, limit=value_chars)))
+    if len(h.call_id_stack) > 1:
+        rows.append(("call chain", call_chain_text(h.call_id_stack, h.call_id,
+                                                   max_items=max_items,
+                                                   value_chars=value_chars, accent=accent)))
+    rows.append(("started", _t(clock(h.started_at), limit=40)))
+    took = _age(h.duration_s, slow_after)
+    took.append(f"  finished {clock(h.finished_at)}, {format_age(entry.ago)} ago", style=S_DIM)
+    rows.append(("took", took))
+    rows.append(("outcome", _t(h.outcome, f"bold {outcome_styles.get(h.outcome, '')}", 20)))
+    if h.exc_type is not None:
+        rows.append(("exception", _t(h.exc_type, S_ERROR, 80)
+                     + _t(f": {h.exc_message or ''}", "", value_chars)))
+    return rows
+
+
+def call_chain_text(call_id_stack: Sequence[str], current: str, *, max_items: int = MAX_ITEMS,
+                    value_chars: int = VALUE_CHARS, accent: str = S_ENTRYPOINT) -> Text:
+    """``a → b → this`` with this call emphasised; the outermost cut when long."""
+    chain = list(call_id_stack)[-max_items:]
+    text = Text(" → ").join(_t(c, f"bold {accent}" if c == current else "", value_chars)
+                            for c in chain)
+    if len(call_id_stack) > len(chain):
+        text = Text("… → ", style=S_DIM) + text
+    return text
+
+
+def render_finished_detail(entry: HistoryEntry, *, max_frames: int = MAX_FRAMES,
+                           value_chars: int = VALUE_CHARS, max_items: int = MAX_ITEMS,
+                           slow_after: float = SLOW_AFTER, stack_style: StackStyle = PAGE_STACK
+                           ) -> RenderableType:
+    """Everything the bookkeeping kept of one finished worker: :func:`finished_fields`, its
+    arguments and context data (redacted in the service) and, for a failure, the traceback."""
+    h = entry.worker
+    rows = finished_fields(entry, max_items=max_items, value_chars=value_chars,
+                           slow_after=slow_after)
+    if h.detailed:
+        rows.append(("arguments", arguments_text(h, max_items=max_items,
+                                                 value_chars=value_chars)))
+        rows.append(("context data", mapping_text(h.context_data, max_items=max_items,
+                                                  value_chars=value_chars)))
+    else:
+        rows.append(("details", Text(NOT_DETAILED, style=S_DIM)))
+    parts: list[RenderableType] = [kv_table(rows)]
+    if h.traceback is not None:
+        parts += [Text("traceback (most recent call last)", style=S_TITLE),
+                  render_traceback(h.traceback, max_frames=max_frames,
+                                   code_chars=value_chars, style=stack_style)]
+    return Group(*parts)
+
+
+#: What a finished worker of a service whose bookkeeping records no details says.
+NOT_DETAILED = ("this service's bookkeeping records outcomes only (an older nameko-chassis): "
+                "no arguments, context data or traceback")
+
+
+def render_traceback(frames: Sequence[Frame], *, max_frames: int = MAX_FRAMES,
+                     code_chars: int = VALUE_CHARS, style: StackStyle = PAGE_STACK
+                     ) -> RenderableType:
+    """A finished worker's traceback, drawn like a stack (the raise is the innermost frame)."""
+    if not frames:
+        return Text("no traceback recorded", style=S_DIM)
+    return render_stack(frames, max_frames=max_frames, code_chars=code_chars, style=style)
 
 
 def _render_history(entries: Sequence[HistoryEntry], *, listed: int, slow_after: float
@@ -664,6 +797,40 @@ def _render_history(entries: Sequence[HistoryEntry], *, listed: int, slow_after:
         return summary
     return Group(summary, history_table(entries, listed=listed, slow_after=slow_after,
                                         service=False))
+
+
+def render_rates(container: Container, now: float, *, slow_after: float = SLOW_AFTER
+                 ) -> RenderableType | None:
+    """Per entrypoint, from the history: calls/s, errors and p50/p99 over the last minute, most
+    in need of attention first (None without history in that minute). A history that holds
+    fewer than a minute's calls undercounts: the figures say ``≥`` then."""
+    history = container.history or []
+    rates = entrypoint_rates((Call(h.entrypoint, h.finished_at, h.duration_s, h.outcome)
+                              for h in history), now)
+    if not rates:
+        return None
+    # the history's oldest entry is inside the minute: older calls may have rolled out of it
+    cut = bool(history) and min(h.finished_at for h in history) > now - WINDOW_S and \
+        len(history) >= 2
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style=S_DIM,
+                  title=Text(f"last {WINDOW_S:g}s by entrypoint"
+                             + (" (≥: the history holds less than the minute)" if cut else ""),
+                             style=S_TITLE), title_justify="left")
+    table.add_column("entrypoint", style=S_ENTRYPOINT, no_wrap=True, max_width=40)
+    table.add_column("calls/s", justify="right", no_wrap=True)
+    table.add_column("calls", no_wrap=True)
+    table.add_column("errors", justify="right", no_wrap=True)
+    table.add_column("p50", justify="right", no_wrap=True)
+    table.add_column("p99", justify="right", no_wrap=True)
+    for r in sorted(rates, key=lambda r: (r.attention(slow_after), r.entrypoint)):
+        errors = f"{r.error_rate or 0:.0%} ({r.errors})" if r.errors else "0"
+        if r.expected_errors:
+            errors += f" +{r.expected_errors} expected"
+        table.add_row(_t(r.entrypoint, limit=80), ("≥" if cut else "") + f"{r.per_s:.2f}",
+                      Text(spark(r.buckets), style=S_ENTRYPOINT),
+                      Text(errors, style=S_ERROR if r.errors else S_DIM),
+                      format_age(r.p50_s), _age(r.p99_s or 0.0, slow_after))
+    return table
 
 
 def render_container(container: Container, *, max_workers_listed: int = MAX_WORKERS_LISTED,
@@ -701,6 +868,9 @@ def render_container(container: Container, *, max_workers_listed: int = MAX_WORK
                                                default=0.0)
         parts.append(_render_history(history_entries(container, when), listed=history_listed,
                                      slow_after=slow_after))
+        rates = render_rates(container, when, slow_after=slow_after)
+        if rates is not None:
+            parts.append(rates)
     return Group(*parts)
 
 

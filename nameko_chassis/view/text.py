@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..probe import entrypoints
@@ -203,3 +204,51 @@ def managed_thread_groups(targets: Iterable[str | None]) -> list[tuple[str, int]
 
 def group_label(name: str, count: int) -> str:
     return f"{name} ×{count}" if count > 1 else name
+
+
+@dataclass(frozen=True)
+class WorkerGroup:
+    """Workers alike: the same entrypoint waiting at the same place (py-spy dump's view)."""
+
+    entrypoint: str
+    where: Frame | None
+    count: int
+    oldest_s: float
+    #: some age in the group is counted from first sight (no start times recorded)
+    lower_bound: bool = False
+
+    @property
+    def where_key(self) -> str:
+        return where_key(self.where)
+
+
+def where_key(frame: Frame | None) -> str:
+    """A place in the code as one word (``shop/orders.py:42``; ``?`` when unknown): what groups
+    and the ``where:`` filter compare."""
+    return "?" if frame is None else f"{frame.short_file}:{frame.line}"
+
+
+def group_workers(workers: Iterable[Worker]) -> list[WorkerGroup]:
+    """Workers counted by (entrypoint, where), largest groups first, then oldest. The
+    ``--once`` page and the live console's groups view both use this."""
+    counts: dict[tuple[str, str], list[Any]] = {}
+    for w in workers:
+        frame = where_of(w)
+        key = (w.entrypoint, where_key(frame))
+        group = counts.get(key)
+        if group is None:
+            counts[key] = [frame, 1, w.age_s, w.started_at is None]
+        else:
+            group[1] += 1
+            group[2] = max(group[2], w.age_s)
+            group[3] = group[3] or w.started_at is None
+    groups = [WorkerGroup(ep, g[0], g[1], g[2], g[3]) for (ep, _), g in counts.items()]
+    groups.sort(key=lambda g: (-g.count, -g.oldest_s, g.entrypoint, g.where_key))
+    return groups
+
+
+def called_by(worker: Worker, call_id: str) -> bool:
+    """Whether ``worker`` was called by the worker ``call_id``: its call chain holds that id
+    just before its own (nameko appends each worker's call id to its caller's stack)."""
+    stack = worker.call_id_stack
+    return len(stack) >= 2 and stack[-2] == call_id

@@ -27,3 +27,9 @@ def plain(widget: Any) -> str:
     console = Console(width=200, record=True, file=io.StringIO())
     console.print(widget.content)
     return console.export_text()
+
+
+def table_text(table: Any) -> str:
+    """What a DataTable's rows show, one line per row (in display order)."""
+    return "\n".join(" ".join(str(cell) for cell in table.get_row_at(i))
+                     for i in range(table.row_count))

@@ -26,7 +26,7 @@ from chassis_console.live.workers import WorkerRef, WorkersTable
 from chassis_console.targets.memory import MemoryTarget, sample_snapshot
 
 from nameko_chassis.view.text import format_age
-from tests.console.pilot import plain, until
+from tests.console.pilot import plain, table_text, until
 
 SIZE = (150, 42)
 
@@ -385,11 +385,11 @@ async def test_the_filter_applies_to_recently_finished_too():
     async with app.run_test(size=SIZE) as pilot:
         await polled(pilot)
         panel = app.query_one(HistoryPanel)
-        everyone = plain(panel)
+        everyone = table_text(panel)
         assert "orders" in everyone and "payments" in everyone
         await pilot.press("slash", *"service:payments", "enter")
         await pilot.pause(0.1)
-        only = plain(panel)
+        only = table_text(panel)
         assert "payments" in only and "orders" not in only and "notifications" not in only
 
 

@@ -130,6 +130,13 @@ def test_worker_start_times_and_history_reach_the_collector(shop: Shop) -> None:
     declined = next(h for h in history if h["entrypoint"] == "chassis_front.decline")
     assert declined["outcome"] == "expected_error" and declined["exc_type"] == "Declined"
     assert len(declined["exc_message"]) <= 300
+    # the detail view's fields: redacted and bounded like a running worker's
+    assert hello["traceback"] is None and hello["kwargs"] == {"who": "'ann'"}
+    assert hello["entrypoint_type"] == "rpc" and hello["call_id_stack"][-1] == hello["call_id"]
+    assert len(declined["kwargs"]["reason"]) <= 200
+    assert declined["traceback"][-1]["function"] == "decline"
+    assert declined["traceback"][-1]["library"] is False
+    assert any(f["library"] for f in declined["traceback"])  # nameko's frames above it
 
 
 def test_ping_describe_and_set_log_level(shop: Shop) -> None:

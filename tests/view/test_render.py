@@ -304,3 +304,24 @@ def test_first_contact_text_helpers():
     (label,) = shown_args("http", (request,))
     assert repr(label) == "<GET /orders/3?full=1>"
     assert shown_args("rpc", (request,)) == (request,)
+
+
+def test_the_page_shows_rates_per_entrypoint_from_the_history():
+    from nameko_chassis.view.rates import Call, entrypoint_rates, percentile
+
+    now = 1000.0
+    calls = [Call("s.a", now - i, 0.01 * (i + 1), "error" if i < 3 else "success")
+             for i in range(30)] + [Call("s.b", now - 70, 1.0, "success")]  # outside the minute
+    rates = {r.entrypoint: r for r in entrypoint_rates(calls, now)}
+    assert set(rates) == {"s.a"}
+    a = rates["s.a"]
+    assert a.calls == 30 and a.per_s == 0.5 and a.errors == 3 and a.error_rate == 0.1
+    assert a.p50_s == 0.15 and a.p99_s == 0.30 and sum(a.buckets) == 30
+    assert percentile([1.0], 0.99) == 1.0 and percentile([], 0.5) is None
+
+    now = 1_800_000_000.0  # make_snapshot's time
+    history = [dict(call_id=f"s.a.{i}", entrypoint="s.a", started_at=now - i - 1,
+                    finished_at=now - i, duration_s=0.5, outcome="error" if i == 0 else "success",
+                    exc_type=None, exc_message=None) for i in range(4)]
+    page = text_of(snap(containers=[make_container(history=history)]))
+    assert "last 60s by entrypoint" in page and "25% (1)" in page
