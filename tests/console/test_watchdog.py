@@ -185,7 +185,11 @@ async def test_live_console_shows_the_blocked_hub_and_returns_to_live(start_serv
         incident = status.snapshot.incidents[-1]
         assert incident.culprit is not None and incident.culprit.entrypoint == "hog.crunch"
         history = app.query_one("#history")
-        await until(pilot, lambda: history.display and "hub blocked" in _plain(history),
+        def rows_text() -> str:  # the history panel is a table: what its rows say
+            return " ".join(str(cell) for i in range(history.row_count)
+                            for cell in history.get_row_at(i))
+
+        await until(pilot, lambda: history.display and "hub blocked" in rows_text(),
                     what="the block in the history panel")
     assert pending.result(10) == 4
     wait_for(lambda: service.rpc.call("hog", "ping", timeout=5) == "pong", timeout=20)
