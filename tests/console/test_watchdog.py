@@ -194,8 +194,3 @@ async def test_live_console_shows_the_blocked_hub_and_returns_to_live(start_serv
     assert pending.result(10) == 4
     wait_for(lambda: service.rpc.call("hog", "ping", timeout=5) == "pong", timeout=20)
 
-
-def _plain(widget: Any) -> str:
-    from tests.console.test_app import plain
-
-    return plain(widget)
