@@ -9,7 +9,6 @@ call chain, duration, outcome, and for a failure the exception with its tracebac
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from rich.text import Text
@@ -39,7 +38,7 @@ from nameko_chassis.view.page import (
 from .common import KeyedTable, Palette, clip, format_age, sortable
 from .poller import TargetStatus
 from .status import ConsoleView, StatusBar
-from .workers import parse_terms
+from .workers import WorkerRef, parse_terms
 
 #: How many finished workers the panel lists (newest first; it scrolls). Each chassis service
 #: keeps at most CHASSIS.HISTORY_SIZE (100 by default).
@@ -50,21 +49,8 @@ VALUE_CHARS = 300
 MAX_ITEMS = 50
 
 
-@dataclass(frozen=True)
-class FinishedRef:
-    """Which finished worker a row is."""
-
-    target: int
-    call_id: str
-
-    @property
-    def key(self) -> str:
-        return f"{self.target}|{self.call_id}"
-
-    @classmethod
-    def from_key(cls, key: str) -> FinishedRef:
-        target, call_id = key.split("|", 1)
-        return cls(int(target), call_id)
+#: Which finished worker a row is: the same key as a running worker's (target, call id).
+FinishedRef = WorkerRef
 
 
 def matches(entry: HistoryEntry, service: str | None, needle: str,
