@@ -16,6 +16,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from nameko_chassis.view.model import Incident
+from nameko_chassis.view.text import process_summary
 
 from .common import Palette, clip, format_age
 from .poller import TargetStatus
@@ -88,6 +89,9 @@ def target_line(status: TargetStatus, palette: Palette, *, paused: bool) -> Text
             line.append(f"  ⚠ {len(snap.errors)} collector error{'s' * (len(snap.errors) > 1)}: ",
                         style=f"bold {palette.warning}")
             line.append(clip(snap.errors[0], 120), style=palette.warning)
+        basics = process_summary(snap.process) if snap is not None else ""
+        if basics:
+            line.append(f"  {basics}", style="dim")
     elif status.state == "blocked" and status.blocked is not None:
         _blocked_banner(line, status.blocked, status.blocked_for or 0.0, palette,
                         before=status.received_at)

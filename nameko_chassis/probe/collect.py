@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
-from . import entrypoints, privates
+from . import entrypoints, privates, process
 from .frames import (
     DEFAULT_MAX_FRAMES,
     innermost_user_frame,
@@ -368,6 +368,10 @@ def collect(target: Any = None, *, namespace: Mapping[str, Any] | None = None,
     incidents = _incidents()
     if incidents is not None:
         snapshot["incidents"] = incidents
+    try:
+        snapshot["process"] = process.basics(containers)
+    except BaseException as exc:  # process basics never break a snapshot
+        errors.append(f"process basics: {type(exc).__name__}: {exc}")
     return snapshot
 
 

@@ -121,6 +121,15 @@ class IncidentDict(TypedDict):
     culprit: CulpritDict | None  # None: the watchdog could not see (e.g. C code held the GIL)
 
 
+class ProcessDict(TypedDict):
+    uptime_s: float | None
+    cpu_percent: float | None  # since the previous snapshot; 100 is one core
+    rss_bytes: int | None
+    open_fds: int | None
+    greenthreads: int  # workers and managed threads of the containers
+    hub_lag_ms: float | None  # largest heartbeat delay since the previous snapshot (watchdog)
+
+
 class SnapshotDict(TypedDict):
     schema: int
     pid: int
@@ -133,3 +142,4 @@ class SnapshotDict(TypedDict):
     containers: list[ContainerDict]
     frames: NotRequired[list[FrameDict]]  # wire only: see wire.py
     incidents: NotRequired[list[IncidentDict]]  # with a hub watchdog running: oldest first
+    process: NotRequired[ProcessDict]  # process basics (added within v1)

@@ -319,6 +319,7 @@ class Watchdog:
         self.containers: list[Any] = []
         self.backdoors: list[Any] = []
         self.beat = time.monotonic()
+        self.max_late = 0.0  # the largest heartbeat delay since take_lag() last read it
         self.seq = 0  # heartbeats so far: tags what the watcher saw with the beat it was late for
         self.blocked: tuple[int, IncidentDict] | None = None  # (seq, incident): set by the watcher
         self.stopped = False
@@ -394,8 +395,15 @@ class Watchdog:
             self.seq = seq + 1
             self.heartbeat_lost = False
             late = now - expected
+            if late > self.max_late:
+                self.max_late = late
             if late > self.threshold:
                 self._record(late, seen[1] if seen is not None and seen[0] == seq else None)
+
+    def take_lag(self) -> float:
+        """The largest heartbeat delay (seconds) since the last call: the hub's recent lag."""
+        late, self.max_late = max(self.max_late, 0.0), 0.0
+        return late
 
     def _record(self, late: float, seen: IncidentDict | None) -> None:
         incident: IncidentDict = {

@@ -411,6 +411,25 @@ class Container:
 
 
 @dataclass(frozen=True)
+class Process:
+    """Process basics (``process``, added within v1): see ``probe/process.py``."""
+
+    uptime_s: float | None
+    cpu_percent: float | None
+    rss_bytes: int | None
+    open_fds: int | None
+    greenthreads: int
+    hub_lag_ms: float | None
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str = "") -> Process:
+        r = _Reader(data, path)
+        return cls(r.number("uptime_s", optional=True), r.number("cpu_percent", optional=True),
+                   r.get("rss_bytes", int, optional=True), r.get("open_fds", int, optional=True),
+                   r.integer("greenthreads"), r.number("hub_lag_ms", optional=True))
+
+
+@dataclass(frozen=True)
 class Snapshot:
     schema: int
     pid: int
@@ -423,6 +442,8 @@ class Snapshot:
     containers: list[Container]
     #: the hub watchdog's incidents, oldest first; None: no watchdog runs in the service
     incidents: list[Incident] | None = None
+    #: process basics (CPU, memory, fds, greenthreads, uptime, hub lag); None: not sent
+    process: Process | None = None
 
     @classmethod
     def from_dict(cls, data: Any, path: str = "") -> Snapshot:
@@ -460,6 +481,8 @@ class Snapshot:
                         for i, c in enumerate(r.array("containers"))],
             incidents=(r.items("incidents", Incident) if "incidents" in r.data
                        else previous.incidents if previous is not None else None),
+            process=(Process.from_dict(r.data["process"], r._p("process"))
+                     if isinstance(r.data.get("process"), Mapping) else None),
         )
 
     @property

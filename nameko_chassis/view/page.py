@@ -42,6 +42,7 @@ from .text import (
     managed_thread_groups,
     oldest_first,
     pool_level,
+    process_summary,
     where_of,
 )
 
@@ -887,6 +888,9 @@ def _render_snapshot_header(snapshot: Snapshot, *, max_errors: int) -> Renderabl
                 f"{'' if len(snapshot.containers) == 1 else 's'}, {n_workers} worker"
                 f"{'' if n_workers == 1 else 's'} running")
     text.append(f"  taken {clock(snapshot.time)} in {snapshot.took_ms:.2f} ms", style=S_DIM)
+    basics = process_summary(snapshot.process)
+    if basics:
+        text.append(f"\n{basics}", style=S_DIM)
     parts: list[RenderableType] = [text]
     if snapshot.errors:
         errors = Text(f"{len(snapshot.errors)} error"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..probe import entrypoints
-from .model import Frame, Worker, oldest_first_key
+from .model import Frame, Process, Worker, oldest_first_key
 
 #: Characters of one value (argument, kwarg, context value, source line) unless a view says less.
 VALUE_CHARS = 200
@@ -252,3 +252,34 @@ def called_by(worker: Worker, call_id: str) -> bool:
     just before its own (nameko appends each worker's call id to its caller's stack)."""
     stack = worker.call_id_stack
     return len(stack) >= 2 and stack[-2] == call_id
+
+
+def format_bytes(n: int | None) -> str:
+    if n is None:
+        return "?"
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit in ("B", "KB") else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
+
+
+def process_summary(process: Process | None) -> str:
+    """``cpu 12%  rss 85.3 MB  fds 31  greenthreads 14  hub lag 3 ms  up 2h03m`` (what is
+    known), or ``""``."""
+    if process is None:
+        return ""
+    parts = []
+    if process.cpu_percent is not None:
+        parts.append(f"cpu {process.cpu_percent:.0f}%")
+    if process.rss_bytes is not None:
+        parts.append(f"rss {format_bytes(process.rss_bytes)}")
+    if process.open_fds is not None:
+        parts.append(f"fds {process.open_fds}")
+    parts.append(f"greenthreads {process.greenthreads}")
+    if process.hub_lag_ms is not None:
+        parts.append(f"hub lag {process.hub_lag_ms:.0f} ms")
+    if process.uptime_s is not None:
+        parts.append(f"up {format_age(process.uptime_s)}")
+    return "  ".join(parts)

@@ -510,3 +510,18 @@ async def test_the_service_filter_matches_the_service_not_text_that_names_it():
         t.filter = "service:payments"
         app.redraw()
         assert {str(t.get_row_at(i)[0]) for i in range(t.row_count)} == {"payments"}
+
+
+@sync
+async def test_the_header_shows_process_basics():
+    from nameko_chassis.view.model import Process
+
+    state = replace(sample_snapshot(), process=Process(
+        uptime_s=7380.0, cpu_percent=12.4, rss_bytes=89_456_640, open_fds=31, greenthreads=14,
+        hub_lag_ms=3.2))
+    app = make_app(MemoryTarget(state))
+    async with app.run_test(size=(200, 42)) as pilot:
+        await polled(pilot)
+        header = plain(app.query_one(StatusBar))
+        assert "cpu 12%" in header and "rss 85.3 MB" in header and "fds 31" in header
+        assert "greenthreads 14" in header and "hub lag 3 ms" in header and "up 2h03m" in header

@@ -376,3 +376,21 @@ def test_once_into_a_pipe_is_a_wide_page_and_width_sets_it(start_service):
                              env={**env, "COLUMNS": "120"})
     assert max(len(line) for line in columns.stdout.splitlines()) == 120
     service.release("w")
+
+
+def test_snapshots_carry_process_basics(start_service):
+    service = start_service()
+    service.hold(2, tag="basics")
+    with BackdoorClient(service.target) as client:
+        first = client.collect(stacks="none")
+        second = client.snapshot()
+    process = first["process"]
+    assert process["rss_bytes"] > 10 * 1024 * 1024 and process["open_fds"] > 3
+    assert 0 < process["uptime_s"] < 600
+    assert process["greenthreads"] >= 2  # the parked workers, and the consumers' threads
+    basics = second.process
+    assert basics is not None and basics.cpu_percent is not None and basics.cpu_percent >= 0
+    assert basics.hub_lag_ms is not None and basics.hub_lag_ms >= 0  # the watchdog's heartbeat
+    page = chassis_console(service.target, "--once")
+    assert "rss " in page.stdout and "greenthreads " in page.stdout and "hub lag" in page.stdout
+    service.release("basics")
