@@ -134,7 +134,7 @@ def test_readiness_fails_when_the_broker_goes_silent_and_recovers(target: Target
                         what="not ready with a silent broker")
         took = time.monotonic() - started
         bound = HEARTBEAT + 1.5
-        print(f"503 {took:.1f}s after the silence began")
+        print(f"503 {took:.1f}s after the silence began: {body['reason']}")
         assert took <= bound + 0.5, f"503 after {took:.1f}s, documented bound {bound:g}s"
         assert "broker silent for" in body["reason"], body["reason"]
         assert target.probe("/health/live")[0] == 200
