@@ -118,6 +118,10 @@ class WorkerDetailScreen(Screen[None]):
             self.worker = worker
             self.state = "running"
             self.pid = snap.pid if snap is not None else None
+        elif (snap is not None and self.worker is not None and status is not None
+              and self.pid is not None and snap.pid != self.pid
+              and self.pid in status.shared_pids):
+            pass  # another process on the shared port answered: the worker's own is not gone
         elif snap is not None and self.worker is not None:
             if self.state != "finished":
                 self.gone_at = snap.time

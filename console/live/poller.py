@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from nameko_chassis.view.model import Incident, Snapshot, SnapshotError
@@ -44,6 +44,8 @@ NOTE_POLLS = 30
 BLOCKED_CHECK_AFTER = 1.0
 #: A poll unanswered this long (or two intervals, whichever is longer) shows *not answering*.
 SILENT_AFTER = 2.0
+#: Seconds a pid counts as one of the processes answering on a shared port after its last reply.
+SHARED_WINDOW = 600.0
 
 #: What the console knows of a target: connecting, live (answering), blocked (its hub watchdog
 #: says a worker holds the hub), unresponsive (no reply in time), down (unreachable), error.
@@ -90,6 +92,16 @@ class TargetStatus:
     #: while blocked: the hub watchdog's incident, and when (wall clock) it was received
     blocked: Incident | None = None
     blocked_seen_at: float | None = None
+    #: pid -> when (monotonic) it last answered, over the last :data:`SHARED_WINDOW` seconds
+    pids_seen: dict[int, float] = field(default_factory=dict)
+    #: several processes answer on this one port (SO_REUSEPORT): their pids, sorted; empty
+    #: until a pid answers again after another one did (a restart never brings a pid back)
+    shared_pids: tuple[int, ...] = ()
+
+    @property
+    def shared_note(self) -> str | None:
+        """``"two processes answer on this port: pid 1 and pid 2"``, or ``None``."""
+        return shared_port_note(self.shared_pids)
 
     @property
     def blocked_for(self) -> float | None:
@@ -105,6 +117,30 @@ class TargetStatus:
     @property
     def ok(self) -> bool:
         return self.state == "live"
+
+
+def shared_port_note(pids: tuple[int, ...]) -> str | None:
+    if len(pids) < 2:
+        return None
+    count = {2: "two", 3: "three", 4: "four"}.get(len(pids), str(len(pids)))
+    listed = ", ".join(f"pid {p}" for p in pids[:-1]) + f" and pid {pids[-1]}"
+    return (f"{count} processes answer on this port: {listed} "
+            "(SO_REUSEPORT): each refresh shows one of them")
+
+
+def track_pid(status: TargetStatus, previous: int | None, pid: int, now: float) -> bool:
+    """Record that ``pid`` answered; ``True`` when that reveals (or keeps) a shared port: a
+    pid answering again after another one did. A fleet (pid 0) is left alone."""
+    if not pid:
+        return False
+    seen = status.pids_seen
+    returning = previous is not None and pid != previous and pid in seen
+    seen[pid] = now
+    for old in [p for p, at in seen.items() if now - at > SHARED_WINDOW]:
+        del seen[old]
+    if returning or status.shared_pids:
+        status.shared_pids = tuple(sorted(seen)) if len(seen) > 1 else ()
+    return bool(status.shared_pids)
 
 
 class _CallThread:
@@ -207,7 +243,12 @@ class TargetPoller:
         except Exception as exc:  # every failure is shown, none crashes the app
             return self._failed(exc)
         previous = status.snapshot
-        if previous is not None and previous.pid != snapshot.pid:
+        shared = track_pid(status, previous.pid if previous is not None else None,
+                           snapshot.pid, time.monotonic())
+        if previous is not None and previous.pid != snapshot.pid and shared:
+            if (status.note or "").startswith("service restarted"):
+                status.note = None  # it was not a restart: the header says what it is
+        elif previous is not None and previous.pid != snapshot.pid:
             status.note = f"service restarted: pid {previous.pid} → {snapshot.pid}"
             status.note_until = status.polls + NOTE_POLLS
         elif status.state == "blocked" and status.blocked is not None:

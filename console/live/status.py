@@ -108,6 +108,9 @@ def target_line(status: TargetStatus, palette: Palette, *, paused: bool) -> Text
             line.append(f"  · retry #{status.failures + 1} in {left:.1f}s",
                         style="dim")
         line.no_wrap = False
+    if status.shared_note:  # in every state, on every screen: what is shown mixes processes
+        line.append("\n   ⚠ ", style=f"bold {palette.warning}")
+        line.append(status.shared_note, style=f"bold {palette.warning}")
     return line
 
 

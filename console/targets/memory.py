@@ -30,6 +30,8 @@ class MemoryTarget:
     - ``fail``: when set, every call raises it (a service that is down or not answering).
     - ``delay``: seconds every snapshot takes (a service that is slow, stopped or cut off).
     - ``advance(seconds)``: ages every worker, as time passing would.
+    - ``pids``: when set, each snapshot is answered by the next of these pids in turn (several
+      processes sharing one backdoor port, SO_REUSEPORT).
     - ``calls``: what the console asked for, in order.
     """
 
@@ -44,6 +46,8 @@ class MemoryTarget:
         self.connected = False
         self.calls: list[str] = []
         self.killed: list[str] = []
+        self.pids: list[int] | None = None
+        self._answers = 0
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -74,6 +78,10 @@ class MemoryTarget:
                        for w in c.workers[:max_workers]]
             containers.append(replace(c, workers=workers))
         self.last_round_trip_ms = self.round_trip_ms
+        if self.pids:
+            pid = self.pids[self._answers % len(self.pids)]
+            self._answers += 1
+            return replace(state, containers=containers, pid=pid)
         return replace(state, containers=containers)
 
     def kill_worker(self, call_id: str) -> bool:

@@ -21,8 +21,18 @@ log = logging.getLogger(__name__)
 # readiness
 
 
+#: Seconds of slack on top of the negotiated heartbeat before a silent broker counts. A broker
+#: that answers sends a frame at least every half heartbeat, so one heartbeat of silence is
+#: already a missed beat with half a heartbeat to spare. kombu's consume loop stamps the last
+#: frame received up to a second late (it checks once a second while idle), which can only
+#: delay the verdict: readiness fails at most HEARTBEAT + SILENCE_SLACK + 1 s after the silence
+#: begins.
+SILENCE_SLACK = 0.5
+
+
 class _ConsumerWatch:
-    """Follows one kombu ``ConsumerMixin`` (nameko's consumers) through its connection hooks."""
+    """Follows one kombu ``ConsumerMixin`` (nameko's consumers) through its connection hooks,
+    and watches its live connection for a broker that stopped answering without closing it."""
 
     def __init__(self, owner: str, consumer: Any) -> None:
         self.owner = owner
@@ -31,21 +41,44 @@ class _ConsumerWatch:
         self.connected = bool(ready is not None and ready.is_set())
         self.error: str | None = None
         self.since = time.time()
+        self.connection: Any = None  # the kombu Connection consuming now
+        self.seen_recv: int | None = None  # its frame count at the last look
+        self.seen_at = time.monotonic()
         on_ready = consumer.on_consume_ready
         on_error = consumer.on_connection_error
 
-        def on_consume_ready(*args: Any, **kwargs: Any) -> Any:
+        def on_consume_ready(connection: Any, *args: Any, **kwargs: Any) -> Any:
             self.connected, self.error, self.since = True, None, time.time()
-            return on_ready(*args, **kwargs)
+            self.connection, self.seen_recv, self.seen_at = connection, None, time.monotonic()
+            return on_ready(connection, *args, **kwargs)
 
         def on_connection_error(exc: Any, interval: Any) -> Any:
             self.connected, self.error, self.since = False, str(exc) or type(exc).__name__, \
                 time.time()
+            self.connection = None
             return on_error(exc, interval)
 
         # instance attributes shadow the methods kombu calls as self.on_...
         consumer.on_consume_ready = on_consume_ready
         consumer.on_connection_error = on_connection_error
+
+    def silence(self) -> tuple[float, float] | None:
+        """``(seconds without a frame from the broker, negotiated heartbeat)`` when that is
+        longer than the heartbeat (plus :data:`SILENCE_SLACK`): a broker that answers sends at
+        least a heartbeat frame every half heartbeat. ``None`` when it is not, or heartbeats
+        are off (``HEARTBEAT: 0``)."""
+        # kombu's private attribute: the public ``.connection`` would connect if it is not
+        amqp = getattr(self.connection, "_connection", None)
+        heartbeat = getattr(amqp, "heartbeat", None) or 0
+        recv = getattr(amqp, "bytes_recv", None)  # frames received, despite the name
+        if not heartbeat or not isinstance(recv, int):
+            return None
+        now = time.monotonic()
+        if recv != self.seen_recv:  # a busy consumer never runs kombu's heartbeat check
+            self.seen_recv, self.seen_at = recv, now
+        last = max(self.seen_at, getattr(amqp, "last_heartbeat_received", 0) or 0)
+        quiet = now - last
+        return (quiet, float(heartbeat)) if quiet > heartbeat + SILENCE_SLACK else None
 
     def problem(self) -> str | None:
         if getattr(self.consumer, "should_stop", False):
@@ -54,6 +87,10 @@ class _ConsumerWatch:
             return f"{self.owner}: broker connection failing ({self.error})"
         if not self.connected:
             return f"{self.owner}: not connected to the broker yet"
+        silent = self.silence()
+        if silent is not None:
+            return (f"{self.owner}: broker silent for {silent[0]:.0f}s "
+                    f"(heartbeat {silent[1]:g}s)")
         return None
 
 

@@ -53,9 +53,16 @@ def init_sentry(settings: SentrySettings) -> bool:
     return True
 
 
+#: Seconds sentry-sdk waits at process exit for events still queued (its default is 2 s):
+#: part of the chassis' 5 s shutdown bound with a Sentry that never answers (docs/chassis.md,
+#: *Shutdown*).
+SHUTDOWN_TIMEOUT = 1.0
+
+
 def _sdk_options(settings: SentrySettings) -> dict[str, Any]:
     return {
         "dsn": settings.dsn,
+        "shutdown_timeout": SHUTDOWN_TIMEOUT,
         "environment": settings.environment,
         "release": settings.release,
         "sample_rate": settings.sample_rate,

@@ -54,8 +54,35 @@ from .bookkeeping import EXPECTED_ERROR, outcome_of
 
 log = logging.getLogger(__name__)
 
-#: Seconds the provider waits for queued spans when a container stops.
-FLUSH_TIMEOUT_MS = 2000
+#: Milliseconds the provider waits for queued spans when a container stops; an export still
+#: running then is abandoned (its spans are lost: the endpoint did not take them in time).
+FLUSH_TIMEOUT_MS = 1500
+
+#: Milliseconds the process waits at exit for the batch processors' last export. The SDK's own
+#: default is 30 s, and an export to an endpoint that never answers lasts its whole timeout.
+EXIT_TIMEOUT_MS = 500
+
+
+class _BoundedBatchSpanProcessor(BatchSpanProcessor):
+    """A batch processor whose shutdown (at process exit) waits :data:`EXIT_TIMEOUT_MS`, not
+    the SDK's 30 s, for an export to a dead endpoint."""
+
+    def shutdown(self) -> None:
+        self._batch_processor.shutdown(timeout_millis=EXIT_TIMEOUT_MS)
+
+
+def bounded_flush(provider: TracerProvider, timeout_ms: int = FLUSH_TIMEOUT_MS) -> bool:
+    """``provider.force_flush()`` abandoned after ``timeout_ms``. The SDK's ``force_flush``
+    ignores its timeout (it exports in the caller, for as long as the exporter's own timeout and
+    retries take); here an eventlet timeout interrupts the export's socket wait. ``True`` when
+    the flush finished in time."""
+    import eventlet
+
+    with eventlet.Timeout(timeout_ms / 1000, False):
+        provider.force_flush(timeout_ms)
+        return True
+    log.warning("chassis: spans not exported within %d ms at stop: dropped", timeout_ms)
+    return False
 
 TRACER_NAME = "nameko_chassis"
 
@@ -184,7 +211,7 @@ def tracer_provider(settings: TracingSettings, service_name: str, version: str =
                                   sampler=make_sampler(settings))
         exporter = OTLPSpanExporter(endpoint=settings.traces_endpoint,
                                     headers=settings.headers or None, timeout=settings.timeout)
-        provider.add_span_processor(BatchSpanProcessor(exporter))
+        provider.add_span_processor(_BoundedBatchSpanProcessor(exporter))
         _providers[key] = provider
     return provider
 
@@ -429,7 +456,7 @@ class Tracing(DependencyProvider):
     def stop(self) -> None:
         if self.provider is not None:
             try:
-                self.provider.force_flush(FLUSH_TIMEOUT_MS)
+                bounded_flush(self.provider)
             except Exception:
                 log.exception("chassis: flushing spans failed")
 

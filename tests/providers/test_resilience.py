@@ -19,6 +19,10 @@ from tests.harness import REPO, IsolatedVhost, Service, wait_for
 from tests.providers.test_chassis_service import clean_env
 from tests.services.chassis_sinks import Blackhole, TcpProxy
 
+#: Seconds: the negotiated AMQP heartbeat of the service under test. kombu drops a silent
+#: connection after two of them; readiness must say so sooner, after one (plus its slack).
+HEARTBEAT = 4
+
 
 @dataclass
 class Target:
@@ -52,6 +56,7 @@ def target(management: ManagementApi, broker: AmqpUri,
         http_port = free_port()
         config = {
             "AMQP_URI": str(via_proxy),
+            "HEARTBEAT": HEARTBEAT,
             "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}",
             "CHASSIS": {"HTTP_ADDRESS": f"127.0.0.1:{http_port}"},
             "SENTRY": {"DSN": f"http://key@127.0.0.1:{sentry_hole.port}/1"},
@@ -111,6 +116,33 @@ def test_readiness_follows_the_broker_connection(target: Target) -> None:
         target.proxy.restore()
     wait_for(lambda: target.probe("/health/ready")[0] == 200, timeout=60,
              what="ready again once the broker is back")
+
+
+def test_readiness_fails_when_the_broker_goes_silent_and_recovers(target: Target) -> None:
+    """A blackhole: the broker's connections stay open, nothing comes back. Readiness goes 503
+    within the documented bound (HEARTBEAT + 1.5 s: the slack, and kombu's once-a-second stamp
+    of the last frame), before kombu itself gives up on the connection (2 x HEARTBEAT)."""
+    wait_for(lambda: target.probe("/health/ready")[0] == 200, timeout=60, what="ready")
+    target.proxy.blackhole()
+    started = time.monotonic()
+    try:
+        def failing() -> dict | None:
+            status, body = target.probe("/health/ready")
+            return body if status == 503 else None
+
+        body = wait_for(failing, timeout=3 * HEARTBEAT, interval=0.1,
+                        what="not ready with a silent broker")
+        took = time.monotonic() - started
+        bound = HEARTBEAT + 1.5
+        print(f"503 {took:.1f}s after the silence began: {body['reason']}")
+        assert took <= bound + 0.5, f"503 after {took:.1f}s, documented bound {bound:g}s"
+        assert "broker silent for" in body["reason"], body["reason"]
+        assert target.probe("/health/live")[0] == 200
+    finally:
+        target.proxy.unblackhole()
+    wait_for(lambda: target.probe("/health/ready")[0] == 200, timeout=60,
+             what="ready again once the broker answers")
+    assert target.service.rpc.call("chassis_front", "hello") == "hello world"
 
 
 def test_readiness_reports_a_stopped_container(target: Target) -> None:

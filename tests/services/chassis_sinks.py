@@ -186,7 +186,10 @@ class Blackhole:
 
 class TcpProxy:
     """Forwards a local port to ``upstream``; :meth:`cut` drops every connection and refuses new
-    ones (the broker looks unreachable), :meth:`restore` listens again on the same port."""
+    ones (the broker looks unreachable), :meth:`restore` listens again on the same port.
+    :meth:`blackhole` keeps every socket open and accepts new connections, but forwards nothing
+    either way (a broker gone silent: a partition, a hung host); :meth:`unblackhole` closes the
+    connections whose bytes were dropped and forwards again."""
 
     def __init__(self, upstream: tuple[str, int]) -> None:
         socket = _os_level("socket")
@@ -198,6 +201,7 @@ class TcpProxy:
         probe.close()
         self.listener: Any = None
         self.conns: list[Any] = []
+        self.holding = False
         self.lock = _os_level("threading").Lock()
 
     def __enter__(self) -> TcpProxy:
@@ -236,6 +240,22 @@ class TcpProxy:
                 pass
             conn.close()
 
+    def blackhole(self) -> None:
+        self.holding = True
+
+    def unblackhole(self) -> None:
+        socket = _os_level("socket")
+
+        with self.lock:
+            self.holding = False
+            conns, self.conns = self.conns, []
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
+
     def _accept(self, listener: Any) -> None:
         socket = _os_level("socket")
 
@@ -244,6 +264,10 @@ class TcpProxy:
                 client, _ = listener.accept()
             except (OSError, EOFError):
                 return
+            with self.lock:
+                if self.holding:  # accepted, and never answered
+                    self.conns.append(client)
+                    continue
             try:
                 server = socket.create_connection(self.upstream, timeout=5)
                 server.settimeout(None)
@@ -256,14 +280,14 @@ class TcpProxy:
                 _os_level("threading").Thread(target=self._pump, args=(a, b),
                                                 daemon=True).start()
 
-    @staticmethod
-    def _pump(src: Any, dst: Any) -> None:
+    def _pump(self, src: Any, dst: Any) -> None:
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
-                dst.sendall(data)
+                if not self.holding:
+                    dst.sendall(data)
         except (OSError, EOFError):  # eventlet raises EOFError when cut() closes the socket
             pass
         finally:
