@@ -64,8 +64,9 @@ def test_a_320_client_gets_what_it_got_from_320(start_service: Any, sentry: Sent
     service = start_service(MODULE, config={"WEB_SERVER_ADDRESS": f"127.0.0.1:{web_port}"},
                             env=clean_env(SENTRY_DSN=sentry.dsn))
     greeter = client["compat_greeter"]
-    wait_for(lambda: is_service_responsive(greeter, fail_gracefully=True, timeout=2),
-             timeout=30, what="compat_greeter to say hello")
+    for name in ("compat_greeter", "compat_web"):  # both consume before anything is asked
+        wait_for(lambda n=name: is_service_responsive(client[n], fail_gracefully=True, timeout=2),
+                 timeout=30, what=f"{name} to say hello")
     assert greeter.say_hello() == "Hello from compat_greeter!"
     assert client["compat_web"].say_hello() == "Hello from compat_web!"
     assert greeter.container_name() == "compat_greeter"
