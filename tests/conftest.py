@@ -20,7 +20,7 @@ import pytest
 from chassis_console.launch import NamekoProcess
 
 from nameko_chassis.amqp.management import AmqpUri, ManagementApi, ManagementError, amqp_uri_from_env
-from tests.harness import REPO, IsolatedVhost, Service, wait_for
+from tests.harness import REPO, IsolatedVhost, Service
 
 #: Test folders whose code runs eventlet in-process (their own pytest process, patched).
 EVENTLET_FOLDERS = ("providers", "chassis", "compat")
@@ -58,13 +58,6 @@ def vhost(management: ManagementApi, broker: AmqpUri) -> Iterator[IsolatedVhost]
 StartService = Callable[..., Service]
 
 
-def _answers(service: Service) -> bool:
-    try:
-        return bool(service.rpc.call("parking", "ping", timeout=2) == "pong")
-    except Exception:  # RpcTimeout and connection errors alike: try again
-        return False
-
-
 @pytest.fixture
 def start_service(vhost: IsolatedVhost, tmp_path_factory: pytest.TempPathFactory
                   ) -> Iterator[StartService]:
@@ -85,9 +78,24 @@ def start_service(vhost: IsolatedVhost, tmp_path_factory: pytest.TempPathFactory
             # `started` means nameko's consumers are up; still, an RPC published in the first
             # instants was seen lost now and then under load. A ping that answers proves the
             # whole path before a test counts on it.
-            wait_for(lambda: _answers(service), timeout=30, what="parking to answer a ping")
+            service.wait_answering("parking")
         return service
 
     yield start
     for service in started:
         service.close()
+
+
+@pytest.fixture(scope="module")
+def shared_parking(management: ManagementApi, broker: AmqpUri,
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """One parking service for a whole test module whose tests never stop it."""
+    with IsolatedVhost(management, broker) as vhost:
+        proc = NamekoProcess(["tests.services.parking"], {"AMQP_URI": str(vhost.uri)}, cwd=REPO,
+                             workdir=tmp_path_factory.mktemp("service"))
+        service = Service(proc, vhost.uri)
+        proc.start()
+        try:
+            yield service.wait_answering("parking")
+        finally:
+            service.close()

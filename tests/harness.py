@@ -76,6 +76,22 @@ class Service:
             self._rpc = RpcClient(str(self.amqp_uri), timeout=20)
         return self._rpc
 
+    def answers(self, service: str, timeout: float = 2.0) -> bool:
+        """Whether ``service`` answers a ``ping`` (its RPC queue is bound and consumed)."""
+        try:
+            return bool(self.rpc.call(service, "ping", timeout=timeout) == "pong")
+        except Exception:  # RpcTimeout and connection errors alike: not yet
+            return False
+
+    def wait_answering(self, *services: str, timeout: float = 30.0) -> Service:
+        """Wait until each of ``services`` answers a ping. nameko marks a container started
+        before its consumers consume: a call published in that moment is unroutable and lost,
+        so a test that counts on a call waits for this first."""
+        for name in services:
+            wait_for(lambda n=name: self.answers(n), timeout=timeout,
+                     what=f"{name} to answer a ping")
+        return self
+
     def backdoor(self, timeout: float = 10.0) -> BackdoorConnection:
         """A fresh raw backdoor connection (one line per request, waits for the prompt)."""
         conn = BackdoorConnection(self.process.address, timeout=timeout)

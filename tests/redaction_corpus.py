@@ -149,13 +149,6 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _pings(service: Service) -> bool:
-    try:
-        return service.rpc.call("vault", "ping", timeout=2) == "pong"
-    except Exception:
-        return False
-
-
 def calls_for(shapes: list[Shape]) -> list[tuple[str, tuple, dict, dict]]:
     """(method, args, kwargs, context) per worker: shapes grouped so that no worker exceeds the
     collector's bounds (20 arguments, 30 context keys, 10 entries per nested mapping)."""
@@ -211,7 +204,7 @@ def start_vault(vhost_uri: Any, workdir: Any, config: dict[str, Any] | None = No
     service = Service(proc, vhost_uri)
     proc.start()
     try:
-        wait_for(lambda: _pings(service), timeout=30, what="the vault to answer")
+        service.wait_answering("vault")
     except BaseException:
         service.close()
         raise

@@ -66,7 +66,7 @@ def test_client_and_producer_spans_link_every_hop(start_service: Any, otlp: Coun
     service = start_service("tests.services.chassis_shop", env=clean_env(), config={
         "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}",
         "OTEL": {"EXPORTER_OTLP_ENDPOINT": otlp.endpoint}})
-    wait_for(lambda: _answers(service), timeout=30, what="chassis_front")
+    service.wait_answering("chassis_front")
     before = otlp.bytes
     relay_and_wait(service, otlp, "process chassis_front.happened", "chassis_front/relay",
                    "chassis_back/double", "publish chassis_front.events")
@@ -93,13 +93,6 @@ def test_client_and_producer_spans_link_every_hop(start_service: Any, otlp: Coun
     job = one(otlp.find(name="process chassis-jobs", kind=CONSUMER), "consumer")
     publish = one(otlp.find(name="publish chassis-jobs", kind=PRODUCER), "publisher")
     assert job["parent_span_id"] == publish["span_id"]
-
-
-def _answers(service: Any) -> bool:
-    try:
-        return bool(service.rpc.call("chassis_front", "ping", timeout=2) == "pong")
-    except Exception:
-        return False
 
 
 def get(port: int, path: str) -> int:
@@ -139,7 +132,7 @@ def test_with_the_instrumentation_kept_in_place_workers_get_one_span(
     service = start_service("tests.compat.services_instrumented", env=clean_env(), config={
         "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}",
         "OTEL": {"EXPORTER_OTLP_ENDPOINT": otlp.endpoint}})
-    wait_for(lambda: _answers(service), timeout=30, what="chassis_front")
+    service.wait_answering("chassis_front")
     before = otlp.bytes
     relay_and_wait(service, otlp, "chassis_back.on_happened", "chassis_front.relay",
                    "chassis_back.double")

@@ -18,7 +18,6 @@ from chassis_console.live.status import StatusBar
 from chassis_console.live.workers import WorkersTable
 from chassis_console.targets.backdoor import BackdoorClient
 
-from nameko_chassis.amqp.rpc import RpcTimeout
 from tests.console.pilot import plain, until
 
 pytestmark = pytest.mark.timeout(90)
@@ -30,18 +29,6 @@ def sync(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
     def run(*args: Any, **kwargs: Any) -> None:
         asyncio.run(test(*args, **kwargs))
     return run
-
-
-def started(service: Any) -> Any:
-    """A service whose RPC queue is bound: a ping answered (a message published in the moment
-    after start-up can otherwise be dropped as unroutable, and a hold would wait in vain)."""
-    for _ in range(20):
-        try:
-            assert service.rpc.call("parking", "ping", timeout=1.0) == "pong"
-            return service
-        except RpcTimeout:
-            continue
-    raise AssertionError(f"{service} never answered a ping")
 
 
 def make_app(*targets: str, timeout: float = 5.0, **options: Any) -> ChassisConsole:
@@ -61,7 +48,7 @@ def table(app: ChassisConsole) -> WorkersTable:
 
 @sync
 async def test_workers_appear_and_the_detail_shows_a_stack_reaching_user_code(start_service):
-    service = started(start_service())
+    service = start_service()
     service.hold(2, tag="a", context={"user_id": "alice"})
     app = make_app(service.target)
     async with app.run_test(size=(150, 40)) as pilot:
@@ -92,7 +79,7 @@ async def test_workers_appear_and_the_detail_shows_a_stack_reaching_user_code(st
 
 @sync
 async def test_the_filter_narrows_the_rows(start_service):
-    service = started(start_service())
+    service = start_service()
     service.hold(2, tag="f")
     service.hold(1, method="login", username="alice", password="hunter2")
     app = make_app(service.target)
@@ -113,7 +100,7 @@ async def test_the_filter_narrows_the_rows(start_service):
 
 @sync
 async def test_pause_stops_updates_and_resume_catches_up(start_service):
-    service = started(start_service())
+    service = start_service()
     service.hold(1, tag="p")
     app = make_app(service.target)
     async with app.run_test(size=(150, 40)) as pilot:
@@ -132,7 +119,7 @@ async def test_pause_stops_updates_and_resume_catches_up(start_service):
 
 @sync
 async def test_killed_service_shows_disconnected_then_recovers_on_restart(start_service):
-    service = started(start_service())
+    service = start_service()
     service.hold(2, tag="k")
     app = make_app(service.target)
     async with app.run_test(size=(150, 40)) as pilot:
@@ -182,7 +169,7 @@ async def test_a_target_down_at_start_is_shown_not_fatal():
 @sync
 async def test_unresponsive_target_is_reported_and_recovers(start_service):
     # without the hub watchdog (with it, the state is "blocked": see test_watchdog.py)
-    service = started(start_service(env={**os.environ, "CHASSIS_WATCHDOG": "0"}))
+    service = start_service(env={**os.environ, "CHASSIS_WATCHDOG": "0"})
     app = make_app(service.target, timeout=1.0)
     async with app.run_test(size=(150, 40)) as pilot:
         status = app.pollers[0].status
@@ -197,7 +184,7 @@ async def test_unresponsive_target_is_reported_and_recovers(start_service):
 
 @sync
 async def test_with_allow_actions_a_confirmed_kill_removes_the_worker(start_service):
-    service = started(start_service())
+    service = start_service()
     service.hold(2, tag="x")
     app = make_app(service.target, allow_actions=True)
     async with app.run_test(size=(150, 40)) as pilot:
@@ -221,7 +208,7 @@ async def test_with_allow_actions_a_confirmed_kill_removes_the_worker(start_serv
 
 @sync
 async def test_without_allow_actions_nothing_can_be_killed(start_service):
-    service = started(start_service())
+    service = start_service()
     service.hold(1, tag="ro")
     app = make_app(service.target)
     killed: list[str] = []
@@ -242,7 +229,7 @@ async def test_without_allow_actions_nothing_can_be_killed(start_service):
 
 @sync
 async def test_several_targets_in_one_view_one_live_one_down(start_service):
-    service = started(start_service())
+    service = start_service()
     service.hold(2, tag="m")
     down = f"127.0.0.1:{free_port()}"
     app = make_app(service.target, down)

@@ -15,25 +15,14 @@ from chassis_console.live.rates import RatesTable
 from chassis_console.live.services import ManagedRef, ServiceTree
 from chassis_console.live.workers import WorkersTable
 
-from nameko_chassis.amqp.rpc import RpcError, RpcTimeout
+from nameko_chassis.amqp.rpc import RpcError
 from tests.console.pilot import plain, table_text, until
-from tests.console.test_app import make_app, started, sync
+from tests.console.test_app import make_app, sync
 from tests.harness import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
 CHAIN = ["tests.services.chassis_chain", "tests.services.parking"]
-
-
-def answering(service: Any) -> Any:
-    """A chain_front whose RPC queue is bound (see test_app.started)."""
-    for _ in range(20):
-        try:
-            service.rpc.call("chain_front", "ping", timeout=1.0)  # the chassis' own: not counted
-            return service
-        except RpcTimeout:
-            continue
-    raise AssertionError(f"{service} never answered")
 
 
 def history(app: Any) -> HistoryPanel:
@@ -43,7 +32,7 @@ def history(app: Any) -> HistoryPanel:
 @sync
 async def test_a_failed_call_opens_with_its_exception_traceback_and_redacted_arguments(
         start_service):
-    service = answering(started(start_service(CHAIN)))
+    service = start_service(CHAIN).wait_answering("chain_front")
     with pytest.raises(RpcError):
         service.rpc.call("chain_front", "pay", user="ann", card="4242424242424242",
                          context={"user_id": "ann", "auth_token": "s3cret"})
@@ -83,7 +72,7 @@ async def test_a_failed_call_opens_with_its_exception_traceback_and_redacted_arg
 @sync
 async def test_groups_count_workers_by_entrypoint_and_where_and_enter_filters_to_one(
         start_service):
-    service = started(start_service())
+    service = start_service()
     service.hold(3, tag="g")
     service.hold(2, method="login", username="ann", password="pw")
     app = make_app(service.target)
@@ -109,8 +98,8 @@ async def test_groups_count_workers_by_entrypoint_and_where_and_enter_filters_to
 
 @sync
 async def test_following_a_call_lands_on_the_callee_in_another_target_and_back(start_service):
-    parking = started(start_service())
-    front = answering(start_service("tests.services.chassis_chain"))
+    parking = start_service()
+    front = start_service("tests.services.chassis_chain").wait_answering("chain_front")
     pending = front.rpc.call_async("chain_front", "relay", tag="chain")
     wait_for(lambda: parking.running_workers() == 1, timeout=20, what="the callee to park")
     app = make_app(front.target, parking.target)
@@ -158,7 +147,7 @@ def column_x(table: WorkersTable, key: str) -> int:
 
 @sync
 async def test_sorting_by_any_column_reverses_and_is_remembered_for_the_target(start_service):
-    service = answering(started(start_service(CHAIN)))
+    service = start_service(CHAIN).wait_answering("chain_front")
     for tag in ("s1", "s2", "s3"):  # three exact ages (a chassis service), oldest first
         service.hold(1, tag=tag, service="chain_parking")
         await asyncio.sleep(0.3)
@@ -213,7 +202,7 @@ def rates_rows(app: Any) -> dict[str, list[str]]:
 @sync
 async def test_rates_per_entrypoint_match_the_calls_made_and_plain_services_are_estimates(
         start_service):
-    service = answering(started(start_service(CHAIN)))
+    service = start_service(CHAIN).wait_answering("chain_front")
     for _ in range(6):
         service.rpc.call("chain_front", "hello")
     for _ in range(2):
@@ -251,7 +240,7 @@ async def test_rates_per_entrypoint_match_the_calls_made_and_plain_services_are_
 
 @sync
 async def test_a_managed_threads_stack_opens_from_the_tree(start_service):
-    service = started(start_service())
+    service = start_service()
     app = make_app(service.target)
     async with app.run_test(size=(150, 40)) as pilot:
         tree = app.query_one(ServiceTree)

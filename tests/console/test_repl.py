@@ -9,17 +9,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pexpect
 import pytest
-from chassis_console.launch import NamekoProcess
 from chassis_console.repl import history_path, should_run
 from chassis_console.targets import TargetAddress
 from chassis_console.targets.backdoor import BackdoorClient
 
-from tests.harness import REPO, IsolatedVhost, Service
+from tests.harness import REPO, Service
 
 UP = "\x1b[A"
 #: The prompt as prompt-toolkit draws it: its trailing space may come out as a cursor move.
@@ -30,17 +28,8 @@ CTRL_D = "\x04"
 
 
 @pytest.fixture(scope="module")
-def service(management, broker, tmp_path_factory) -> Iterator[Service]:
-    """One parking service for the tests that do not stop it."""
-    with IsolatedVhost(management, broker) as vhost:
-        proc = NamekoProcess(["tests.services.parking"], {"AMQP_URI": str(vhost.uri)}, cwd=REPO,
-                             workdir=tmp_path_factory.mktemp("service"))
-        svc = Service(proc, vhost.uri)
-        proc.start()
-        try:
-            yield svc
-        finally:
-            svc.close()
+def service(shared_parking: Service) -> Service:
+    return shared_parking
 
 
 def spawn_repl(target: str, data_home: Path) -> pexpect.spawn:

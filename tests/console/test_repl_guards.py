@@ -6,28 +6,18 @@ keeps answering. Completion never runs a property or cached_property getter."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
-from chassis_console.launch import NamekoProcess
 from chassis_console.targets.backdoor import BackdoorClient
 
-from tests.harness import REPO, IsolatedVhost, Service
+from tests.harness import Service
 
 pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture(scope="module")
-def service(management, broker, tmp_path_factory) -> Iterator[Service]:
-    with IsolatedVhost(management, broker) as vhost:
-        proc = NamekoProcess(["tests.services.parking"], {"AMQP_URI": str(vhost.uri)}, cwd=REPO,
-                             workdir=tmp_path_factory.mktemp("service"))
-        svc = Service(proc, vhost.uri)
-        proc.start()
-        try:
-            yield svc
-        finally:
-            svc.close()
+def service(shared_parking: Service) -> Service:
+    return shared_parking
 
 
 SETUP = ("import eventlet, eventlet.hubs, os, signal, sys, threading\n"

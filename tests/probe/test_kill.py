@@ -16,14 +16,7 @@ def test_a_killed_rpc_worker_answers_its_caller_and_leaves_nothing_behind(start_
                                                                           management):
     lot = start_service(["tests.services.chassis_shop", "tests.services.kill_caller"])
 
-    def answers(service: str) -> bool:
-        try:
-            return bool(lot.rpc.call(service, "ping", timeout=2) == "pong")
-        except Exception:  # not consuming yet: a call published now could be lost
-            return False
-
-    for service in ("kill_caller", "chassis_parking"):
-        wait_for(lambda s=service: answers(s), timeout=30, what=f"{service} to answer a ping")
+    lot.wait_answering("kill_caller", "chassis_parking")
     pending = lot.rpc.call_async("kill_caller", "wait_for_lot", tag="victim")
     with BackdoorClient(lot.target) as client:
         def parked():
