@@ -21,7 +21,7 @@ from typing import NoReturn
 from nameko_chassis.amqp.management import AmqpUri
 
 from . import __version__
-from .errors import ConsoleError, UsageError
+from .errors import ConsoleError, UsageError, report
 from .targets import TargetAddress
 from .targets.fleet import DEFAULT_DEADLINE, is_broker_uri, parse_broker
 
@@ -161,10 +161,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     try:
         code = run(argv)
     except ConsoleError as exc:
-        from nameko_chassis.view.text import sanitize_lines
-
-        # a message may quote the peer: no escape codes, bidi or surrogates reach the terminal
-        print(f"chassis-console: {sanitize_lines(exc)}", file=sys.stderr)
+        report(exc)
         code = exc.exit_code
     except KeyboardInterrupt:
         code = 130

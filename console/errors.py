@@ -96,3 +96,13 @@ class RemoteError(ProtocolError):
         super().__init__(message)
         self.remote_traceback = remote_traceback
         self.exc_type = exc_type
+
+
+def report(exc: ConsoleError) -> None:
+    """The one line a user sees for ``exc``, on stderr. A message may quote the peer: no
+    escape codes, bidi controls or lone surrogates reach the terminal."""
+    import sys
+
+    from nameko_chassis.view.text import sanitize_lines
+
+    print(f"chassis-console: {sanitize_lines(exc)}", file=sys.stderr)

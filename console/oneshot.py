@@ -18,7 +18,7 @@ from typing import Any
 
 from nameko_chassis.amqp.management import AmqpUri
 
-from .errors import BlockedError, ConsoleError, ProtocolError, UnresponsiveError, UsageError
+from .errors import BlockedError, ConsoleError, ProtocolError, UnresponsiveError, UsageError, report
 from .targets import TargetAddress
 from .targets.backdoor import BackdoorClient
 
@@ -133,10 +133,10 @@ def _run_backdoors(addresses: Sequence[TargetAddress], args: argparse.Namespace)
             failures.append(exc)
             blocked[i] = exc
             snapshots.append(_blocked_json(address, exc))
-            print(f"chassis-console: {exc}", file=sys.stderr)
+            report(exc)
         except ConsoleError as exc:
             failures.append(exc)
-            print(f"chassis-console: {exc}", file=sys.stderr)
+            report(exc)
     if len(blocked) < len(failures):
         # all or nothing: a partial array would shift the positions of the others
         return failures[0].exit_code
