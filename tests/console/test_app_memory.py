@@ -466,7 +466,8 @@ async def test_a_silent_service_reads_not_answering_after_two_intervals_not_its_
         await until(pilot, lambda: status.state == "unresponsive", timeout=3.5,
                     what="not answering")
         assert status.snapshot is not None and status.stale  # the last picture stays
-        assert "not answering" in plain(app.query_one(StatusBar))
+        await until(pilot, lambda: "not answering" in plain(app.query_one(StatusBar)),
+                    timeout=2, what="the header to say so")  # its redraw follows the state
         target.delay = 0.0
         await until(pilot, lambda: status.state == "live", timeout=8, what="live again")
 
