@@ -49,7 +49,9 @@ def fleet(vhost):
 
 
 def start_replicas(start_service, n: int, **kwargs):
-    return [start_service(CHASSIS_PARKING, **kwargs) for _ in range(n)]
+    # each consuming before a test calls it: a call published while consumers start is lost
+    return [start_service(CHASSIS_PARKING, **kwargs).wait_answering("parking")
+            for _ in range(n)]
 
 
 def test_every_replica_is_shown_as_service_at_host_pid(start_service, fleet):
