@@ -63,10 +63,9 @@ def test_a_320_client_gets_what_it_got_from_320(start_service: Any, sentry: Sent
     web_port = free_port()
     service = start_service(MODULE, config={"WEB_SERVER_ADDRESS": f"127.0.0.1:{web_port}"},
                             env=clean_env(SENTRY_DSN=sentry.dsn))
+    service.wait_answering("compat_greeter", "compat_web")  # both consume before we ask
     greeter = client["compat_greeter"]
-    for name in ("compat_greeter", "compat_web"):  # both consume before anything is asked
-        wait_for(lambda n=name: is_service_responsive(client[n], fail_gracefully=True, timeout=2),
-                 timeout=30, what=f"{name} to say hello")
+    assert is_service_responsive(greeter, fail_gracefully=True, timeout=2)
     assert greeter.say_hello() == "Hello from compat_greeter!"
     assert client["compat_web"].say_hello() == "Hello from compat_web!"
     assert greeter.container_name() == "compat_greeter"
