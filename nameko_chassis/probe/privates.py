@@ -111,6 +111,36 @@ def current_greenlet() -> Any:
         return threading.current_thread()
 
 
+def getcurrent_function() -> Any:
+    """The function that names the running greenlet (``greenlet.getcurrent``), else the
+    running thread's: for code that asks many times, such as a trace function."""
+    try:
+        import greenlet
+
+        return greenlet.getcurrent
+    except BaseException:
+        import threading
+
+        return threading.current_thread
+
+
+def green_deadline(seconds: float, exception: type[BaseException]) -> Any:
+    """An eventlet ``Timeout(seconds, exception)`` for the running greenthread — raised in it if
+    it is still waiting (switched out to the hub) when ``seconds`` have passed — or None where
+    this thread has no eventlet hub (the watchdog's OS thread, a service without eventlet):
+    creating one there would start a second hub."""
+    hubs = sys.modules.get("eventlet.hubs")
+    timeout = sys.modules.get("eventlet.timeout")
+    if hubs is None or timeout is None:
+        return None
+    try:
+        if getattr(hubs._threadlocal, "hub", None) is None:  # private: the thread's hub, if any
+            return None
+        return timeout.Timeout(seconds, exception)
+    except BaseException:
+        return None
+
+
 def backdoor_peer() -> tuple[Any, ...] | None:
     """The client address of the backdoor connection running this code: eventlet's backdoor
     console greenlet keeps it as ``hostport``."""
@@ -163,3 +193,48 @@ def is_greenthread_bottom(frame: Any) -> bool:
             code.co_filename.replace("\\", "/").endswith(GREENTHREAD_MAIN[1])
     except BaseException:
         return False
+
+
+# -- libraries the REPL guards and the redaction settings reach (public names, found in
+#    sys.modules: never imported, so a service without them is left as it is) -----------------
+
+
+def nameko_config() -> Any:
+    """nameko's global config (``nameko.config``), or None."""
+    return getattr(sys.modules.get("nameko"), "config", None)
+
+
+#: eventlet's spawning functions, by module, with the index of the function they are given.
+EVENTLET_SPAWNS: tuple[tuple[str, str, int], ...] = (
+    ("eventlet", "spawn", 0), ("eventlet", "spawn_n", 0), ("eventlet", "spawn_after", 1),
+    ("eventlet", "spawn_after_local", 1),
+    ("eventlet.greenthread", "spawn", 0), ("eventlet.greenthread", "spawn_n", 0),
+    ("eventlet.greenthread", "spawn_after", 1), ("eventlet.greenthread", "spawn_after_local", 1),
+)
+
+
+def eventlet_spawns() -> list[tuple[Any, str, int]]:
+    """(module, function name, index of the spawned function) for each loaded spawner."""
+    out = []
+    for module_name, attr, func_at in EVENTLET_SPAWNS:
+        module = sys.modules.get(module_name)
+        if module is not None and hasattr(module, attr):
+            out.append((module, attr, func_at))
+    return out
+
+
+def green_pool_class() -> Any:
+    """``eventlet.greenpool.GreenPool``, when loaded."""
+    return getattr(sys.modules.get("eventlet.greenpool"), "GreenPool", None)
+
+
+def current_hub() -> Any:
+    """This thread's eventlet hub, when eventlet is loaded (``get_hub`` creates it if needed)."""
+    hubs = sys.modules.get("eventlet.hubs")
+    if hubs is None:
+        return None
+    try:
+        return hubs.get_hub()
+    except BaseException:
+        return None
+

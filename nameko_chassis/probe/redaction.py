@@ -36,9 +36,13 @@ import os
 import re
 import reprlib
 import sys
+import time
 import traceback
-from collections.abc import Iterable, Mapping
+import weakref
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+from . import privates
 
 #: Characters kept of any one repr (arguments, context values).
 DEFAULT_REPR_LIMIT = 200
@@ -300,8 +304,7 @@ def _list(value: Any) -> tuple[str, ...]:
 def _config_section() -> Mapping[str, Any]:
     # nameko's global config (public: nameko.config), read without importing anything: the probe
     # also runs in services whose nameko-chassis is absent, and in plain processes
-    nameko = sys.modules.get("nameko")
-    config = getattr(nameko, "config", None)
+    config = privates.nameko_config()
     try:
         section = config.get("CHASSIS") if config is not None else None
         section = section.get("REDACT") if isinstance(section, Mapping) else None
@@ -423,13 +426,18 @@ class _RedactingRepr(reprlib.Repr):
         return "{" + ", ".join(pieces) + "}"
 
     def repr_instance(self, x: Any, level: int) -> str:
+        # Here, and only here, the service's own code runs: a user ``__repr__``, or a user
+        # mapping's ``items()``. It runs under the repr budget (:func:`bounded`).
         if isinstance(x, Mapping):  # OrderedDict, defaultdict, user mappings: walk them too
             try:
-                return f"{type(x).__name__}({self.repr_dict(x, level)})"
+                if type(x).items is dict.items:  # a dict subclass: no code of the service runs
+                    return f"{type(x).__name__}({self.repr_dict(x, level)})"
+                text = _run_bounded(lambda m: self.repr_dict(m, level), x)
+                return _gave_up_mark(x) if text is None else f"{type(x).__name__}({text})"
             except BaseException:
                 pass
         try:
-            text = repr(x)
+            text = bounded(repr, x)
         except Exception:
             if level >= self.maxlevel:
                 raise  # safe_repr names the failure
@@ -437,6 +445,154 @@ class _RedactingRepr(reprlib.Repr):
         if len(text) > TEXT_SCAN_CHARS:
             text = text[:TEXT_SCAN_CHARS]
         return self._cut(self.policy.redact_text(text), False)
+
+
+# ---------------------------------------------------------------------------------------------
+# the repr budget: the service's own code, run on the hub, bounded in time
+
+#: Seconds a user-defined ``__repr__`` (or a user mapping's walk) may run, or wait, on the hub
+#: before it is given up on: ``CHASSIS_REPR_BUDGET_MS`` in the environment sets it.
+REPR_BUDGET_S = max(float(os.environ.get("CHASSIS_REPR_BUDGET_MS", "") or 20) / 1000.0, 0.001)
+#: After this many objects of one type gave up, that type's repr is not run again.
+REPR_STRIKES_PER_TYPE = 2
+#: Verdicts remembered (objects given up on, types struck out); oldest forgotten first.
+MAX_VERDICTS = 4096
+
+
+class ReprOverrun(BaseException):
+    """Raised inside a user ``__repr__`` that ran past :data:`REPR_BUDGET_S`. A BaseException, so
+    that the repr's own ``except Exception`` does not swallow it."""
+
+    how = "ran"
+
+
+class ReprWaited(ReprOverrun):
+    how = "waited"
+
+
+class ReprBurned(ReprOverrun):
+    how = "burned the CPU"
+
+
+#: id(object) -> (weak reference or None, type, mark): the objects whose repr gave up.
+_given_up: dict[int, tuple[Any, type, str]] = {}
+#: type -> how many of its objects gave up.
+_strikes: dict[type, int] = {}
+#: The greenlet running a bounded call, and how to name the running one (found on first use:
+#: importing this module imports nothing outside the standard library).
+_guard: dict[str, Any] = {"owner": None, "getcurrent": None}
+
+
+def _type_name(value: Any) -> str:
+    try:
+        return str(type(value).__name__)[:60]
+    except BaseException:
+        return "object"
+
+
+def _gave_up_mark(value: Any) -> str:
+    return _known_verdict(value) or (f"<{_type_name(value)}: repr gave up: it ran past the "
+                                     f"{REPR_BUDGET_S * 1000:.0f} ms budget>")
+
+
+def _known_verdict(value: Any) -> str | None:
+    found = _given_up.get(id(value))
+    if found is not None:
+        ref, kind, mark = found
+        if type(value) is kind and (ref is None or ref() is value):
+            return mark
+    struck = _strikes.get(type(value), 0)
+    if struck >= REPR_STRIKES_PER_TYPE:
+        return (f"<{_type_name(value)}: repr not run ({struck} of its objects ran past the "
+                f"{REPR_BUDGET_S * 1000:.0f} ms budget)>")
+    return None
+
+
+def _remember(value: Any, mark: str) -> None:
+    try:
+        ref: Any = weakref.ref(value)
+    except TypeError:
+        ref = None
+    while len(_given_up) >= MAX_VERDICTS:
+        _given_up.pop(next(iter(_given_up)))
+    _given_up[id(value)] = (ref, type(value), mark)
+    kind = type(value)
+    if len(_strikes) >= MAX_VERDICTS and kind not in _strikes:
+        _strikes.pop(next(iter(_strikes)))
+    _strikes[kind] = _strikes.get(kind, 0) + 1
+
+
+def bounded(fn: Callable[[Any], str], value: Any) -> str:
+    """``fn(value)`` — the service's own code, such as a ``__repr__`` — under the repr budget;
+    a mark saying so in its place when it gave up.
+
+    - Code that *waits* (a socket read, a sleep: it switches to the eventlet hub) is woken by an
+      eventlet Timeout after :data:`REPR_BUDGET_S`, so the request finishes and no greenthread
+      or socket is left waiting behind it.
+    - Code that *burns* the CPU in Python is stopped by a trace function checking the clock
+      at every opcode of the service's frames (in this greenlet only: a greenthread the hub
+      runs meanwhile is not traced).
+    - Either way the object is remembered (:data:`MAX_VERDICTS`) and not tried again, and after
+      :data:`REPR_STRIKES_PER_TYPE` objects of one type, that type is not tried again either.
+
+    What a budget cannot bound: a C call that never returns to Python (a blocking call of an
+    unpatched library, a huge ``str * n``), and code that swallows ``BaseException`` in a loop.
+    docs/security.md says so. A nested call runs under the budget already running.
+    """
+    text = _run_bounded(fn, value)
+    return text if text is not None else _gave_up_mark(value)
+
+
+def _run_bounded(fn: Callable[[Any], str], value: Any) -> str | None:
+    if _known_verdict(value) is not None:
+        return None
+    current = _guard["getcurrent"]
+    if current is None:
+        current = _guard["getcurrent"] = privates.getcurrent_function()
+    me = current()
+    if _guard["owner"] is me:
+        return fn(value)
+    deadline = time.perf_counter() + REPR_BUDGET_S
+    clock = time.perf_counter
+
+    waited: list[bool] = []
+
+    def local(frame: Any, event: str, arg: Any) -> Any:
+        if clock() > deadline:
+            raise ReprWaited if waited else ReprBurned
+        return local
+
+    def on_call(frame: Any, event: str, arg: Any) -> Any:
+        if current() is not me:
+            if not waited:
+                waited.append(True)  # it switched out: the hub runs others while it waits
+            return None
+        if clock() > deadline:
+            raise ReprWaited if waited else ReprBurned
+        frame.f_trace_opcodes = True  # a loop on one line has no line events after the first
+        return local
+
+    previous = sys.gettrace()
+    # eventlet's backdoor points sys.std* at its socket when its greenlet is switched in; a
+    # Timeout wakes the greenlet with throw(), which does not: put them back ourselves
+    streams = sys.stdin, sys.stdout, sys.stderr
+    _guard["owner"] = me
+    try:
+        timer = privates.green_deadline(REPR_BUDGET_S, ReprWaited)  # started: pending now
+        try:
+            sys.settrace(on_call)
+            return fn(value)
+        finally:
+            sys.settrace(previous)
+            sys.stdin, sys.stdout, sys.stderr = streams
+            if timer is not None:
+                timer.cancel()
+    except ReprOverrun as exc:
+        _remember(value, f"<{_type_name(value)}: repr gave up: it {exc.how} past the "
+                         f"{REPR_BUDGET_S * 1000:.0f} ms budget>")
+        return None
+    finally:
+        _guard["owner"] = None
 
 
 def safe_repr(value: Any, limit: int = DEFAULT_REPR_LIMIT,

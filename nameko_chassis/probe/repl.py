@@ -366,25 +366,15 @@ def _install_indirections(namespace: Mapping[str, Any]) -> None:
     def spawning(func_at: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         return lambda original: _spawn_guard(original, func_at, namespace)
 
-    for module_name in ("eventlet", "eventlet.greenthread"):
-        module = sys.modules.get(module_name)
-        if module is None:
-            continue
-        for attr, func_at in (("spawn", 0), ("spawn_n", 0), ("spawn_after", 1),
-                              ("spawn_after_local", 1)):
-            _install(module, attr, attr, None, make=spawning(func_at))
-    pool = getattr(sys.modules.get("eventlet.greenpool"), "GreenPool", None)
+    for module, attr, func_at in privates.eventlet_spawns():
+        _install(module, attr, attr, None, make=spawning(func_at))
+    pool = privates.green_pool_class()
     if pool is not None:
         for attr in ("spawn", "spawn_n"):
             _install(pool, attr, attr, None, instance=True, make=spawning(1))
-    hubs = sys.modules.get("eventlet.hubs")
-    if hubs is not None:
-        try:
-            hub = hubs.get_hub()
-        except BaseException:
-            hub = None
-        if hub is not None:
-            _install(hub, "abort", "the eventlet hub's abort()", _always, instance=True)
+    hub = privates.current_hub()
+    if hub is not None:
+        _install(hub, "abort", "the eventlet hub's abort()", _always, instance=True)
     _install(threading.Thread, "start", "Thread.start", None, instance=True,
              make=lambda original: _thread_start_guard(original, namespace))
 
