@@ -126,6 +126,7 @@ class Sampler:
                 row["ready"], row["consumers"] = ready, consumers
                 row["rate_per_s"] = self._rate(name, queue, ready)
                 out.append(row)
+            out.sort(key=lambda q: (q["kind"] != "rpc", q["queue"]))
             self.last[name] = out
 
     def _declare(self, queue: str, consumer: Any) -> tuple[int, int]:
