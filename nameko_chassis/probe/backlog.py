@@ -42,12 +42,21 @@ TIMEOUT = 3.0
 RATE_WINDOW = 10.0
 #: Queues sampled per container at most.
 MAX_QUEUES = 50
-#: The environment variable that turns the sampler off (``0``).
+#: The environment variable that turns the sampler off (``0``), and the one that sets
+#: :data:`IDLE_AFTER` (seconds).
 ENVIRONMENT = "CHASSIS_BACKLOG"
+IDLE_ENVIRONMENT = "CHASSIS_BACKLOG_IDLE_S"
 
 
 def enabled_by_environment() -> bool:
     return os.environ.get(ENVIRONMENT, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def idle_after_from_environment() -> float:
+    try:
+        return max(float(os.environ.get(IDLE_ENVIRONMENT, IDLE_AFTER)), 0.5)
+    except ValueError:
+        return IDLE_AFTER
 
 
 class Sampler:
@@ -202,7 +211,7 @@ def touch(containers: Iterable[Any]) -> Sampler | None:
     if sampler is None:
         if not enabled_by_environment():
             return None
-        sampler = _state["sampler"] = Sampler()
+        sampler = _state["sampler"] = Sampler(idle_after=idle_after_from_environment())
     sampler.asked_at = time.monotonic()
     sampler.containers = list(containers)
     if not sampler.running:

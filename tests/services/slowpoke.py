@@ -15,6 +15,10 @@ from nameko.rpc import rpc
 log = logging.getLogger("slowpoke")
 chatty = logging.getLogger("slowpoke.chatty")
 
+#: Anything in it opens the gate: every ``slow`` call returns at once (a test's teardown, so that
+#: the service stops without waiting for its queue): ``OPEN.append(1)`` over the backdoor.
+OPEN: list[int] = []
+
 WORK_QUEUE = Queue("slowpoke-work", exchange=Exchange("slowpoke-work"), routing_key="work")
 
 
@@ -23,7 +27,9 @@ class Slowpoke:
 
     @rpc
     def slow(self, seconds: float = 1.0) -> float:
-        eventlet.sleep(seconds)
+        with eventlet.Timeout(seconds, False):
+            while not OPEN:
+                eventlet.sleep(0.05)
         return seconds
 
     @rpc
