@@ -8,16 +8,20 @@ import json
 import subprocess
 import sys
 import time
+from importlib import resources
 from typing import Any
 
 import pytest
 from chassis_console.live.services import PoolGauges
 from chassis_console.targets.backdoor import BackdoorClient
 from chassis_console.targets.fleet import FleetTarget
+from jsonschema import Draft202012Validator
 
+from nameko_chassis.view.model import Snapshot
 from tests.console.pilot import plain, until
 from tests.console.test_app import make_app, sync
 from tests.harness import REPO, Service, wait_for
+from tests.view.test_schema import schema_errors
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -72,6 +76,13 @@ def test_a_full_pool_shows_its_backlog_growing_in_json_and_once(start_service):
         kinds = {q["kind"]: q["queue"] for q in first["containers"][0]["backlog"]}
         assert kinds == {"rpc": "rpc-slowpoke", "consumer": "slowpoke-work",
                          "event_handler": "evt-nobody-happened--slowpoke.on_happened"}
+        # schema v1 with the documented field, and the console's model reads it
+        schema = json.loads(resources.files("nameko_chassis.probe")
+                            .joinpath("snapshot.schema.json").read_text(encoding="utf-8"))
+        assert schema_errors(Draft202012Validator(schema), first) == []
+        (parsed,) = [q for q in Snapshot.from_dict(first).containers[0].backlog or ()
+                     if q.queue == "rpc-slowpoke"]
+        assert (parsed.ready, parsed.unacked) == (30 - PREFETCH, PREFETCH)
 
         with BackdoorClient(service.process.address, timeout=10) as client:
             # more work arrives while the pool stays full: ready grows, and so does the rate
