@@ -40,7 +40,8 @@ screenshots: $(STAMP)
 	@.ci/with-broker sh -c '$(BIN)/python screenshots/make_screenshots.py && $(BIN)/python screenshots/fleet.py'
 
 # Every bench, each printing its own tables of figures measured side by side in one run.
-BENCHES := bench/snapshot.py bench/console.py bench/overhead.py bench/watchdog.py bench/fleet.py
+BENCHES := bench/snapshot.py bench/console.py bench/overhead.py bench/watchdog.py bench/fleet.py \
+           bench/panels.py
 
 bench: $(STAMP)
 	@.ci/with-broker sh -c 'for b in $(BENCHES); do echo "### $$b"; $(BIN)/python $$b || exit 1; done'
