@@ -24,6 +24,7 @@ from nameko_chassis.amqp.management import AmqpUri
 from nameko_chassis.view.text import pool_level
 
 from ..targets import Target, TargetAddress
+from .backlog import backlog_note
 from .calls import downstream
 from .detail import ManagedThreadScreen, WorkerDetailScreen
 from .dialogs import ConfirmKillScreen, HelpScreen, SortPickerScreen, describe_worker
@@ -231,7 +232,7 @@ class ChassisConsole(App[int]):
         subtitle = f"sorted by {table.sort_label}"
         if table.narrow:  # no pool gauges on screen: name the pools that need attention
             alerts = [f"{c.service_name} {c.workers_running}/{c.max_workers}"
-                      + (" FULL" if level == "full" else " !")
+                      + (" FULL" if level == "full" else " !") + backlog_note(c)
                       for s in statuses if s.snapshot is not None for c in s.snapshot.containers
                       if (level := pool_level(c.workers_running, c.max_workers))
                       in ("full", "warning")]

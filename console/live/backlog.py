@@ -40,4 +40,12 @@ def backlog_line(container: Container, palette: Palette, *, indent: str = "  ") 
     return text
 
 
-__all__ = ["backlog_alarm", "backlog_line"]
+def backlog_note(container: Container) -> str:
+    """`` 381 waiting ▲`` for the narrow layout's list of pools that need attention."""
+    summary = backlog_summary(container.backlog)
+    if summary is None or not summary.ready:
+        return ""
+    return f" {summary.ready} waiting" + (" ▲" if summary.growing else "")
+
+
+__all__ = ["backlog_alarm", "backlog_line", "backlog_note"]

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from chassis_console.live.services import PoolGauges
+from chassis_console.live.workers import WorkersTable
 from chassis_console.targets.backdoor import BackdoorClient
 from chassis_console.targets.fleet import FleetTarget
 from jsonschema import Draft202012Validator
@@ -157,6 +158,11 @@ async def test_the_pool_panel_shows_the_backlog_and_a_full_growing_pool_stands_o
                         what="the growing backlog")
             assert pools.has_class("-backlog")
             assert "full with a growing backlog" in str(pools.border_subtitle)
+            # 80x24: no pool panel; the table's bottom line names the pool and its backlog
+            await pilot.resize_terminal(80, 24)
+            workers = app.query_one(WorkersTable)
+            await until(pilot, lambda: "slowpoke 1/1 FULL" in str(workers.border_subtitle)
+                        and "waiting" in str(workers.border_subtitle), what="the narrow alert")
     finally:
         open_gate(service)
 
