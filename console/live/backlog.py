@@ -21,10 +21,12 @@ def backlog_alarm(container: Container, summary: BacklogSummary | None = None) -
 
 
 def backlog_line(container: Container, palette: Palette, *, indent: str = "  ") -> Text | None:
-    """``⤷ 381 ready · 10 unacked · +12.5/s ▲`` for the pool panel; None while not sampled."""
+    """``⤷ 381 ready · 10 unacked · +12.5/s ▲`` for the pool panel; None while not sampled, or
+    while nothing waits and nothing is held."""
     summary = backlog_summary(container.backlog)
-    if summary is None:
-        return None
+    if summary is None or not (summary.ready or summary.unacked or summary.rate_per_s
+                               or summary.ready is None and summary.queues):
+        return None  # nothing waits, nothing held: the usual case says nothing
     if backlog_alarm(container, summary):
         style = f"bold {palette.error}"
     elif summary.growing:

@@ -30,8 +30,6 @@ from textual.widgets import Input, RichLog, Static
 
 from nameko_chassis.view.text import call_id_tail, clip, sanitize
 
-from ..errors import ConsoleError
-
 if TYPE_CHECKING:
     from .poller import TargetPoller
 
@@ -197,8 +195,9 @@ class LogPanel(RichLog):
             several = len(self.pollers) > 1
             for poller in self.pollers:
                 status = poller.status
-                if not status.ok or getattr(poller.target, "request", None) is None:
-                    continue
+                if not status.ok or poller.paused or \
+                        getattr(poller.target, "request", None) is None:
+                    continue  # paused: the screen is frozen, the log too
                 tail = self.tails.setdefault(status.index, TargetTail())
                 pid = status.snapshot.pid if status.snapshot is not None else None
                 if tail.pid is not None and pid != tail.pid:
@@ -206,7 +205,7 @@ class LogPanel(RichLog):
                 tail.pid = pid
                 try:
                     answer = await poller.request("logs", after=tail.cursor, keep_s=KEEP_S)
-                except (ConsoleError, OSError) as exc:
+                except Exception as exc:  # shown in the panel, never a crash
                     tail.error = f"{status.label}: {exc}"
                     continue
                 if not isinstance(answer, dict):
