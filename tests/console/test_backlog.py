@@ -18,6 +18,7 @@ from chassis_console.targets.backdoor import BackdoorClient
 from chassis_console.targets.fleet import FleetTarget
 from jsonschema import Draft202012Validator
 
+from nameko_chassis.amqp.fleet import consumed_queues
 from nameko_chassis.view.model import Snapshot
 from tests.console.pilot import plain, until
 from tests.console.test_app import make_app, sync
@@ -77,6 +78,10 @@ def test_a_full_pool_shows_its_backlog_growing_in_json_and_once(start_service):
         kinds = {q["kind"]: q["queue"] for q in first["containers"][0]["backlog"]}
         assert kinds == {"rpc": "rpc-slowpoke", "consumer": "slowpoke-work",
                          "event_handler": "evt-nobody-happened--slowpoke.on_happened"}
+        # the fleet names the same queues from the entrypoints alone (it declares them itself)
+        entrypoints = [(e["method"], e["type"], e["details"])
+                       for e in first["containers"][0]["entrypoints"]]
+        assert set(consumed_queues("slowpoke", entrypoints)) == set(kinds.values())
         # schema v1 with the documented field, and the console's model reads it
         schema = json.loads(resources.files("nameko_chassis.probe")
                             .joinpath("snapshot.schema.json").read_text(encoding="utf-8"))
