@@ -41,7 +41,10 @@ from nameko_chassis.amqp.rpc import RpcClient, RpcTimeout  # noqa: E402
 
 SOURCE = '''import logging
 
+from eventlet.event import Event
 from nameko.rpc import rpc
+
+GATE = Event()
 
 log = logging.getLogger("bench")
 
@@ -57,6 +60,10 @@ class Bench:
     def chat(self, x):
         log.info("chat %s with token=%s", x, "s3cr3t-value")
         return x
+
+    @rpc
+    def park(self):
+        GATE.wait()
 '''
 
 
@@ -73,6 +80,7 @@ class Variant:
     stalls: list[float] = field(default_factory=list)
     tail_stalls: list[float] = field(default_factory=list)
     records: int = 0
+    sampler_hub_ms: list[float] = field(default_factory=list)
 
 
 def poll(variant: Variant, stop: threading.Event) -> None:
@@ -84,6 +92,10 @@ def poll(variant: Variant, stop: threading.Event) -> None:
         console.snapshot(stacks="none")
         if console.last_stall_ms is not None:
             variant.stalls.append(console.last_stall_ms)
+        if variant.label != "backlog off":
+            hub = console.request("backlog").get("hub_ms")
+            if hub is not None:
+                variant.sampler_hub_ms.append(hub)
         if variant.tail:
             answer = console.request("logs", after=cursor, keep_s=15)
             cursor = answer["cursor"]
@@ -122,6 +134,8 @@ def main() -> int:
     parser.add_argument("--latency-calls", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=1000,
+                        help="workers parked in each service while measuring")
     args = parser.parse_args()
 
     base = amqp_uri_from_env()
@@ -141,7 +155,9 @@ def main() -> int:
             api.create_vhost(vhost)
             vhosts.append(vhost)
             uri = str(base.with_vhost(vhost))
-            proc = NamekoProcess(["bench_operator"], {"AMQP_URI": uri}, cwd=workdir,
+            config = {"AMQP_URI": uri, "max_workers": args.workers + 50,
+                      "PREFETCH_COUNT": args.workers + 50}
+            proc = NamekoProcess(["bench_operator"], config, cwd=workdir,
                                  env=variant.env, workdir=tempfile.mkdtemp(prefix="bench-op-"))
             proc.start()
             variant.process = proc
@@ -149,6 +165,17 @@ def main() -> int:
             wait_answering(variant.client, RpcTimeout)
             variant.console = BackdoorClient(proc.address, timeout=10)
             variant.console.connect()
+        for variant in variants:  # parked workers: the refresh's stall at scale
+            assert variant.client is not None
+            for _ in range(args.workers):
+                variant.client.call_async("bench", "park")
+        deadline = time.monotonic() + 60
+        for variant in variants:
+            assert variant.process is not None
+            with BackdoorClient(variant.process.address) as probe:
+                while time.monotonic() < deadline and probe.collect(stacks="none")[
+                        "containers"][0]["workers_running"] < args.workers:
+                    time.sleep(0.2)
         for variant in variants:
             thread = threading.Thread(target=poll, args=(variant, stop), daemon=True)
             thread.start()
@@ -165,6 +192,10 @@ def main() -> int:
             thread.join(5)
         for variant in variants:
             if variant.console is not None:
+                try:  # let the parked workers go, so the service stops at once
+                    variant.console.conn.command("__import__('bench_operator').GATE.send(None)")
+                except Exception:  # stopping anyway
+                    pass
                 variant.console.close()
             if variant.client is not None:
                 variant.client.close()
@@ -176,7 +207,7 @@ def main() -> int:
     base_cpu = statistics.median(variants[0].cpu_us)
     base_p99 = percentile(variants[0].latencies, 99)
     print(f"chat() RPCs (each logs one INFO line), {args.rounds} interleaved rounds, "
-          "a console polling each service at 1 Hz")
+          f"{args.workers} workers parked in each service, a console polling each at 1 Hz")
     print(f"{'variant':<24} {'CPU/call':>10} {'vs off':>7} {'p50':>8} {'p99':>8} {'vs off':>7} "
           f"{'stall/refresh p50':>18} {'p95':>7} {'logs op p50':>12}")
     for v in variants:
@@ -188,6 +219,10 @@ def main() -> int:
               f"{statistics.median(v.stalls):>15.3f} ms {percentile(v.stalls, 95):>5.3f}ms "
               f"{tail:>12}")
     print(f"log records shipped to the tailing console: {variants[2].records}")
+    hub = variants[1].sampler_hub_ms
+    if hub:
+        print(f"backlog sampler, its own hub time per round (every 2 s, {args.workers} workers): "
+              f"p50 {statistics.median(hub):.3f} ms, max {max(hub):.3f} ms")
     return 0
 
 

@@ -76,6 +76,8 @@ class Sampler:
         self.last: dict[str, list[QueueBacklogDict]] = {}
         self.error: str | None = None
         self.rounds = 0
+        #: milliseconds the last round spent reading the container's tables (held the hub)
+        self.hub_ms: float | None = None
         self._conn: Any = None
         self._channel: Any = None
 
@@ -114,10 +116,13 @@ class Sampler:
 
     def sample(self) -> None:
         """One round: every container's queues, declared passively."""
+        spent = 0.0
         for container in list(self.containers):
             name = str(getattr(container, "service_name", "?"))
+            t0 = time.perf_counter()  # the round's own work on the hub, without broker waits
             queues = queues_of(container)
             held = _held(container, queues)
+            spent += time.perf_counter() - t0
             out: list[QueueBacklogDict] = []
             for queue, (kind, methods, consumer) in list(queues.items())[:MAX_QUEUES]:
                 row: QueueBacklogDict = {
@@ -137,6 +142,7 @@ class Sampler:
                 out.append(row)
             out.sort(key=lambda q: (q["kind"] != "rpc", q["queue"]))
             self.last[name] = out
+        self.hub_ms = round(spent * 1000, 3)
 
     def _declare(self, queue: str, consumer: Any) -> tuple[int, int]:
         if self._conn is None:
@@ -251,6 +257,7 @@ def _op_backlog(namespace: dict[str, Any], wait: float = 0.0) -> dict[str, Any]:
         "running": bool(sampler is not None and sampler.running),
         "error": sampler.error if sampler is not None else "off (CHASSIS_BACKLOG=0)",
         "every_s": sampler.every if sampler is not None else None,
+        "hub_ms": sampler.hub_ms if sampler is not None else None,
         "services": dict(sampler.last) if sampler is not None else {},
     }
 
