@@ -41,7 +41,7 @@ screenshots: $(STAMP)
 
 # Every bench, each printing its own tables of figures measured side by side in one run.
 BENCHES := bench/snapshot.py bench/console.py bench/overhead.py bench/watchdog.py bench/fleet.py \
-	bench/inspection.py
+	bench/inspection.py bench/panels.py
 
 bench: $(STAMP)
 	@.ci/with-broker sh -c 'for b in $(BENCHES); do echo "### $$b"; $(BIN)/python $$b || exit 1; done'

@@ -18,13 +18,29 @@ from typing import Any
 
 from nameko_chassis.amqp.management import AmqpUri
 
-from .errors import BlockedError, ConsoleError, ProtocolError, UnresponsiveError, UsageError, report
+from .errors import (
+    BlockedError,
+    ConsoleError,
+    ProtocolError,
+    RemoteError,
+    UnresponsiveError,
+    UsageError,
+    report,
+)
 from .targets import TargetAddress
 from .targets.backdoor import BackdoorClient
+
+#: Seconds ``--once``/``--json`` wait for the service's first backlog sample (its queues'
+#: passive declares; probe/backlog.py). The wait yields the service's hub.
+BACKLOG_WAIT = 3.0
 
 
 def _collect(address: TargetAddress, args: argparse.Namespace) -> dict[str, Any]:
     with BackdoorClient(address, timeout=args.timeout) as client:
+        try:
+            client.request("backlog", wait=min(BACKLOG_WAIT, args.timeout / 2))
+        except RemoteError:  # no backlog is no reason to fail a snapshot
+            pass
         return client.collect(stacks=args.stacks, max_workers=args.max_workers)
 
 
@@ -101,7 +117,8 @@ def render_fleet_summary(target: Any) -> Any:
     from .targets.fleet import NO_CHASSIS
 
     table = Table()
-    for name in ("service", "replicas", "running", "per replica", "oldest", "on", "version"):
+    for name in ("service", "replicas", "running", "per replica", "oldest", "on", "version",
+                 "backlog"):
         table.add_column(name, justify="right" if name in ("running", "oldest") else "left")
     for s in target.summaries():
         per = []
@@ -112,10 +129,11 @@ def render_fleet_summary(target: Any) -> Any:
         table.add_row(Text(s.name, style="bold"), str(len(s.replicas)), str(s.running),
                       Text("\n".join(per)),
                       "" if s.oldest_age is None else f"{s.oldest_age:.1f}s",
-                      Text(s.oldest_on or ""), Text(", ".join(sorted(s.versions))))
+                      Text(s.oldest_on or ""), Text(", ".join(sorted(s.versions))),
+                      Text(s.backlog_text()))
     for p in target.plain:
         table.add_row(Text(p.name, style="bold"), str(p.instances or p.event_instances or "?"),
-                      "", Text(NO_CHASSIS, style="yellow"), "", "", "")
+                      "", Text(NO_CHASSIS, style="yellow"), "", "", "", "")
     live = sum(1 for r in target.replicas.values() if r.answering)
     heading = Text(f"{target.label}: {live}/{len(target.replicas)} replicas answering",
                    style="bold")

@@ -24,11 +24,13 @@ from nameko_chassis.amqp.management import AmqpUri
 from nameko_chassis.view.text import pool_level
 
 from ..targets import Target, TargetAddress
+from .backlog import backlog_note
 from .calls import downstream
 from .detail import ManagedThreadScreen, WorkerDetailScreen
 from .dialogs import ConfirmKillScreen, HelpScreen, SortPickerScreen, describe_worker
 from .groups import GroupsTable
 from .history import FinishedRef, FinishedWorkerScreen, HistoryPanel, find_finished
+from .logs import LogLevelScreen, LogPanel
 from .poller import ConsoleOptions, TargetPoller, TargetStatus
 from .prefs import remember_sort, remembered_sort
 from .rates import RatesTable
@@ -85,6 +87,8 @@ class ChassisConsole(App[int]):
         Binding("plus", "slower", "Slower", key_display="+", id="interval_up"),
         Binding("minus", "faster", "Faster", key_display="-", id="interval_down"),
         Binding("k", "kill", "Kill", id="kill"),
+        Binding("l", "toggle_logs", "Log", show=False, id="logs"),
+        Binding("L", "log_level", "Log level", show=False, id="log_level"),
     ]
 
     def __init__(self, targets: Sequence[Target], options: ConsoleOptions | None = None, *,
@@ -127,6 +131,7 @@ class ChassisConsole(App[int]):
                                    slow=self.options.slow)
                 yield GroupsTable(id="groups", slow=self.options.slow)
                 yield RatesTable(id="rates", slow=self.options.slow)
+                yield LogPanel(id="logs")
                 yield HistoryPanel(id="history", slow=self.options.slow)
         yield Footer()
 
@@ -227,7 +232,7 @@ class ChassisConsole(App[int]):
         subtitle = f"sorted by {table.sort_label}"
         if table.narrow:  # no pool gauges on screen: name the pools that need attention
             alerts = [f"{c.service_name} {c.workers_running}/{c.max_workers}"
-                      + (" FULL" if level == "full" else " !")
+                      + (" FULL" if level == "full" else " !") + backlog_note(c)
                       for s in statuses if s.snapshot is not None for c in s.snapshot.containers
                       if (level := pool_level(c.workers_running, c.max_workers))
                       in ("full", "warning")]
@@ -472,6 +477,54 @@ class ChassisConsole(App[int]):
                         markup=False)
         poller.wake()
 
+    # -- the log tail (console/live/logs.py) ------------------------------------------------------
+
+    def _selected_call_id(self) -> str | None:
+        ref = self.query_one(WorkersTable).current_ref()
+        return ref.call_id if ref is not None else None
+
+    def action_toggle_logs(self) -> None:
+        """``l``: the log panel, every record → the selected worker's → hidden."""
+        if self.screen is not self.screen_stack[0]:
+            return
+        panel = self.query_one(LogPanel)
+        if not any(getattr(p.target, "request", None) for p in self.pollers):
+            self.notify("No target here ships its log (the log tail needs a backdoor "
+                        "target).", severity="warning", timeout=4)
+            return
+        panel.cycle(self.pollers, self._selected_call_id)
+
+    def action_log_level(self) -> None:
+        """``L``: set a logger's level in every attached service (needs --allow-actions: a
+        level change is no kill, but it changes the target — DEBUG on a busy service fills
+        its disks)."""
+        if not self.options.allow_actions:
+            self.notify("This console is read-only. To change log levels, restart it with "
+                        "--allow-actions.", title="log levels are off", severity="warning",
+                        timeout=6)
+            return
+
+        def chosen(answer: tuple[str, str] | None) -> None:
+            if answer is not None:
+                self._set_log_level(*answer)
+
+        self.push_screen(LogLevelScreen(), callback=chosen)
+
+    @work(group="actions")
+    async def _set_log_level(self, logger: str, level: str) -> None:
+        for poller in self.pollers:
+            if getattr(poller.target, "request", None) is None:
+                continue
+            try:
+                done = await poller.request("log_level", logger=logger, level=level)
+            except Exception as exc:  # shown to the user, never a crash
+                self.notify(f"{poller.status.label}: could not set {logger or 'root'} to "
+                            f"{level}: {exc}", severity="error", timeout=8, markup=False)
+                continue
+            self.notify(f"{poller.status.label}: {done.get('logger')} {done.get('previous')} → "
+                        f"{done.get('level')} (effective {done.get('effective')})",
+                        title="log level", timeout=5, markup=False)
+
     # -- demo ----------------------------------------------------------------------------------
 
     @work(thread=True, group="demo", exclusive=True)
@@ -516,6 +569,10 @@ class ChassisConsole(App[int]):
                             self.action_open_worker)
         yield SystemCommand("Kill worker", "Needs --allow-actions; asks first (k)",
                             self.action_kill)
+        yield SystemCommand("Log tail", "Every record, the selected worker's, hidden (l)",
+                            self.action_toggle_logs)
+        yield SystemCommand("Set a logger's level", "Needs --allow-actions (L)",
+                            self.action_log_level)
         yield SystemCommand("Help", "Keys and what the screen says (?)", self.action_help)
         if self.demo is not None:
             yield SystemCommand("Demo: crash the services",

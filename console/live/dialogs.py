@@ -33,6 +33,8 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("r", "refresh now"),
     ("+  -", "refresh less / more often"),
     ("k", "kill the selected worker (needs --allow-actions; asks first)"),
+    ("l", "log tail: every record, then only the selected worker's, then hidden"),
+    ("L", "set a logger's level in the services (needs --allow-actions)"),
     ("tab", "move between the panels (services tree, workers)"),
     ("enter / space (tree)", "show only that service's workers (again: all) / fold a node"),
     ("ctrl+p", "command palette: every action above, searchable"),
@@ -51,6 +53,8 @@ LEGEND: tuple[tuple[str, str], ...] = (
               "the age counts from when the console first saw the worker"),
     ("pool gauge", "running workers against max_workers; yellow from 75%, red when full "
                    "(new work waits)"),
+    ("⤷ backlog", "messages ready in the pool's queues, unacked by the process, change per "
+                  "second; ▲ growing, red when the pool is full too"),
     ("round trip", "how long the console waited for the last snapshot"),
     ("service stall", "how long collecting it blocked the service's event loop"),
 )

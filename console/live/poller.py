@@ -365,6 +365,21 @@ class TargetPoller:
             return self.target.kill_worker(call_id)
         return await self._calls.call(kill)
 
+    async def request(self, op: str, **kwargs: Any) -> Any:
+        """One agent operation (the log tail's ``logs``, ``log_level``) on this target's
+        connection, queued behind any poll in progress. A target without agent operations
+        (the fleet, the in-memory one) raises :class:`ConsoleError`."""
+        send = getattr(self.target, "request", None)
+        if send is None:
+            raise ConsoleError(f"{self.status.label}: {op} needs a backdoor target")
+
+        def call() -> Any:
+            if not self._connected:
+                self.target.connect()
+                self._connected = True
+            return send(op, **kwargs)
+        return await self._calls.call(call)
+
     def stop(self) -> None:
         """Close the connection and let the thread end (without waiting for a stuck call)."""
         self._calls.submit(self._close_quietly)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static, Tree
@@ -21,6 +22,7 @@ from nameko_chassis.view.text import (
     short_label,
 )
 
+from .backlog import backlog_alarm, backlog_line
 from .common import Palette, clip, pool_colour
 from .poller import TargetStatus
 
@@ -77,22 +79,18 @@ class PoolGauges(Static):
         palette = Palette.of(self.app)
         # the sparkline goes first when the panel is narrow: names and gauges matter more
         spark = not 0 < self.size.width < 42
-        table = Table.grid(padding=(0, 1), expand=True)
-        table.add_column(ratio=1, no_wrap=True, overflow="ellipsis", min_width=8)
-        if spark:
-            table.add_column(no_wrap=True)
-        table.add_column(no_wrap=True)
-        table.add_column(justify="right", no_wrap=True)
         blank = ("",) * (3 if spark else 2)
         several = len(statuses) > 1
-        full = near = 0
+        full = near = piling = 0
+        # rows of cells, and backlog lines (a Text across the panel) between them
+        rows: list[list[Any] | Text] = []
         for status in statuses:
             snap = status.snapshot
             self._record(status)
             if several:
-                table.add_row(Text(short_label(status.label, 40), style="bold dim"), *blank)
+                rows.append([Text(short_label(status.label, 40), style="bold dim"), *blank])
             if snap is None:
-                table.add_row(Text("  no data yet", style="dim"), *blank)
+                rows.append([Text("  no data yet", style="dim"), *blank])
                 continue
             for c in snap.containers:
                 colour = pool_colour(c.workers_running, c.max_workers, palette)
@@ -106,16 +104,52 @@ class PoolGauges(Static):
                 elif level == "warning":
                     count.append(" !", style=f"bold {palette.warning}")
                     near += 1
-                cells = [name, gauge(c.workers_running, c.max_workers, palette), count]
+                cells: list[Any] = [name, gauge(c.workers_running, c.max_workers, palette),
+                                    count]
                 if spark:
                     series = self._series.get((status.index, c.service_name), ())
                     cells.insert(1, sparkline(list(series), c.max_workers, colour))
-                table.add_row(*cells)
+                rows.append(cells)
+                line = backlog_line(c, palette, indent="    " if several else "  ")
+                if line is not None:
+                    rows.append(line)
+                    piling += backlog_alarm(c)
         self.border_title = "worker pools"
-        said = [f"{full} full" if full else "", f"{near} near saturation" if near else ""]
+        said = [f"{full} full" if full else "", f"{near} near saturation" if near else "",
+                f"{piling} full with a growing backlog" if piling else ""]
         self.border_subtitle = " · ".join(s for s in said if s) or None
         self.set_class(bool(full or near), "-warning")
-        self.update(table)
+        self.set_class(bool(piling), "-backlog")
+        self.update(_pool_rows(rows, spark))
+
+
+def _pool_rows(rows: Sequence[list[Any] | Text], spark: bool) -> Group:
+    """Rows of cells as grids whose fixed-width columns line up from one grid to the next, with
+    the backlog lines between them across the whole panel."""
+    count_width = max((cells[-1].cell_len for cells in rows if isinstance(cells, list)
+                       and isinstance(cells[-1], Text)), default=1)
+
+    def grid() -> Table:
+        table = Table.grid(padding=(0, 1), expand=True)
+        table.add_column(ratio=1, no_wrap=True, overflow="ellipsis", min_width=8)
+        if spark:
+            table.add_column(no_wrap=True, width=SPARK_POINTS)
+        table.add_column(no_wrap=True, width=GAUGE_WIDTH)
+        table.add_column(justify="right", no_wrap=True, width=max(count_width, 1))
+        return table
+
+    parts: list[Any] = []
+    table: Table | None = None
+    for row in rows:
+        if isinstance(row, Text):
+            table = None
+            parts.append(row)
+            continue
+        if table is None:
+            table = grid()
+            parts.append(table)
+        table.add_row(*row)
+    return Group(*parts)
 
 
 def _entrypoint_label(method: str, kind: str, details: dict[str, Any]) -> Text:

@@ -33,8 +33,15 @@ from typing import Any
 from nameko_chassis.amqp import fleet as wire
 from nameko_chassis.amqp.discovery import DiscoveredService, services_from_queues
 from nameko_chassis.amqp.management import AmqpUri, ManagementApi, ManagementError
+from nameko_chassis.probe.privates import pool_waiter_method
 from nameko_chassis.probe.schema import SCHEMA_VERSION
-from nameko_chassis.view.model import Container, Entrypoint, Snapshot, SnapshotError
+from nameko_chassis.view.model import (
+    Container,
+    Entrypoint,
+    QueueBacklog,
+    Snapshot,
+    SnapshotError,
+)
 
 from ..errors import ConsoleError, UnreachableError, UsageError
 
@@ -49,6 +56,10 @@ LIVE_HISTORY = 10
 #: With more replicas than this, a live refresh asks each for its oldest worker only (and no
 #: history): per-service summaries first; a watched worker's stack still comes on drill-down.
 SUMMARY_OVER = 100
+#: Seconds between two passive declares of the services' queues (the backlog column).
+BACKLOG_EVERY = 2.0
+#: The backlog's rate of change is measured over (at most) this many seconds.
+BACKLOG_RATE_WINDOW = 10.0
 BROKER_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
 NO_CHASSIS = "no chassis: attach with HOST:PORT"
 
@@ -122,6 +133,9 @@ class ServiceSummary:
     oldest_age: float | None = None
     oldest_on: str | None = None
     versions: set[str] = field(default_factory=set)
+    #: its queues' messages ready in the broker, and their change per second (None: unknown)
+    backlog_ready: int | None = None
+    backlog_rate: float | None = None
 
     @property
     def silent(self) -> int:
@@ -134,7 +148,61 @@ class ServiceSummary:
         text += f" {self.running} running"
         if self.oldest_age is not None:
             text += f", oldest {self.oldest_age:.0f}s on {self.oldest_on}"
+        if self.backlog_ready:
+            text += f", {self.backlog_text()}"
         return text
+
+    def backlog_text(self) -> str:
+        """``381 waiting +12.5/s`` (empty when nothing was sampled)."""
+        if self.backlog_ready is None:
+            return ""
+        text = f"{self.backlog_ready} waiting"
+        if self.backlog_rate is not None:
+            text += f" {self.backlog_rate:+.1f}/s" if self.backlog_rate else " ±0/s"
+        return text
+
+
+@dataclass
+class QueueSample:
+    """The console's last passive declare of one queue, and the ready counts before it."""
+
+    queue: str
+    service: str
+    kind: str
+    methods: set[str]
+    ready: int | None = None
+    consumers: int | None = None
+    error: str | None = None
+    sampled_at: float = 0.0
+    series: list[tuple[float, int]] = field(default_factory=list)
+
+    @property
+    def rate_per_s(self) -> float | None:
+        if len(self.series) < 2 or self.series[-1][0] - self.series[0][0] < 0.5:
+            return None
+        (t0, r0), (t1, r1) = self.series[0], self.series[-1]
+        return round((r1 - r0) / (t1 - t0), 2)
+
+    def record(self, answer: tuple[int, int] | str, now: float) -> None:
+        self.sampled_at = time.time()
+        if isinstance(answer, str):
+            self.ready = self.consumers = None
+            self.error = answer
+            return
+        self.ready, self.consumers = answer
+        self.error = None
+        self.series.append((now, self.ready))
+        while len(self.series) > 2 and now - self.series[0][0] > BACKLOG_RATE_WINDOW:
+            self.series.pop(0)
+
+
+def _held(container: Container, methods: set[str]) -> int:
+    """Messages of these entrypoints one replica holds unacknowledged: its running workers and
+    the messages parked waiting for a worker (nameko's ``wait_for_worker_pool`` threads)."""
+    held = sum(1 for w in container.workers if w.entrypoint.rsplit(".", 1)[-1] in methods)
+    held += sum(1 for t in container.managed_threads
+                if pool_waiter_method(t.identifier) in methods)
+    return held
 
 
 def expand_frames(data: dict[str, Any]) -> dict[str, Any]:
@@ -174,6 +242,9 @@ class FleetTarget:
         self._structures: dict[str, dict[str, Any]] = {}
         self._discovered_at: float | None = None
         self._seen_services: set[str] = set()
+        #: queue -> the last passive declare of it (the backlog column), every BACKLOG_EVERY
+        self.queues: dict[str, QueueSample] = {}
+        self._sampled_at: float | None = None
 
     def __repr__(self) -> str:
         live = sum(1 for r in self.replicas.values() if r.answering)
@@ -247,7 +318,46 @@ class FleetTarget:
                     del self.replicas[replica.id]
         for replica in self.replicas.values():
             self._seen_services.update(replica.services)
+        self._sample_queues(now)
         self._discover()
+
+    def _sample_queues(self, now: float) -> None:
+        """Passive declares of every queue the replicas' services consume, on the console's
+        own connection, at most every :data:`BACKLOG_EVERY` seconds."""
+        if self._broadcast is None or (self._sampled_at is not None
+                                       and now - self._sampled_at < BACKLOG_EVERY):
+            return
+        self._sampled_at = now
+        wanted: dict[str, QueueSample] = {}
+        for replica in self.replicas.values():
+            for c in replica.snapshot.containers if replica.snapshot is not None else ():
+                found = wire.consumed_queues(
+                    c.service_name, ((e.method, e.type, e.details) for e in c.entrypoints))
+                for queue, (kind, methods) in found.items():
+                    sample = wanted.get(queue) or self.queues.get(queue) or QueueSample(
+                        queue, c.service_name, kind, set())
+                    sample.methods |= methods
+                    wanted[queue] = sample
+        try:
+            answers = self._broadcast.declare_passive(sorted(wanted))
+        except Exception as exc:  # the broker went away: the next refresh reconnects
+            for sample in wanted.values():
+                sample.record(f"{type(exc).__name__}: {exc}"[:200], now)
+            answers = {}
+        for queue, answer in answers.items():
+            wanted[queue].record(answer, now)
+        self.queues = wanted
+
+    def backlog_of(self, container: Container, service: str) -> list[QueueBacklog] | None:
+        """One replica's container's queues, as the console last sampled them."""
+        queues = [q for q in self.queues.values() if q.service == service]
+        if not queues:
+            return None
+        return [QueueBacklog(queue=q.queue, kind=q.kind, entrypoints=sorted(q.methods),
+                             ready=q.ready, consumers=q.consumers,
+                             unacked=_held(container, q.methods), rate_per_s=q.rate_per_s,
+                             sampled_at=q.sampled_at, error=q.error)
+                for q in sorted(queues, key=lambda q: (q.kind != "rpc", q.queue))]
 
     def _take(self, reply: wire.Reply, now: float) -> None:
         data = reply.data
@@ -338,6 +448,13 @@ class FleetTarget:
                                   or c.workers[0].age_s > summary.oldest_age):
                     summary.oldest_age = c.workers[0].age_s
                     summary.oldest_on = replica.label
+        for q in self.queues.values():
+            of = by_name.get(q.service)
+            if of is None or q.ready is None:
+                continue
+            of.backlog_ready = (of.backlog_ready or 0) + q.ready
+            if q.rate_per_s is not None:
+                of.backlog_rate = round((of.backlog_rate or 0.0) + q.rate_per_s, 2)
         return sorted(by_name.values(), key=lambda s: s.name)
 
     def merged(self) -> Snapshot:
@@ -362,7 +479,8 @@ class FleetTarget:
             took = max(took, replica.stall_ms or snap.took_ms)
             errors += [f"{replica.label}: {e}" for e in snap.errors]
             mark = "" if replica.answering else "(silent)"
-            containers += [replace(c, service_name=f"{c.service_name}@{replica.label}{mark}")
+            containers += [replace(c, service_name=f"{c.service_name}@{replica.label}{mark}",
+                                   backlog=self.backlog_of(c, c.service_name))
                            for c in snap.containers]
         for service in self.plain:
             entrypoints = [Entrypoint(m, "event_handler") for m in service.event_handlers]
@@ -406,10 +524,28 @@ class FleetTarget:
             "replicas": replicas,
             "services": [{"name": s.name, "replicas": len(s.replicas), "running": s.running,
                           "oldest_age_s": s.oldest_age, "oldest_on": s.oldest_on,
-                          "versions": sorted(s.versions)} for s in self.summaries()],
+                          "versions": sorted(s.versions),
+                          "backlog": self._backlog_json(s.name)} for s in self.summaries()],
             "plain_services": [{"name": s.name, "instances": s.instances or s.event_instances,
                                 "note": NO_CHASSIS} for s in self.plain],
         }
+
+
+    def _backlog_json(self, service: str) -> list[dict[str, Any]]:
+        """``--json``: the service's queues, as the console's passive declares saw them (the
+        broker's view: ``ready`` across every replica; ``unacked`` summed over the replicas)."""
+        out = []
+        for q in sorted(self.queues.values(), key=lambda q: (q.kind != "rpc", q.queue)):
+            if q.service != service:
+                continue
+            held = sum(_held(c, q.methods) for r in self.replicas.values()
+                       if r.snapshot is not None for c in r.snapshot.containers
+                       if c.service_name == service)
+            out.append({"queue": q.queue, "kind": q.kind, "entrypoints": sorted(q.methods),
+                        "ready": q.ready, "consumers": q.consumers, "unacked": held,
+                        "rate_per_s": q.rate_per_s, "sampled_at": q.sampled_at,
+                        "error": q.error})
+        return out
 
 
 def _copy(data: Any) -> Any:

@@ -39,7 +39,7 @@ import json
 import time
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,6 +173,31 @@ class Reply:
         return str(self.data["replica"].get("id") or "")
 
 
+def consumed_queues(service: str, entrypoints: Iterable[tuple[str, str, Mapping[str, Any]]]
+                    ) -> dict[str, tuple[str, set[str]]]:
+    """The queues a nameko service consumes, by name, from its entrypoints as a snapshot lists
+    them ((method, type, details)): ``rpc-<service>`` (every ``@rpc``), a ``@consume``'s queue,
+    an ``@event_handler``'s ``evt-<source>-<event>--<service>.<method>`` (service pool) or
+    ``evt-<source>-<event>`` (singleton). Broadcast handlers' queues are each replica's own
+    (exclusive), so they are left out. queue -> (entrypoint type, method names)."""
+    out: dict[str, tuple[str, set[str]]] = {}
+    for method, kind, details in entrypoints:
+        if kind == "rpc":
+            name: str | None = f"rpc-{service}"
+        elif kind == "consumer":
+            name = str(details.get("queue") or "") or None
+        elif kind == "event_handler":
+            source, event = details.get("source_service"), details.get("event_type")
+            handler_type = str(details.get("handler_type") or "service_pool")
+            name = (f"evt-{source}-{event}--{service}.{method}" if handler_type == "service_pool"
+                    else f"evt-{source}-{event}" if handler_type == "singleton" else None)
+        else:
+            name = None
+        if name:
+            out.setdefault(name, (kind, set()))[1].add(method)
+    return out
+
+
 class Broadcast:
     """Publish one request to every process of a vhost and gather the replies by a deadline.
 
@@ -197,6 +222,7 @@ class Broadcast:
                                         on_message=self._on_message)
         self._consumer.consume()
         self._producer = kombu.Producer(self._connection.channel())
+        self._declare_channel: Any = None  # passive declares (the backlog column), lazily
 
     def __repr__(self) -> str:
         return f"<Broadcast {self.reply_queue}>"
@@ -227,6 +253,23 @@ class Broadcast:
                                    float(stall) if isinstance(stall, (int, float)) else None,
                                    time.monotonic(),
                                    float(cpu) if isinstance(cpu, (int, float)) else None))
+
+    def declare_passive(self, names: Iterable[str]) -> dict[str, tuple[int, int] | str]:
+        """queue -> (messages ready, consumers), or why not (a refusal such as 404 closes the
+        channel, so each refusal costs a new one). Passive: never creates a queue."""
+        out: dict[str, tuple[int, int] | str] = {}
+        for name in names:
+            channel = self._declare_channel
+            if channel is None or not channel.is_open:
+                channel = self._declare_channel = self._connection.channel()
+            try:
+                ok = channel.queue_declare(queue=name, passive=True)
+            except self._connection.channel_errors as exc:  # amqp's ChannelError and kin
+                self._declare_channel = None
+                out[name] = f"{type(exc).__name__}: {exc}"[:200]
+                continue
+            out[name] = (int(ok.message_count), int(ok.consumer_count))
+        return out
 
     def ask(self, body: dict[str, Any], *, deadline: float,
             done: Callable[[list[Reply]], bool] | None = None) -> list[Reply]:

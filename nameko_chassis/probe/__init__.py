@@ -9,6 +9,6 @@ the shipped copy is a package that exists just while it boots.
 
 #: The package's modules in dependency order: the order the console ships and boots them.
 MODULES: tuple[str, ...] = (
-    "privates", "schema", "redaction", "frames", "entrypoints", "wire", "process", "collect",
-    "watchdog", "agent", "repl",
+    "privates", "schema", "redaction", "frames", "entrypoints", "wire", "process", "backlog",
+    "collect", "watchdog", "logtail", "agent", "repl",
 )

@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from . import backlog, privates, watchdog, wire
 from . import collect as collector
-from . import privates, watchdog, wire
 
 VERSION = wire.DEV_VERSION  # replaced by the console with a hash of the shipped sources
 
@@ -179,6 +179,7 @@ def collect(namespace: dict[str, Any], session: str | None = None,
     container's ``unchanged`` list, which the client merges with what it has: at 1000 parked
     workers, encoding full workers, not collecting them, would dominate the hub stall. The
     watchdog's ``incidents`` are likewise left out while unchanged since the session's last."""
+    backlog.touch(containers_of(namespace))  # a console is attached: keep sampling queues
     stacks = limits.pop("stacks", "all")
     if isinstance(stacks, list):
         stacks = frozenset(stacks)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
-from . import entrypoints, privates, process
+from . import backlog, entrypoints, privates, process
 from .frames import (
     DEFAULT_MAX_FRAMES,
     innermost_user_frame,
@@ -297,6 +297,8 @@ def _collect_container(container: Any, now: float, opts: dict[str, Any],
     }
     if opts["known"] is not None:
         result["unchanged"] = unchanged
+    if (queues := backlog.of(container)) is not None:  # the sampler's last: a dict lookup
+        result["backlog"] = queues
     return result
 
 

@@ -238,3 +238,124 @@ def current_hub() -> Any:
     except BaseException:
         return None
 
+
+# -- backlog and log tail (backlog.py, logtail.py): reached at run time only -----------------
+#
+# The queues an entrypoint consumes from, the broker settings nameko uses for them, and the
+# eventlet primitives the two greenthreads of backlog.py and logtail.py need. kombu and eventlet
+# are imported inside the functions: the probe stays importable where they are absent.
+
+
+def entrypoint_queue(entrypoint: Any) -> tuple[str, Any] | None:
+    """(queue name, nameko's ``amqp.consume.Consumer``) an entrypoint consumes from: an
+    ``@rpc``'s shared ``rpc_consumer.queue`` (``rpc-<service>``), an ``@event_handler``'s or
+    ``@consume``'s own ``queue``. None for entrypoints without a queue (HTTP, timers)."""
+    try:
+        owner = getattr(entrypoint, "rpc_consumer", None) or entrypoint
+        queue = getattr(owner, "queue", None)
+        name = getattr(queue, "name", None)
+        if not isinstance(name, str) or not name:
+            return None
+        return name, getattr(owner, "consumer", None)
+    except BaseException:
+        return None
+
+
+def broker_settings(consumer: Any) -> tuple[str, Any, Any] | None:
+    """(AMQP URI, ssl, login method) of one of nameko's consumers: the connection settings the
+    service itself uses (``nameko.amqp.consume.Consumer.amqp_uri`` / ``.ssl`` /
+    ``.login_method``)."""
+    uri = getattr(consumer, "amqp_uri", None)
+    if not isinstance(uri, str) or not uri:
+        return None
+    return uri, getattr(consumer, "ssl", None), getattr(consumer, "login_method", None)
+
+
+#: nameko spawns one managed thread per message waiting for a free worker, named
+#: ``<EntrypointClass>.wait_for_worker_pool[<service>.<method>]`` (rpc.py, messaging.py).
+POOL_WAITER_MARK = ".wait_for_worker_pool["
+
+
+def pool_waiter_method(identifier: Any) -> str | None:
+    """``method`` when a managed thread's identifier is nameko's waiter for a worker slot."""
+    text = identifier if isinstance(identifier, str) else ""
+    at = text.find(POOL_WAITER_MARK)
+    if at < 0 or not text.endswith("]"):
+        return None
+    return text[at + len(POOL_WAITER_MARK):-1].rsplit(".", 1)[-1]
+
+
+def broker_connection(uri: str, ssl: Any, login_method: Any, timeout: float) -> Any:
+    """A kombu ``Connection`` of its own (never one of the service's), connected, or raises."""
+    from kombu import Connection
+
+    conn = Connection(uri, ssl=ssl, login_method=login_method, connect_timeout=timeout,
+                      transport_options={"read_timeout": timeout, "write_timeout": timeout})
+    conn.connect()
+    return conn
+
+
+def passive_declare(conn: Any, channel: Any, name: str) -> tuple[Any, int, int]:
+    """(channel, messages ready, consumers) of queue ``name`` by a passive ``queue.declare``
+    (never creates it). A broker refusal (404 no such queue, 405 another connection's exclusive
+    queue) closes the channel: the next call opens a new one."""
+    if channel is None or not getattr(channel, "is_open", True):
+        channel = conn.channel()
+    try:
+        ok = channel.queue_declare(queue=name, passive=True)
+    except BaseException:
+        try:
+            channel.close()
+        except BaseException:
+            pass
+        raise
+    return channel, int(ok.message_count), int(ok.consumer_count)
+
+
+def spawn_greenthread(fn: Any, *args: Any) -> Any:
+    """``eventlet.spawn``: a greenthread of the probe's own, outside every container."""
+    import eventlet
+
+    return eventlet.spawn(fn, *args)
+
+
+def green_sleep(seconds: float) -> None:
+    """``eventlet.sleep``: yields the hub (falls back to ``time.sleep`` without eventlet)."""
+    try:
+        import eventlet
+    except ImportError:
+        import time
+
+        time.sleep(seconds)
+        return
+    eventlet.sleep(seconds)
+
+
+def green_timeout(seconds: float) -> Any:
+    """``eventlet.Timeout(seconds)``: a context manager that raises in this greenthread when
+    it waits longer (so a broker that stops answering cannot hold the sampler)."""
+    import eventlet
+
+    return eventlet.Timeout(seconds)
+
+
+#: nameko runs every worker inside ``ServiceContainer._run_worker(self, worker_ctx, ...)``
+#: (nameko/containers.py): a log record emitted by a worker has that frame below it.
+WORKER_RUN_FRAME = ("_run_worker", "/nameko/containers.py")
+
+
+def worker_context_of(frame: Any, max_depth: int = 200) -> Any:
+    """The ``WorkerContext`` whose worker is running ``frame`` (found by walking ``f_back`` to
+    nameko's ``_run_worker`` frame and reading its ``worker_ctx`` local), or None."""
+    name, path = WORKER_RUN_FRAME
+    try:
+        for _ in range(max_depth):
+            if frame is None:
+                return None
+            code = frame.f_code
+            if code.co_name == name and code.co_filename.replace("\\", "/").endswith(path):
+                return frame.f_locals.get("worker_ctx")
+            frame = frame.f_back
+    except BaseException:
+        pass
+    return None

@@ -77,6 +77,20 @@ class FinishedWorkerDict(TypedDict):
     traceback: NotRequired[list[FrameDict] | None]  # failures only: outermost first, bounded
 
 
+class QueueBacklogDict(TypedDict):
+    """One queue a container consumes from, as the backlog sampler last saw it (backlog.py)."""
+
+    queue: str  # rpc-<service>, an event handler's or a @consume queue
+    kind: str  # the entrypoint kind consuming it: rpc, event_handler, consume, ...
+    entrypoints: list[str]  # method names
+    ready: int | None  # messages waiting in the broker (None: the declare failed)
+    consumers: int | None  # consumers of the queue, every replica
+    unacked: int  # delivered to THIS process, not acknowledged: running + waiting for a worker
+    rate_per_s: float | None  # change of `ready` per second over the last ~10 s
+    sampled_at: float  # wall clock
+    error: str | None  # why `ready` is missing
+
+
 class ContainerDict(TypedDict):
     service_name: str
     service_class: str
@@ -90,6 +104,7 @@ class ContainerDict(TypedDict):
     managed_threads: list[ManagedThreadDict]
     history: list[FinishedWorkerDict] | None
     unchanged: NotRequired[list[str]]  # wire only: see wire.py
+    backlog: NotRequired[list[QueueBacklogDict]]  # while a console is attached (added within v1)
 
 
 #: What held the hub during a block: a worker, a container's managed thread, or another greenlet.

@@ -361,6 +361,30 @@ class Incident:
 
 
 @dataclass(frozen=True)
+class QueueBacklog:
+    """One queue a container consumes from (``backlog``, added within v1: probe/backlog.py)."""
+
+    queue: str
+    kind: str
+    entrypoints: list[str]
+    ready: int | None  # waiting in the broker; None: the passive declare failed (see error)
+    consumers: int | None
+    unacked: int  # held by this process: running workers and messages waiting for one
+    rate_per_s: float | None  # change of ready per second; None: one sample so far
+    sampled_at: float
+    error: str | None
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str = "") -> QueueBacklog:
+        r = _Reader(data, path)
+        return cls(r.text("queue"), r.text("kind"), [str(e) for e in r.array("entrypoints")],
+                   r.get("ready", int, optional=True), r.get("consumers", int, optional=True),
+                   r.get("unacked", int, optional=True, default=0),
+                   r.number("rate_per_s", optional=True), r.number("sampled_at"),
+                   r.text("error", optional=True))
+
+
+@dataclass(frozen=True)
 class Container:
     service_name: str
     service_class: str
@@ -373,6 +397,8 @@ class Container:
     workers: list[Worker]  # oldest first
     managed_threads: list[ManagedThread]
     history: list[FinishedWorker] | None  # None: the service keeps no history
+    #: the queues it consumes, last sampled; None: not sampled (no console asked, or off)
+    backlog: list[QueueBacklog] | None = None
 
     @classmethod
     def from_dict(cls, data: Any, path: str = "", wire: _Wire | None = None) -> Container:
@@ -407,6 +433,8 @@ class Container:
             history=None if history is None else [
                 FinishedWorker.from_dict(h, f"{r._p('history')}[{i}]", wire)
                 for i, h in enumerate(history)],
+            backlog=(r.items("backlog", QueueBacklog) if "backlog" in r.data
+                     and r.data["backlog"] is not None else None),
         )
 
 

@@ -30,6 +30,7 @@ from .model import Container, Culprit, FinishedWorker, Frame, Incident, Snapshot
 from .rates import WINDOW_S, Call, entrypoint_rates, spark
 from .text import (
     VALUE_CHARS,
+    backlog_summary,
     call_id_tail,
     caller,
     clip,
@@ -525,6 +526,31 @@ def _pool_text(container: Container) -> Text:
     return text
 
 
+def _backlog_text(container: Container) -> Text:
+    """One line per queue: ``rpc-slowpoke  381 ready · 10 unacked · +12.5/s``; a full pool whose
+    backlog grows says so."""
+    summary = backlog_summary(container.backlog)
+    queues = container.backlog or []
+    if not queues:
+        return Text("no queues consumed", style=S_DIM)
+    text = Text()
+    for i, q in enumerate(queues):
+        if i:
+            text.append("\n")
+        one = backlog_summary([q])
+        text.append_text(_t(q.queue, limit=80))
+        if q.error is not None and q.ready is None:
+            text.append(f"  ? ({clip(q.error, 120)})", style=S_DIM)
+            continue
+        style = S_WARN if one is not None and one.growing else ""
+        text.append(f"  {one.text() if one is not None else ''}", style=style)
+    if summary is not None and summary.growing and \
+            pool_level(container.workers_running, container.max_workers) == "full":
+        text.append("\nPOOL FULL AND BACKLOG GROWING: work arrives faster than it is done",
+                    style=S_ERROR)
+    return text
+
+
 def _distinct_stacks(oldest_first: Sequence[Worker], n: int) -> list[tuple[Worker, int]]:
     """The ``n`` oldest workers whose stacks differ, each with how many other workers share its
     stack: 1000 workers parked on the same line are drawn once."""
@@ -546,6 +572,8 @@ def _render_header(container: Container) -> RenderableType:
                                                                           style=S_ERROR)
     table.add_row("class", _t(container.service_class, limit=120) + Text("  ") + started)
     table.add_row("workers", _pool_text(container))
+    if container.backlog is not None:
+        table.add_row("backlog", _backlog_text(container))
     by_type: dict[str, list[Text]] = {}
     for ep in container.entrypoints:
         by_type.setdefault(ep.type, []).append(_entrypoint_label(ep.method, ep.type, ep.details))

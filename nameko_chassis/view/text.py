@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..probe import entrypoints
-from .model import Frame, Process, Worker, oldest_first_key
+from .model import Frame, Process, QueueBacklog, Worker, oldest_first_key
 
 #: Characters of one value (argument, kwarg, context value, source line) unless a view says less.
 VALUE_CHARS = 200
@@ -129,6 +129,47 @@ def pool_level(running: int, max_workers: int) -> PoolLevel:
     if running / max_workers >= SATURATION_WARNING:
         return "warning"
     return "ok"
+
+
+#: A backlog whose ready count rises faster than this (messages per second) is growing.
+BACKLOG_GROWING_RATE = 0.0
+
+
+@dataclass(frozen=True)
+class BacklogSummary:
+    """A container's queues added up: what the pool gauge says beside ``10/10 FULL``."""
+
+    ready: int | None  # waiting in the broker, every queue; None: none could be sampled
+    unacked: int  # held by this process
+    rate_per_s: float | None  # change of ready per second; None: one sample so far
+    queues: int
+
+    @property
+    def growing(self) -> bool:
+        return bool(self.ready) and self.rate_per_s is not None and \
+            self.rate_per_s > BACKLOG_GROWING_RATE
+
+    def text(self) -> str:
+        """``381 ready · 10 unacked · +12.5/s``."""
+        ready = "? ready" if self.ready is None else f"{self.ready} ready"
+        parts = [ready, f"{self.unacked} unacked"]
+        if self.rate_per_s is not None:
+            parts.append(rate_text(self.rate_per_s))
+        return " · ".join(parts)
+
+
+def rate_text(rate: float) -> str:
+    return f"{rate:+.1f}/s" if rate else "±0/s"
+
+
+def backlog_summary(queues: Sequence[QueueBacklog] | None) -> BacklogSummary | None:
+    """None when the container's queues were not sampled (no backlog in the snapshot)."""
+    if queues is None:
+        return None
+    known = [q.ready for q in queues if q.ready is not None]
+    rates = [q.rate_per_s for q in queues if q.rate_per_s is not None]
+    return BacklogSummary(sum(known) if known else None, sum(q.unacked for q in queues),
+                          round(sum(rates), 2) if rates else None, len(queues))
 
 
 def call_id_tail(call_id: str) -> str:

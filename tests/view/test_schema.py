@@ -269,7 +269,7 @@ def test_the_model_and_the_wire_types_name_the_same_fields():
              (model.Worker, schema.WorkerDict), (model.ManagedThread, schema.ManagedThreadDict),
              (model.FinishedWorker, schema.FinishedWorkerDict), (model.Container, schema.ContainerDict),
              (model.Snapshot, schema.SnapshotDict)]
-    for name in ("Incident", "Culprit", "Process"):
+    for name in ("Incident", "Culprit", "Process", "QueueBacklog"):
         if hasattr(model, name) and hasattr(schema, f"{name}Dict"):
             pairs.append((getattr(model, name), getattr(schema, f"{name}Dict")))
     wire_only = {"unchanged", "frames"}  # folded in by Snapshot.from_wire
