@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
+from rich.console import RenderableType
 from rich.text import Text
 from textual.app import App
 from textual.geometry import Region
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Static
 from textual.widgets.data_table import CellDoesNotExist
 
 from nameko_chassis.view.text import clip, format_age, pool_level
@@ -48,6 +49,16 @@ def cell(value: Any, style: str = "", *, limit: int = 80, sort: Any = None) -> S
     text = SortText(clip(value, limit), style=style, no_wrap=True, overflow="ellipsis")
     text.sort_value = sort if sort is not None else text.plain.lower()
     return text
+
+
+def update_static(widget: Static, content: RenderableType, shape: Hashable) -> None:
+    """``widget.update(content)``, laying the screen out again only when ``shape`` (whatever
+    decides the widget's height) changed: an update of the same size repaints that widget
+    alone, where a layout repaints every widget on the screen (most of a refresh's cost)."""
+    shape = (widget.size.width, shape)
+    layout = widget.__dict__.get("_chassis_shape") != shape
+    widget.__dict__["_chassis_shape"] = shape
+    widget.update(content, layout=layout)
 
 
 def age_style(seconds: float, slow: float, palette: Palette) -> str:
@@ -172,4 +183,5 @@ def sortable(text: Text, sort: Any) -> SortText:
 __all__ = [
     "KeyedTable",
     "sortable",
-    "sort_key","Palette", "SortText", "cell", "age_style", "pool_colour", "format_age", "clip"]
+    "sort_key", "update_static", "Palette", "SortText", "cell", "age_style", "pool_colour",
+    "format_age", "clip"]

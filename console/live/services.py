@@ -21,7 +21,7 @@ from nameko_chassis.view.text import (
     short_label,
 )
 
-from .common import Palette, clip, pool_colour
+from .common import Palette, clip, pool_colour, update_static
 from .poller import TargetStatus
 
 GAUGE_WIDTH = 8
@@ -115,7 +115,7 @@ class PoolGauges(Static):
         said = [f"{full} full" if full else "", f"{near} near saturation" if near else ""]
         self.border_subtitle = " · ".join(s for s in said if s) or None
         self.set_class(bool(full or near), "-warning")
-        self.update(table)
+        update_static(self, table, (table.row_count, spark))
 
 
 def _entrypoint_label(method: str, kind: str, details: dict[str, Any]) -> Text:

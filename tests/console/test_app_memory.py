@@ -100,6 +100,34 @@ async def test_refresh_updates_rows_in_place_and_the_cursor_follows_its_worker()
         assert format_age(second + 2.0) in str(t.get_row_at(0)[2])
 
 
+
+@sync
+async def test_a_refresh_redraws_the_ages_on_screen_and_a_row_scrolled_into_view_is_current():
+    # many more workers than rows on screen: a refresh writes the ages of the rows in view;
+    # the others get theirs when they are drawn (scrolled to), and the order stays by age
+    target = MemoryTarget(sample_snapshot(workers_per_service=40))
+    app = make_app(target)
+    async with app.run_test(size=SIZE) as pilot:
+        await polled(pilot)
+        t = table(app)
+        assert t.row_count > 3 * t.size.height
+        target.advance(90.0)
+        await pilot.press("r")
+        await polled(pilot, 2)
+        ages = sorted((w.age_s for _, w in target.state.workers), reverse=True)
+
+        def shown(i: int) -> str:
+            return str(t.get_row_at(i)[2]).removesuffix(" ⚠")
+
+        assert shown(0) == format_age(ages[0])
+        last = t.row_count - 1
+        t.move_cursor(row=last)  # scrolls the last row into view
+        await pilot.pause(0.2)
+        assert shown(last) == format_age(ages[last])
+        assert [t.get_row_at(i)[2].sort_value for i in range(t.row_count)] == sorted(
+            t.get_row_at(i)[2].sort_value for i in range(t.row_count))
+
+
 @sync
 async def test_slow_workers_stand_out():
     app = make_app(slow=5.0)
