@@ -14,12 +14,13 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from chassis_console.cli import run as cli_run
 from chassis_console.errors import UnreachableError, UnresponsiveError
-from chassis_console.live.app import ChassisConsole
+from chassis_console.live.app import INTERVALS, ChassisConsole
 from chassis_console.live.detail import WorkerDetailScreen
 from chassis_console.live.dialogs import ConfirmKillScreen, HelpScreen
 from chassis_console.live.history import HistoryPanel
-from chassis_console.live.poller import ConsoleOptions
+from chassis_console.live.poller import MIN_INTERVAL, ConsoleOptions
 from chassis_console.live.services import PoolGauges
 from chassis_console.live.status import StatusBar
 from chassis_console.live.workers import WorkerRef, WorkersTable
@@ -222,6 +223,12 @@ async def test_interval_keys_step_through_the_intervals():
         assert app.options.interval == 2.0
         await pilot.press("minus", "minus")
         assert app.options.interval == 0.5
+        # `-` stops at the floor that --interval enforces too
+        await pilot.press(*["minus"] * len(INTERVALS))
+        assert app.options.interval == MIN_INTERVAL == INTERVALS[0]
+    with pytest.raises(SystemExit) as exit:
+        cli_run(["localhost:1", "--interval", str(MIN_INTERVAL / 2)])
+    assert exit.value.code == 2
 
 
 @sync
