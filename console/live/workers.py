@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Self
 
+from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -162,6 +163,8 @@ class WorkersTable(DataTable[Text]):
         #: per row: the refresh (generation) its age cell was last written for
         self._age_drawn: dict[str, int] = {}
         self._generation = 0
+        #: per row: the static cells (see _static_cells) its cells were last brought in line with
+        self._applied: dict[str, dict[str, SortText]] = {}
         #: rendered lines of cells, kept while the cell object stays (see _render_cell)
         self._cell_lines: LRUCache[tuple[object, ...], tuple[object, list[list[Segment]]]] = \
             LRUCache(CELL_LINES_CACHED)
@@ -187,6 +190,7 @@ class WorkersTable(DataTable[Text]):
         self._cells.clear()
         self._static.clear()
         self._age_drawn.clear()
+        self._applied.clear()
         for key, label in self._columns:
             self.add_column(label, key=key, width=FIXED_WIDTHS.get(key))
         if following is not None:
@@ -261,12 +265,17 @@ class WorkersTable(DataTable[Text]):
         # Everything but the age changes rarely: build those cells again only when it does. A
         # worker the agent reported unchanged shares its where and arguments with the last
         # snapshot's, so comparing them is an identity check.
+        cached = self._static.get(key)
+        if cached is not None:
+            sig = cached[0]
+            if ((sig[2] is where or sig[2] == where) and (sig[3] is worker.args
+                                                          or sig[3] == worker.args)
+                    and (sig[4] is worker.kwargs or sig[4] == worker.kwargs)
+                    and sig[0] == dim and sig[1] == slow and sig[5] == container.service_name
+                    and sig[6] == status.label):
+                return cached[1], dim
         signature = (dim, slow, where, worker.args, worker.kwargs, container.service_name,
                      status.label)
-        cached = self._static.get(key)
-        if cached is not None and all(a is b or a == b for a, b in zip(cached[0], signature,
-                                                                       strict=True)):
-            return cached[1], dim
         # ties sort oldest first by start time, which (unlike the age) never changes
         start = worker.since
         strong = "bold" if slow and not dim else dim
@@ -311,7 +320,7 @@ class WorkersTable(DataTable[Text]):
                         self.lower_bounds = True
                     if needle and needle not in worker_text(container, worker, status.label):
                         continue
-                    key = WorkerRef(status.index, worker.call_id).key
+                    key = f"{status.index}|{worker.call_id}"  # WorkerRef(...).key
                     static, dim = self._static_cells(key, status, container, worker)
                     wanted[key] = (static, worker, dim, status.label)
         self.total, self.shown = total, len(wanted)
@@ -349,8 +358,13 @@ class WorkersTable(DataTable[Text]):
             self._static.pop(key, None)
             self._latest.pop(key, None)
             self._age_drawn.pop(key, None)
+            self._applied.pop(key, None)
+        applied = self._applied
         for key, (static, worker, dim, label) in wanted.items():
             self._latest[key] = (worker, dim, label)
+            if applied.get(key) is static:
+                continue  # nothing but the age changed: _freshen_ages sees to it
+            applied[key] = static
             previous = self._cells.get(key)
             if previous is None:
                 age = self._age_cell(worker, dim, label)
@@ -435,9 +449,47 @@ class WorkersTable(DataTable[Text]):
         cached = self._cell_lines.get(key)
         if cached is not None and cached[0] is value:
             return cached[1]
-        lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        lines = self._render_plain_cell(value, row_index, column_index, base_style, width,
+                                        cursor, hover)
+        if lines is None:
+            lines = super()._render_cell(row_index, column_index, base_style, width, cursor,
+                                         hover)
         self._cell_lines[key] = (value, lines)
         return lines
+
+    def _render_plain_cell(self, value: object, row_index: int, column_index: int,
+                           base_style: Style, width: int, cursor: bool, hover: bool
+                           ) -> list[list[Segment]] | None:
+        """A one-line cell of one style that fits its column (the age, on every refresh), as
+        DataTable draws it (padding, row and cursor styles, mouse meta) without rich's layout
+        machinery; None for anything else. tests/console pins it to DataTable's own."""
+        if (not isinstance(value, Text) or value.spans or "\n" in value.plain
+                or value.justify not in (None, "default", "left") or self.fixed_rows
+                or self.fixed_columns):
+            return None
+        pad = self.cell_padding
+        room = width - 2 * pad
+        length = cell_len(value.plain)
+        if length > room or room < 0:
+            return None
+        component, post = self._get_styles_to_render_cell(
+            False, False, False, hover, cursor, self.show_cursor, self._show_hover_cursor,
+            self.cursor_foreground_priority == "css", self.cursor_background_priority == "css")
+        pre = base_style + Style.from_meta({"row": row_index, "column": column_index})
+        pre += component
+        blank = pre + post if post else pre
+        text_style = self.app.console.get_style(value.style) if value.style else None
+        styled = pre + text_style if text_style else pre
+        if post:
+            styled += post
+        line = []
+        if pad:
+            line.append(Segment(" " * pad, blank))
+        if value.plain:
+            line.append(Segment(value.plain, styled))
+        if room - length + pad:
+            line.append(Segment(" " * (room - length + pad), blank))
+        return [line]
 
     def render_lines(self, crop: Region) -> list[Strip]:
         # a row scrolled into view (or a taller window) gets its age of the latest refresh

@@ -216,10 +216,14 @@ class Worker:
     def aged(self, now: float) -> Worker:
         """This worker as seen at ``now``: the same objects (arguments, where), a new age and
         no stack (the agent sends stacks only for new or watched workers)."""
+        # once per worker per refresh (1000 workers: most of a refresh's parsing), so inlined
         copy = object.__new__(Worker)
-        copy.__dict__.update(self.__dict__)
-        copy.__dict__["age_s"] = round(max(now - self.since, 0.0), 3)
-        copy.__dict__["stack"] = None
+        d = copy.__dict__
+        d.update(self.__dict__)
+        started = d["started_at"]
+        age = now - (started if started is not None else d["first_seen"])
+        d["age_s"] = round(age, 3) if age > 0 else 0.0
+        d["stack"] = None
         return copy
 
     @property
@@ -360,6 +364,26 @@ class Incident:
                    Culprit.from_dict(culprit, r._p("culprit")) if culprit is not None else None)
 
 
+def _unchanged_workers(unchanged: list[Any], wire: _Wire, path: str) -> list[Worker]:
+    """The previous snapshot's workers named by ``unchanged``, aged to now, in the previous
+    snapshot's order (oldest first: ages all move on by the same time)."""
+    previous, now = wire.previous, wire.now
+    ids = {str(c) for c in unchanged}
+    found = previous.get(str(unchanged[0]))
+    if found is not None and len(ids) == len(unchanged):
+        kept = [w.aged(now) for w in found[0].workers if w.call_id in ids]
+        if len(kept) == len(ids):
+            return kept
+    kept = []  # spread over containers of the previous snapshot, or one never sent
+    for call_id in unchanged:
+        found = previous.get(str(call_id))
+        if found is None:
+            raise SnapshotError(f"{path}: names worker {call_id!r} that was never sent")
+        kept.append(found[1].aged(now))
+    kept.sort(key=oldest_first_key)
+    return kept
+
+
 @dataclass(frozen=True)
 class Container:
     service_name: str
@@ -385,13 +409,14 @@ class Container:
             if wire is None:
                 raise SnapshotError(f"{r._p('unchanged')}: a delta refresh needs the previous "
                                     "snapshot (Snapshot.from_wire)")
-            for call_id in unchanged:
-                found = wire.previous.get(str(call_id))
-                if found is None:
-                    raise SnapshotError(f"{r._p('unchanged')}: names worker {call_id!r} that was "
-                                        "never sent")
-                workers.append(found[1].aged(wire.now))
-        workers.sort(key=oldest_first_key)
+            kept = _unchanged_workers(unchanged, wire, r._p("unchanged"))
+            if workers:
+                workers += kept
+                workers.sort(key=oldest_first_key)
+            else:  # the previous snapshot's order: still oldest first
+                workers = kept
+        else:
+            workers.sort(key=oldest_first_key)
         return cls(
             service_name=r.text("service_name"),
             service_class=r.text("service_class"),

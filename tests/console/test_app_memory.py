@@ -25,6 +25,7 @@ from chassis_console.live.services import PoolGauges
 from chassis_console.live.status import StatusBar
 from chassis_console.live.workers import WorkerRef, WorkersTable
 from chassis_console.targets.memory import MemoryTarget, sample_snapshot
+from textual.coordinate import Coordinate
 
 from nameko_chassis.view.text import format_age
 from tests.console.pilot import plain, table_text, until
@@ -127,6 +128,38 @@ async def test_a_refresh_redraws_the_ages_on_screen_and_a_row_scrolled_into_view
         assert shown(last) == format_age(ages[last])
         assert [t.get_row_at(i)[2].sort_value for i in range(t.row_count)] == sorted(
             t.get_row_at(i)[2].sort_value for i in range(t.row_count))
+
+
+
+@sync
+async def test_the_workers_table_draws_plain_cells_as_datatable_does():
+    # the age cells are drawn without rich's layout (every visible one, every refresh): the
+    # segments must be DataTable's own, in every state of a row (cursor, hover, zebra, stale)
+    from rich.segment import Segment
+    from textual.widgets import DataTable
+
+    target = MemoryTarget()
+    app = make_app(target)
+    async with app.run_test(size=SIZE) as pilot:
+        await polled(pilot)
+        t = table(app)
+        t._pseudo_class_state = t.get_pseudo_class_state()
+        compared = 0
+        for row in range(t.row_count):
+            style = t._get_row_style(row, t.rich_style)
+            for column, col in enumerate(t.ordered_columns):
+                value = t.get_cell_at(Coordinate(row, column))
+                width = col.get_render_width(t)
+                for cursor, hover in ((False, False), (True, False), (False, True)):
+                    fast = t._render_plain_cell(value, row, column, style, width, cursor, hover)
+                    if fast is None:
+                        continue
+                    t._update_count += 1  # DataTable's own cache: render afresh
+                    slow = DataTable._render_cell(t, row, column, style, width, cursor, hover)
+                    assert [list(Segment.simplify(line)) for line in fast] == \
+                        [list(Segment.simplify(line)) for line in slow], (row, column)
+                    compared += 1
+        assert compared >= t.row_count * 3  # the age column at least
 
 
 @sync
