@@ -158,8 +158,19 @@ class _Wire:
 
     def __init__(self, frames: list[Frame], previous: Snapshot | None, now: float) -> None:
         self.frames = frames
-        self.previous = previous._by_call_id if previous is not None else {}
+        self.snapshot = previous
         self.now = now
+
+    @cached_property
+    def previous(self) -> dict[str, tuple[Container, Worker]]:
+        """The previous snapshot's workers by call id (built only when a lookup needs it)."""
+        return self.snapshot._by_call_id if self.snapshot is not None else {}
+
+    def previous_container(self, service_name: str) -> Container | None:
+        if self.snapshot is None:
+            return None
+        return next((c for c in self.snapshot.containers if c.service_name == service_name),
+                    None)
 
     def frame(self, ref: Any, path: str) -> Frame:
         if isinstance(ref, int) and not isinstance(ref, bool) and 0 <= ref < len(self.frames):
@@ -364,17 +375,23 @@ class Incident:
                    Culprit.from_dict(culprit, r._p("culprit")) if culprit is not None else None)
 
 
-def _unchanged_workers(unchanged: list[Any], wire: _Wire, path: str) -> list[Worker]:
+def _unchanged_workers(unchanged: list[Any], wire: _Wire, service_name: Any, path: str
+                       ) -> list[Worker]:
     """The previous snapshot's workers named by ``unchanged``, aged to now, in the previous
     snapshot's order (oldest first: ages all move on by the same time)."""
-    previous, now = wire.previous, wire.now
-    ids = {str(c) for c in unchanged}
-    found = previous.get(str(unchanged[0]))
-    if found is not None and len(ids) == len(unchanged):
-        kept = [w.aged(now) for w in found[0].workers if w.call_id in ids]
-        if len(kept) == len(ids):
-            return kept
-    kept = []  # spread over containers of the previous snapshot, or one never sent
+    now = wire.now
+    container = wire.previous_container(service_name)
+    if container is not None:
+        try:
+            ids = set(unchanged)
+        except TypeError:  # an id that is no string: the slow path names it
+            ids = set()
+        if len(ids) == len(unchanged):
+            kept = [w.aged(now) for w in container.workers if w.call_id in ids]
+            if len(kept) == len(ids):
+                return kept
+    kept = []  # moved between containers, or one never sent
+    previous = wire.previous
     for call_id in unchanged:
         found = previous.get(str(call_id))
         if found is None:
@@ -409,7 +426,8 @@ class Container:
             if wire is None:
                 raise SnapshotError(f"{r._p('unchanged')}: a delta refresh needs the previous "
                                     "snapshot (Snapshot.from_wire)")
-            kept = _unchanged_workers(unchanged, wire, r._p("unchanged"))
+            kept = _unchanged_workers(unchanged, wire, r.data.get("service_name"),
+                                      r._p("unchanged"))
             if workers:
                 workers += kept
                 workers.sort(key=oldest_first_key)
