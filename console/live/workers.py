@@ -17,11 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Self
 
-from rich.cells import cell_len
-from rich.segment import Segment
-from rich.style import Style
 from rich.text import Text
-from textual.cache import LRUCache
 from textual.coordinate import Coordinate
 from textual.geometry import Region
 from textual.message import Message
@@ -40,7 +36,7 @@ from nameko_chassis.view.text import (
     where_text,
 )
 
-from .common import Palette, SortText, age_style, cell, sort_key
+from .common import CellCachingTable, Palette, SortText, age_style, cell, sort_key
 from .poller import TargetStatus
 
 #: (column key, label). The target column exists only when there are several targets.
@@ -70,8 +66,6 @@ def sort_label(column: str, reverse: bool) -> str:
 ARGS_CHARS = 40
 #: Columns a narrow terminal (see ChassisConsole.NARROW_WIDTH) drops: where matters more.
 NARROW_DROPS = frozenset({"call", "args"})
-#: Rendered cells the table keeps (a few screens' worth).
-CELL_LINES_CACHED = 2000
 #: Columns whose cells change on every refresh get a fixed width (others size to their content).
 FIXED_WIDTHS = {"age": 9, "call": 8}
 
@@ -139,7 +133,7 @@ def worker_text(container: Container, worker: Worker, target: str = "") -> str:
                      worker.call_id)).lower()
 
 
-class WorkersTable(DataTable[Text]):
+class WorkersTable(CellCachingTable):
     """In-flight workers of every target."""
 
     _batching = False  # class level: refresh() runs before __init__ has finished
@@ -150,7 +144,7 @@ class WorkersTable(DataTable[Text]):
 
     def __init__(self, *, several_targets: bool = False, slow: float = 10.0, **kwargs: object
                  ) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self.several_targets = several_targets
         self.slow = slow
         self.sort_column = SORTS[0]
@@ -165,9 +159,6 @@ class WorkersTable(DataTable[Text]):
         self._generation = 0
         #: per row: the static cells (see _static_cells) its cells were last brought in line with
         self._applied: dict[str, dict[str, SortText]] = {}
-        #: rendered lines of cells, kept while the cell object stays (see _render_cell)
-        self._cell_lines: LRUCache[tuple[object, ...], tuple[object, list[list[Segment]]]] = \
-            LRUCache(CELL_LINES_CACHED)
         self._columns = [c for c in COLUMNS if several_targets or c[0] != "target"]
         self.narrow = False
         self.lower_bounds = False
@@ -428,68 +419,6 @@ class WorkersTable(DataTable[Text]):
     @property
     def _age_index(self) -> int:
         return self._cells_columns().index("age")
-
-    def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
-                     cursor: bool = False, hover: bool = False) -> list[list[Segment]]:
-        # DataTable renders every visible cell again after any update_cell (its caches are
-        # keyed by an update counter); the ages change on every refresh, the other cells
-        # rarely, so keep a cell's lines for as long as the cell object is the same one.
-        if row_index < 0 or column_index < 0:
-            return super()._render_cell(row_index, column_index, base_style, width, cursor,
-                                        hover)
-        try:
-            row_key = self._row_locations.get_key(row_index)
-            column_key = self._column_locations.get_key(column_index)
-            value = self._data[row_key][column_key]  # type: ignore[index]
-        except KeyError:
-            return super()._render_cell(row_index, column_index, base_style, width, cursor,
-                                        hover)
-        key = (row_key, column_key, row_index, column_index, base_style, width, cursor, hover,
-               self._show_hover_cursor, self._pseudo_class_state, id(value))
-        cached = self._cell_lines.get(key)
-        if cached is not None and cached[0] is value:
-            return cached[1]
-        lines = self._render_plain_cell(value, row_index, column_index, base_style, width,
-                                        cursor, hover)
-        if lines is None:
-            lines = super()._render_cell(row_index, column_index, base_style, width, cursor,
-                                         hover)
-        self._cell_lines[key] = (value, lines)
-        return lines
-
-    def _render_plain_cell(self, value: object, row_index: int, column_index: int,
-                           base_style: Style, width: int, cursor: bool, hover: bool
-                           ) -> list[list[Segment]] | None:
-        """A one-line cell of one style that fits its column (the age, on every refresh), as
-        DataTable draws it (padding, row and cursor styles, mouse meta) without rich's layout
-        machinery; None for anything else. tests/console pins it to DataTable's own."""
-        if (not isinstance(value, Text) or value.spans or "\n" in value.plain
-                or value.justify not in (None, "default", "left") or self.fixed_rows
-                or self.fixed_columns):
-            return None
-        pad = self.cell_padding
-        room = width - 2 * pad
-        length = cell_len(value.plain)
-        if length > room or room < 0:
-            return None
-        component, post = self._get_styles_to_render_cell(
-            False, False, False, hover, cursor, self.show_cursor, self._show_hover_cursor,
-            self.cursor_foreground_priority == "css", self.cursor_background_priority == "css")
-        pre = base_style + Style.from_meta({"row": row_index, "column": column_index})
-        pre += component
-        blank = pre + post if post else pre
-        text_style = self.app.console.get_style(value.style) if value.style else None
-        styled = pre + text_style if text_style else pre
-        if post:
-            styled += post
-        line = []
-        if pad:
-            line.append(Segment(" " * pad, blank))
-        if value.plain:
-            line.append(Segment(value.plain, styled))
-        if room - length + pad:
-            line.append(Segment(" " * (room - length + pad), blank))
-        return [line]
 
     def render_lines(self, crop: Region) -> list[Strip]:
         # a row scrolled into view (or a taller window) gets its age of the latest refresh

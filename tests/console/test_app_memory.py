@@ -132,34 +132,39 @@ async def test_a_refresh_redraws_the_ages_on_screen_and_a_row_scrolled_into_view
 
 
 @sync
-async def test_the_workers_table_draws_plain_cells_as_datatable_does():
-    # the age cells are drawn without rich's layout (every visible one, every refresh): the
-    # segments must be DataTable's own, in every state of a row (cursor, hover, zebra, stale)
+async def test_the_tables_draw_plain_cells_as_datatable_does():
+    # one-style cells (an age, "finished ago") are drawn without rich's layout, every visible
+    # one on every refresh: the segments must be DataTable's own, in every state of a row
+    # (cursor, hover, zebra stripes)
+    app = make_app(MemoryTarget())
+    async with app.run_test(size=SIZE) as pilot:
+        await polled(pilot)
+        for t in (table(app), app.query_one(HistoryPanel)):  # CellCachingTables
+            assert plain_cells_compared(t) >= t.row_count * 3  # one column at least
+
+
+def plain_cells_compared(t: Any) -> int:
+    """Compare every cell the fast path draws with DataTable's drawing; how many matched."""
     from rich.segment import Segment
     from textual.widgets import DataTable
 
-    target = MemoryTarget()
-    app = make_app(target)
-    async with app.run_test(size=SIZE) as pilot:
-        await polled(pilot)
-        t = table(app)
-        t._pseudo_class_state = t.get_pseudo_class_state()
-        compared = 0
-        for row in range(t.row_count):
-            style = t._get_row_style(row, t.rich_style)
-            for column, col in enumerate(t.ordered_columns):
-                value = t.get_cell_at(Coordinate(row, column))
-                width = col.get_render_width(t)
-                for cursor, hover in ((False, False), (True, False), (False, True)):
-                    fast = t._render_plain_cell(value, row, column, style, width, cursor, hover)
-                    if fast is None:
-                        continue
-                    t._update_count += 1  # DataTable's own cache: render afresh
-                    slow = DataTable._render_cell(t, row, column, style, width, cursor, hover)
-                    assert [list(Segment.simplify(line)) for line in fast] == \
-                        [list(Segment.simplify(line)) for line in slow], (row, column)
-                    compared += 1
-        assert compared >= t.row_count * 3  # the age column at least
+    t._pseudo_class_state = t.get_pseudo_class_state()
+    compared = 0
+    for row in range(t.row_count):
+        style = t._get_row_style(row, t.rich_style)
+        for column, col in enumerate(t.ordered_columns):
+            value = t.get_cell_at(Coordinate(row, column))
+            width = col.get_render_width(t)
+            for cursor, hover in ((False, False), (True, False), (False, True)):
+                fast = t._render_plain_cell(value, row, column, style, width, cursor, hover)
+                if fast is None:
+                    continue
+                t._update_count += 1  # DataTable's own cache: render afresh
+                slow = DataTable._render_cell(t, row, column, style, width, cursor, hover)
+                assert [list(Segment.simplify(line)) for line in fast] == \
+                    [list(Segment.simplify(line)) for line in slow], (t.id, row, column)
+                compared += 1
+    return compared
 
 
 @sync
