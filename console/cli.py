@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="backdoor(s) to attach to, or a broker URI for the fleet")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--json", action="store_true",
-                      help="print one schema-v1 snapshot as JSON (an array for several targets)")
+                      help="print one schema-v1 snapshot as JSON (an array for several "
+                           "targets), with groups and rates per container (docs/schema.md)")
     mode.add_argument("--once", action="store_true",
                       help="print the rendered snapshot once and exit")
     mode.add_argument("--repl", action="store_true",
