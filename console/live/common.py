@@ -92,9 +92,19 @@ class CellCachingTable(DataTable[Text]):
     CELL_LINES_CACHED = 2000
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        # before DataTable's __init__, whose reactive settings clear the caches already
         self._cell_lines: LRUCache[tuple[object, ...], tuple[object, list[list[Segment]]]] = \
             LRUCache(self.CELL_LINES_CACHED)
+        super().__init__(*args, **kwargs)
+
+    # DataTable clears its own caches when its settings or styles change (theme): ours too
+    def _clear_caches(self) -> None:
+        super()._clear_caches()
+        self._cell_lines.clear()
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._cell_lines.clear()
 
     def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
                      cursor: bool = False, hover: bool = False) -> list[list[Segment]]:
