@@ -22,6 +22,7 @@ from nameko_chassis.amqp.management import AmqpUri
 
 from . import __version__
 from .errors import ConsoleError, UsageError, report
+from .live.poller import MIN_INTERVAL
 from .targets import TargetAddress
 from .targets.fleet import DEFAULT_DEADLINE, is_broker_uri, parse_broker
 
@@ -58,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="backdoor(s) to attach to, or a broker URI for the fleet")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--json", action="store_true",
-                      help="print one schema-v1 snapshot as JSON (an array for several targets)")
+                      help="print one schema-v1 snapshot as JSON (an array for several "
+                           "targets), with groups and rates per container (docs/schema.md)")
     mode.add_argument("--once", action="store_true",
                       help="print the rendered snapshot once and exit")
     mode.add_argument("--repl", action="store_true",
@@ -76,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"fleet: how long a refresh waits for replicas (default "
                         f"{DEFAULT_DEADLINE:g})")
     p.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
-                   help="refresh interval of the live console (default 1)")
+                   help=f"refresh interval of the live console (default 1; at least "
+                        f"{MIN_INTERVAL:g}, the fastest it sustains at 1000 workers; the "
+                        f"+ and - keys step between {MIN_INTERVAL:g} and 30)")
     p.add_argument("--slow", type=float, default=10.0, metavar="SECONDS",
                    help="workers older than this stand out (default 10)")
     p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
@@ -119,6 +123,9 @@ def run(argv: Sequence[str] | None = None) -> int:
         parser.error("--deadline must be > 0")
     if args.interval <= 0 or args.timeout <= 0 or args.slow < 0 or args.max_workers < 1:
         parser.error("--interval and --timeout must be > 0, --slow >= 0, --max-workers >= 1")
+    if args.interval < MIN_INTERVAL:
+        parser.error(f"--interval must be at least {MIN_INTERVAL:g} seconds (the fastest the "
+                     f"console sustains at 1000 workers; got {args.interval:g})")
     if args.width is not None and not 40 <= args.width <= 1000:
         parser.error("--width must be between 40 and 1000 columns")
     if args.serve and not args.demo:

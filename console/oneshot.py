@@ -159,6 +159,16 @@ def _run_backdoors(addresses: Sequence[TargetAddress], args: argparse.Namespace)
         # all or nothing: a partial array would shift the positions of the others
         return failures[0].exit_code
     if args.json:
+        from nameko_chassis.view.derived import with_figures
+        from nameko_chassis.view.model import SnapshotError
+
+        for i, address in enumerate(addresses):
+            if i in blocked:
+                continue
+            try:  # groups and rates per container (docs/schema.md: added by --json)
+                snapshots[i] = with_figures(snapshots[i])
+            except SnapshotError as exc:
+                raise ProtocolError(f"{address}: invalid snapshot: {exc}") from None
         payload: Any = snapshots[0] if len(snapshots) == 1 else snapshots
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
         sys.stdout.flush()

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
+from rich.cells import cell_len
+from rich.console import RenderableType
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual.app import App
+from textual.cache import LRUCache
 from textual.geometry import Region
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Static
 from textual.widgets.data_table import CellDoesNotExist
 
 from nameko_chassis.view.text import clip, format_age, pool_level
@@ -50,6 +55,16 @@ def cell(value: Any, style: str = "", *, limit: int = 80, sort: Any = None) -> S
     return text
 
 
+def update_static(widget: Static, content: RenderableType, shape: Hashable) -> None:
+    """``widget.update(content)``, laying the screen out again only when ``shape`` (whatever
+    decides the widget's height) changed: an update of the same size repaints that widget
+    alone, where a layout repaints every widget on the screen (most of a refresh's cost)."""
+    shape = (widget.size.width, shape)
+    layout = widget.__dict__.get("_chassis_shape") != shape
+    widget.__dict__["_chassis_shape"] = shape
+    widget.update(content, layout=layout)
+
+
 def age_style(seconds: float, slow: float, palette: Palette) -> str:
     if seconds >= slow:
         return f"bold {palette.error}"
@@ -63,7 +78,96 @@ def pool_colour(running: int, max_workers: int, palette: Palette) -> str:
             "full": palette.error}[pool_level(running, max_workers)]
 
 
-class KeyedTable(DataTable[Text]):
+class CellCachingTable(DataTable[Text]):
+    """A DataTable that draws again only the cells that changed.
+
+    DataTable renders every visible cell again after any ``update_cell`` (its caches are keyed
+    by an update counter). The console's tables change a cell or two per row per refresh (an
+    age, a "finished ago"), so a cell's rendered lines are kept for as long as the cell object
+    is the same one, and a one-line cell of one style that fits its column is drawn without
+    rich's layout machinery, segment for segment as DataTable would (tests/console pins it).
+    """
+
+    #: Rendered cells kept (a few screens' worth).
+    CELL_LINES_CACHED = 2000
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # before DataTable's __init__, whose reactive settings clear the caches already
+        self._cell_lines: LRUCache[tuple[object, ...], tuple[object, list[list[Segment]]]] = \
+            LRUCache(self.CELL_LINES_CACHED)
+        super().__init__(*args, **kwargs)
+
+    # DataTable clears its own caches when its settings or styles change (theme): ours too
+    def _clear_caches(self) -> None:
+        super()._clear_caches()
+        self._cell_lines.clear()
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._cell_lines.clear()
+
+    def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
+                     cursor: bool = False, hover: bool = False) -> list[list[Segment]]:
+        # kept while the cell object is the same one (see the class docstring)
+        if row_index < 0 or column_index < 0:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor,
+                                        hover)
+        try:
+            row_key = self._row_locations.get_key(row_index)
+            column_key = self._column_locations.get_key(column_index)
+            value = self._data[row_key][column_key]  # type: ignore[index]
+        except KeyError:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor,
+                                        hover)
+        key = (row_key, column_key, row_index, column_index, base_style, width, cursor, hover,
+               self._show_hover_cursor, self._pseudo_class_state, id(value))
+        cached = self._cell_lines.get(key)
+        if cached is not None and cached[0] is value:
+            return cached[1]
+        lines = self._render_plain_cell(value, row_index, column_index, base_style, width,
+                                        cursor, hover)
+        if lines is None:
+            lines = super()._render_cell(row_index, column_index, base_style, width, cursor,
+                                         hover)
+        self._cell_lines[key] = (value, lines)
+        return lines
+
+    def _render_plain_cell(self, value: object, row_index: int, column_index: int,
+                           base_style: Style, width: int, cursor: bool, hover: bool
+                           ) -> list[list[Segment]] | None:
+        """A one-line cell of one style that fits its column, as DataTable draws it (padding,
+        row and cursor styles, mouse meta) without rich's layout machinery; None for anything
+        else."""
+        if (not isinstance(value, Text) or value.spans or "\n" in value.plain
+                or value.justify not in (None, "default", "left") or self.fixed_rows
+                or self.fixed_columns):
+            return None
+        pad = self.cell_padding
+        room = width - 2 * pad
+        length = cell_len(value.plain)
+        if length > room or room < 0:
+            return None
+        component, post = self._get_styles_to_render_cell(
+            False, False, False, hover, cursor, self.show_cursor, self._show_hover_cursor,
+            self.cursor_foreground_priority == "css", self.cursor_background_priority == "css")
+        pre = base_style + Style.from_meta({"row": row_index, "column": column_index})
+        pre += component
+        blank = pre + post if post else pre
+        text_style = self.app.console.get_style(value.style) if value.style else None
+        styled = pre + text_style if text_style else pre
+        if post:
+            styled += post
+        line = []
+        if pad:
+            line.append(Segment(" " * pad, blank))
+        if value.plain:
+            line.append(Segment(value.plain, styled))
+        if room - length + pad:
+            line.append(Segment(" " * (room - length + pad), blank))
+        return [line]
+
+
+class KeyedTable(CellCachingTable):
     """A DataTable of keyed rows brought in line with a ``{key: cells}`` mapping in place: rows
     never cleared, changed cells updated, one repaint per batch, the cursor staying on its row.
     Subclasses set their columns with :meth:`set_columns` and call :meth:`apply`."""
@@ -170,6 +274,8 @@ def sortable(text: Text, sort: Any) -> SortText:
 
 
 __all__ = [
+    "CellCachingTable",
     "KeyedTable",
     "sortable",
-    "sort_key","Palette", "SortText", "cell", "age_style", "pool_colour", "format_age", "clip"]
+    "sort_key", "update_static", "Palette", "SortText", "cell", "age_style", "pool_colour",
+    "format_age", "clip"]

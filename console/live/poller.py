@@ -54,6 +54,12 @@ TargetState = Literal["connecting", "live", "blocked", "down", "unresponsive", "
 BLOCKED_RETRY = 1.0
 
 
+#: The shortest refresh interval (seconds) the console offers: the fastest it sustains at 1000
+#: in-flight workers (bench/console.py's interval table). ``-`` stops there and ``--interval``
+#: takes nothing shorter; ConsoleOptions itself takes any interval (tests poll faster).
+MIN_INTERVAL = 0.25
+
+
 @dataclass
 class ConsoleOptions:
     """What the command line says about the live console (see ``chassis-console --help``)."""

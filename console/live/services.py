@@ -23,7 +23,7 @@ from nameko_chassis.view.text import (
 )
 
 from .backlog import backlog_alarm, backlog_line
-from .common import Palette, clip, pool_colour
+from .common import Palette, clip, pool_colour, update_static
 from .poller import TargetStatus
 
 GAUGE_WIDTH = 8
@@ -120,7 +120,7 @@ class PoolGauges(Static):
         self.border_subtitle = " · ".join(s for s in said if s) or None
         self.set_class(bool(full or near), "-warning")
         self.set_class(bool(piling), "-backlog")
-        self.update(_pool_rows(rows, spark))
+        update_static(self, _pool_rows(rows, spark), (len(rows), spark))
 
 
 def _pool_rows(rows: Sequence[list[Any] | Text], spark: bool) -> Group:

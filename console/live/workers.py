@@ -3,6 +3,12 @@
 Rows are never cleared: new workers are added, finished ones removed, changed cells updated with
 ``update_cell``, and the cursor follows the worker it was on, so a refresh never moves what the
 user is looking at.
+
+A refresh costs what is on screen and what changed, not the number of workers: every cell but the
+age is rebuilt only when its worker changed; the age, which changes on every refresh, is written
+only for the rows in the viewport (a row scrolled into view gets its age when it is drawn), and
+the rows are sorted again only when one was added or a cell of the sorted column changed (ages
+sort by start time, which does not move).
 """
 
 from __future__ import annotations
@@ -12,8 +18,10 @@ from dataclasses import dataclass
 from typing import Self
 
 from rich.text import Text
+from textual.coordinate import Coordinate
 from textual.geometry import Region
 from textual.message import Message
+from textual.strip import Strip
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
 
@@ -28,7 +36,7 @@ from nameko_chassis.view.text import (
     where_text,
 )
 
-from .common import Palette, SortText, age_style, cell, sort_key
+from .common import CellCachingTable, Palette, SortText, age_style, cell, sort_key
 from .poller import TargetStatus
 
 #: (column key, label). The target column exists only when there are several targets.
@@ -125,16 +133,18 @@ def worker_text(container: Container, worker: Worker, target: str = "") -> str:
                      worker.call_id)).lower()
 
 
-class WorkersTable(DataTable[Text]):
+class WorkersTable(CellCachingTable):
     """In-flight workers of every target."""
 
     _batching = False  # class level: refresh() runs before __init__ has finished
     _batched_refresh = False
     _follow_after_rebuild: WorkerRef | None = None
+    _sorted_as: tuple[str, bool, str] | None = None  # (sort column, reverse, column sorted by)
+    _palette = Palette()
 
     def __init__(self, *, several_targets: bool = False, slow: float = 10.0, **kwargs: object
                  ) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self.several_targets = several_targets
         self.slow = slow
         self.sort_column = SORTS[0]
@@ -142,6 +152,13 @@ class WorkersTable(DataTable[Text]):
         self.filter = ""
         self._cells: dict[str, tuple[Text, ...]] = {}
         self._static: dict[str, tuple[tuple[object, ...], dict[str, SortText]]] = {}
+        #: per row: what its age cell is drawn from (the latest worker, dim, slow)
+        self._latest: dict[str, tuple[Worker, str, str]] = {}
+        #: per row: the refresh (generation) its age cell was last written for
+        self._age_drawn: dict[str, int] = {}
+        self._generation = 0
+        #: per row: the static cells (see _static_cells) its cells were last brought in line with
+        self._applied: dict[str, dict[str, SortText]] = {}
         self._columns = [c for c in COLUMNS if several_targets or c[0] != "target"]
         self.narrow = False
         self.lower_bounds = False
@@ -163,6 +180,8 @@ class WorkersTable(DataTable[Text]):
         self.clear(columns=True)
         self._cells.clear()
         self._static.clear()
+        self._age_drawn.clear()
+        self._applied.clear()
         for key, label in self._columns:
             self.add_column(label, key=key, width=FIXED_WIDTHS.get(key))
         if following is not None:
@@ -217,51 +236,64 @@ class WorkersTable(DataTable[Text]):
             return None
         return WorkerRef.from_key(str(key.value))
 
-    def _row(self, key: str, status: TargetStatus, container: Container, worker: Worker,
-             palette: Palette) -> tuple[Text, ...]:
+    def _age_cell(self, worker: Worker, dim: str, label: str) -> SortText:
+        slow = worker.age_s >= self.slow
+        age = SortText(age_text(worker) + (" ⚠" if slow else ""),
+                       style=dim or age_style(worker.age_s, self.slow, self._palette),
+                       no_wrap=True)
+        # oldest first by start time: the order of the ages, but it stays put while they grow,
+        # so a row whose age was not redrawn (off screen) still sorts right; total order
+        age.sort_value = (worker.since, worker.call_id, label)
+        return age
+
+    def _static_cells(self, key: str, status: TargetStatus, container: Container,
+                      worker: Worker) -> tuple[dict[str, SortText], str]:
+        """Every cell of the row but the age (rebuilt only when it changes), and the row's
+        dim style (stale target)."""
         slow = worker.age_s >= self.slow
         dim = "dim" if status.stale else ""
         where = where_of(worker)
-        age = SortText(age_text(worker) + (" ⚠" if slow else ""),
-                       style=dim or age_style(worker.age_s, self.slow, palette), no_wrap=True)
-        age.sort_value = (-worker.age_s, worker.call_id, status.label)  # total order: stable rows
         # Everything but the age changes rarely: build those cells again only when it does. A
         # worker the agent reported unchanged shares its where and arguments with the last
         # snapshot's, so comparing them is an identity check.
+        cached = self._static.get(key)
+        if cached is not None:
+            sig = cached[0]
+            if ((sig[2] is where or sig[2] == where) and (sig[3] is worker.args
+                                                          or sig[3] == worker.args)
+                    and (sig[4] is worker.kwargs or sig[4] == worker.kwargs)
+                    and sig[0] == dim and sig[1] == slow and sig[5] == container.service_name
+                    and sig[6] == status.label):
+                return cached[1], dim
         signature = (dim, slow, where, worker.args, worker.kwargs, container.service_name,
                      status.label)
-        cached = self._static.get(key)
-        if cached is not None and all(a is b or a == b for a, b in zip(cached[0], signature,
-                                                                       strict=True)):
-            static = cached[1]
-        else:
-            # ties sort oldest first by start time, which (unlike the age) never changes
-            start = worker.since
-            strong = "bold" if slow and not dim else dim
-            entrypoint = short_entrypoint(container.service_name, worker.entrypoint)
-            static = {
-                "target": cell(short_label(status.label, 30), dim, limit=30,
-                               sort=(status.label, start)),
-                "service": cell(container.service_name, strong, limit=30,
-                                sort=(container.service_name, start)),
-                "entrypoint": cell(entrypoint, strong, limit=40, sort=(entrypoint, start)),
-                "where": cell(where_text(where), dim, limit=44,
-                              sort=("" if where is None
-                                    else f"{where.short_file}:{where.line:08d}", start)),
-                "call": cell(worker.call_id.rsplit(".", 1)[-1][:8], dim or "dim", limit=8),
-                "args": cell(clip_value(worker.args_preview, ARGS_CHARS), dim,
-                             limit=ARGS_CHARS),
-            }
-            self._static[key] = (signature, static)
-        return tuple(age if column == "age" else static[column] for column, _ in self._columns)
+        # ties sort oldest first by start time, which (unlike the age) never changes
+        start = worker.since
+        strong = "bold" if slow and not dim else dim
+        entrypoint = short_entrypoint(container.service_name, worker.entrypoint)
+        static = {
+            "target": cell(short_label(status.label, 30), dim, limit=30,
+                           sort=(status.label, start)),
+            "service": cell(container.service_name, strong, limit=30,
+                            sort=(container.service_name, start)),
+            "entrypoint": cell(entrypoint, strong, limit=40, sort=(entrypoint, start)),
+            "where": cell(where_text(where), dim, limit=44,
+                          sort=("" if where is None
+                                else f"{where.short_file}:{where.line:08d}", start)),
+            "call": cell(worker.call_id.rsplit(".", 1)[-1][:8], dim or "dim", limit=8),
+            "args": cell(clip_value(worker.args_preview, ARGS_CHARS), dim,
+                         limit=ARGS_CHARS),
+        }
+        self._static[key] = (signature, static)
+        return static, dim
 
     def show(self, statuses: Sequence[TargetStatus]) -> None:
         """Bring the rows in line with the latest snapshots (in place)."""
-        palette = Palette.of(self.app)
+        self._palette = Palette.of(self.app)
         terms = parse_terms(self.filter)
         service, needle = terms.service, terms.needle
         self.lower_bounds = False  # some age is counted from first sight (plain service)
-        wanted: dict[str, tuple[Text, ...]] = {}
+        wanted: dict[str, tuple[dict[str, SortText], Worker, str, str]] = {}
         total = 0
         for status in statuses:
             if status.snapshot is None:
@@ -279,8 +311,9 @@ class WorkersTable(DataTable[Text]):
                         self.lower_bounds = True
                     if needle and needle not in worker_text(container, worker, status.label):
                         continue
-                    key = WorkerRef(status.index, worker.call_id).key
-                    wanted[key] = self._row(key, status, container, worker, palette)
+                    key = f"{status.index}|{worker.call_id}"  # WorkerRef(...).key
+                    static, dim = self._static_cells(key, status, container, worker)
+                    wanted[key] = (static, worker, dim, status.label)
         self.total, self.shown = total, len(wanted)
         self._apply(wanted)
 
@@ -292,7 +325,7 @@ class WorkersTable(DataTable[Text]):
             return self
         return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
 
-    def _apply(self, wanted: dict[str, tuple[Text, ...]]) -> None:
+    def _apply(self, wanted: dict[str, tuple[dict[str, SortText], Worker, str, str]]) -> None:
         self._batching = True
         try:
             self._apply_rows(wanted)
@@ -302,25 +335,47 @@ class WorkersTable(DataTable[Text]):
             self._batched_refresh = False
             self.refresh()
 
-    def _apply_rows(self, wanted: dict[str, tuple[Text, ...]]) -> None:
+    def _apply_rows(self, wanted: dict[str, tuple[dict[str, SortText], Worker, str, str]]
+                    ) -> None:
         following = self.current_ref()
         old_index = self.cursor_row
         column_keys = [key for key, _ in self._columns]
+        sorted_by = self.sort_column if self.sort_column in column_keys else "age"
+        self._generation += 1
+        resort = False
         for key in [k for k in self._cells if k not in wanted]:
             self.remove_row(key)
             del self._cells[key]
             self._static.pop(key, None)
-        for key, cells in wanted.items():
+            self._latest.pop(key, None)
+            self._age_drawn.pop(key, None)
+            self._applied.pop(key, None)
+        applied = self._applied
+        for key, (static, worker, dim, label) in wanted.items():
+            self._latest[key] = (worker, dim, label)
+            if applied.get(key) is static:
+                continue  # nothing but the age changed: _freshen_ages sees to it
+            applied[key] = static
             previous = self._cells.get(key)
             if previous is None:
+                age = self._age_cell(worker, dim, label)
+                cells: tuple[Text, ...] = tuple(age if column == "age" else static[column]
+                              for column in column_keys)
                 self.add_row(*cells, key=key)
+                self._age_drawn[key] = self._generation
+                resort = True
             else:
+                # the age cell stays as it is here: _freshen_ages redraws it when on screen
+                cells = tuple(old if column == "age" else static[column]
+                              for column, old in zip(column_keys, previous, strict=True))
                 for column, old, new in zip(column_keys, previous, cells, strict=True):
                     # Text equality ignores the base style: compare it too (stale rows dim)
                     if old is not new and (old != new or old.style != new.style):
                         self.update_cell(key, column, new)
+                        resort |= column == sorted_by
             self._cells[key] = cells
-        self._sort()
+        if resort or self._sorted_as != (self.sort_column, self.sort_reverse, sorted_by):
+            self._sort()
         following = getattr(self, "_follow_after_rebuild", None) or following
         self._follow_after_rebuild = None
         if following is not None and following.key in self._cells:
@@ -329,6 +384,51 @@ class WorkersTable(DataTable[Text]):
                 self.move_cursor(row=index, scroll=False)
         elif self.row_count:
             self.move_cursor(row=min(old_index, self.row_count - 1), scroll=False)
+        self._freshen_ages()
+
+    def _visible_rows(self) -> range:
+        """Indices of the rows in the viewport (one line each), a row either side."""
+        top = int(self.scroll_y)
+        return range(max(top - 1, 0), min(top + self.size.height + 1, self.row_count))
+
+    def _freshen_ages(self) -> None:
+        """Redraw the age cells of the rows on screen that are older than the last refresh."""
+        if "age" not in self._cells_columns():
+            return
+        generation = self._generation
+        for index in self._visible_rows():
+            try:
+                key = str(self.coordinate_to_cell_key(Coordinate(index, 0)).row_key.value)
+            except CellDoesNotExist:
+                continue
+            if self._age_drawn.get(key) == generation or key not in self._latest:
+                continue
+            self._age_drawn[key] = generation
+            worker, dim, label = self._latest[key]
+            age = self._age_cell(worker, dim, label)
+            cells = self._cells[key]
+            i = self._age_index
+            old = cells[i]
+            if old != age or old.style != age.style:
+                self.update_cell(key, "age", age)
+                self._cells[key] = (*cells[:i], age, *cells[i + 1:])
+
+    def _cells_columns(self) -> list[str]:
+        return [key for key, _ in self._columns]
+
+    @property
+    def _age_index(self) -> int:
+        return self._cells_columns().index("age")
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # a row scrolled into view (or a taller window) gets its age of the latest refresh
+        batching, self._batching = self._batching, True
+        try:
+            self._freshen_ages()
+        finally:
+            self._batching = batching
+            self._batched_refresh = False  # drawn right now: no second repaint
+        return super().render_lines(crop)
 
     def _sort(self) -> None:
         if not self.row_count:
@@ -339,6 +439,7 @@ class WorkersTable(DataTable[Text]):
         reverse = self.sort_reverse if column == self.sort_column else False
         following = self.current_ref()
         self.sort(column, key=sort_key, reverse=reverse)
+        self._sorted_as = (self.sort_column, self.sort_reverse, column)
         if following is not None and following.key in self._cells:
             self.move_cursor(row=self.get_row_index(following.key), scroll=False)
 

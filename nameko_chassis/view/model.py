@@ -158,8 +158,19 @@ class _Wire:
 
     def __init__(self, frames: list[Frame], previous: Snapshot | None, now: float) -> None:
         self.frames = frames
-        self.previous = previous._by_call_id if previous is not None else {}
+        self.snapshot = previous
         self.now = now
+
+    @cached_property
+    def previous(self) -> dict[str, tuple[Container, Worker]]:
+        """The previous snapshot's workers by call id (built only when a lookup needs it)."""
+        return self.snapshot._by_call_id if self.snapshot is not None else {}
+
+    def previous_container(self, service_name: str) -> Container | None:
+        if self.snapshot is None:
+            return None
+        return next((c for c in self.snapshot.containers if c.service_name == service_name),
+                    None)
 
     def frame(self, ref: Any, path: str) -> Frame:
         if isinstance(ref, int) and not isinstance(ref, bool) and 0 <= ref < len(self.frames):
@@ -216,10 +227,14 @@ class Worker:
     def aged(self, now: float) -> Worker:
         """This worker as seen at ``now``: the same objects (arguments, where), a new age and
         no stack (the agent sends stacks only for new or watched workers)."""
+        # once per worker per refresh (1000 workers: most of a refresh's parsing), so inlined
         copy = object.__new__(Worker)
-        copy.__dict__.update(self.__dict__)
-        copy.__dict__["age_s"] = round(max(now - self.since, 0.0), 3)
-        copy.__dict__["stack"] = None
+        d = copy.__dict__
+        d.update(self.__dict__)
+        started = d["started_at"]
+        age = now - (started if started is not None else d["first_seen"])
+        d["age_s"] = round(age, 3) if age > 0 else 0.0
+        d["stack"] = None
         return copy
 
     @property
@@ -360,6 +375,32 @@ class Incident:
                    Culprit.from_dict(culprit, r._p("culprit")) if culprit is not None else None)
 
 
+def _unchanged_workers(unchanged: list[Any], wire: _Wire, service_name: Any, path: str
+                       ) -> list[Worker]:
+    """The previous snapshot's workers named by ``unchanged``, aged to now, in the previous
+    snapshot's order (oldest first: ages all move on by the same time)."""
+    now = wire.now
+    container = wire.previous_container(service_name)
+    if container is not None:
+        try:
+            ids = set(unchanged)
+        except TypeError:  # an id that is no string: the slow path names it
+            ids = set()
+        if len(ids) == len(unchanged):
+            kept = [w.aged(now) for w in container.workers if w.call_id in ids]
+            if len(kept) == len(ids):
+                return kept
+    kept = []  # moved between containers, or one never sent
+    previous = wire.previous
+    for call_id in unchanged:
+        found = previous.get(str(call_id))
+        if found is None:
+            raise SnapshotError(f"{path}: names worker {call_id!r} that was never sent")
+        kept.append(found[1].aged(now))
+    kept.sort(key=oldest_first_key)
+    return kept
+
+
 @dataclass(frozen=True)
 class QueueBacklog:
     """One queue a container consumes from (``backlog``, added within v1: probe/backlog.py)."""
@@ -411,13 +452,15 @@ class Container:
             if wire is None:
                 raise SnapshotError(f"{r._p('unchanged')}: a delta refresh needs the previous "
                                     "snapshot (Snapshot.from_wire)")
-            for call_id in unchanged:
-                found = wire.previous.get(str(call_id))
-                if found is None:
-                    raise SnapshotError(f"{r._p('unchanged')}: names worker {call_id!r} that was "
-                                        "never sent")
-                workers.append(found[1].aged(wire.now))
-        workers.sort(key=oldest_first_key)
+            kept = _unchanged_workers(unchanged, wire, r.data.get("service_name"),
+                                      r._p("unchanged"))
+            if workers:
+                workers += kept
+                workers.sort(key=oldest_first_key)
+            else:  # the previous snapshot's order: still oldest first
+                workers = kept
+        else:
+            workers.sort(key=oldest_first_key)
         return cls(
             service_name=r.text("service_name"),
             service_class=r.text("service_class"),

@@ -26,8 +26,9 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
+from .derived import history_rates
 from .model import Container, Culprit, FinishedWorker, Frame, Incident, Snapshot, Worker
-from .rates import WINDOW_S, Call, entrypoint_rates, spark
+from .rates import WINDOW_S, spark
 from .text import (
     VALUE_CHARS,
     backlog_summary,
@@ -832,15 +833,12 @@ def render_rates(container: Container, now: float, *, slow_after: float = SLOW_A
                  ) -> RenderableType | None:
     """Per entrypoint, from the history: calls/s, errors and p50/p99 over the last minute, most
     in need of attention first (None without history in that minute). A history that holds
-    fewer than a minute's calls undercounts: the figures say ``≥`` then."""
-    history = container.history or []
-    rates = entrypoint_rates((Call(h.entrypoint, h.finished_at, h.duration_s, h.outcome)
-                              for h in history), now)
-    if not rates:
+    fewer than a minute's calls undercounts: the figures say ``≥`` then (the ``estimate`` of
+    ``--json``'s ``rates``, :func:`~nameko_chassis.view.derived.history_rates`)."""
+    found = history_rates(container, now, slow_after)
+    if found is None or not found.rates:
         return None
-    # the history's oldest entry is inside the minute: older calls may have rolled out of it
-    cut = bool(history) and min(h.finished_at for h in history) > now - WINDOW_S and \
-        len(history) >= 2
+    cut = found.estimate
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style=S_DIM,
                   title=Text(f"last {WINDOW_S:g}s by entrypoint"
                              + (" (≥: the history holds less than the minute)" if cut else ""),
@@ -851,7 +849,7 @@ def render_rates(container: Container, now: float, *, slow_after: float = SLOW_A
     table.add_column("errors", justify="right", no_wrap=True)
     table.add_column("p50", justify="right", no_wrap=True)
     table.add_column("p99", justify="right", no_wrap=True)
-    for r in sorted(rates, key=lambda r: (r.attention(slow_after), r.entrypoint)):
+    for r in found.rates:
         errors = f"{r.error_rate or 0:.0%} ({r.errors})" if r.errors else "0"
         if r.expected_errors:
             errors += f" +{r.expected_errors} expected"
@@ -860,6 +858,11 @@ def render_rates(container: Container, now: float, *, slow_after: float = SLOW_A
                       Text(errors, style=S_ERROR if r.errors else S_DIM),
                       format_age(r.p50_s), _age(r.p99_s or 0.0, slow_after))
     return table
+
+
+#: What the page says where a service keeps no history, so one snapshot shows no rate.
+NO_RATES = ("rates: this service keeps no history (no chassis bookkeeping), so one snapshot "
+            "shows no rate; the live console estimates them from successive snapshots (e)")
 
 
 def render_container(container: Container, *, max_workers_listed: int = MAX_WORKERS_LISTED,
@@ -892,7 +895,10 @@ def render_container(container: Container, *, max_workers_listed: int = MAX_WORK
             parts.append(render_stack(w.stack, max_frames=max_frames))
     else:
         parts.append(Text("no workers running", style=S_DIM))
-    if container.history is not None:
+    if container.history is None:
+        if workers:  # in flight but no history: say why no rates are shown
+            parts.append(Text(NO_RATES, style=S_DIM))
+    else:
         when = now if now is not None else max((h.finished_at for h in container.history),
                                                default=0.0)
         parts.append(_render_history(history_entries(container, when), listed=history_listed,

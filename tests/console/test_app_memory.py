@@ -14,16 +14,18 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from chassis_console.cli import run as cli_run
 from chassis_console.errors import UnreachableError, UnresponsiveError
-from chassis_console.live.app import ChassisConsole
+from chassis_console.live.app import INTERVALS, ChassisConsole
 from chassis_console.live.detail import WorkerDetailScreen
 from chassis_console.live.dialogs import ConfirmKillScreen, HelpScreen
 from chassis_console.live.history import HistoryPanel
-from chassis_console.live.poller import ConsoleOptions
+from chassis_console.live.poller import MIN_INTERVAL, ConsoleOptions
 from chassis_console.live.services import PoolGauges
 from chassis_console.live.status import StatusBar
 from chassis_console.live.workers import WorkerRef, WorkersTable
 from chassis_console.targets.memory import MemoryTarget, sample_snapshot
+from textual.coordinate import Coordinate
 
 from nameko_chassis.view.text import format_age
 from tests.console.pilot import plain, table_text, until
@@ -98,6 +100,71 @@ async def test_refresh_updates_rows_in_place_and_the_cursor_follows_its_worker()
         assert all(t.rows[k] is row_objects[k] for k in t.rows)
         second = sorted((w.age_s for _, w in sample_snapshot().workers), reverse=True)[1]
         assert format_age(second + 2.0) in str(t.get_row_at(0)[2])
+
+
+
+@sync
+async def test_a_refresh_redraws_the_ages_on_screen_and_a_row_scrolled_into_view_is_current():
+    # many more workers than rows on screen: a refresh writes the ages of the rows in view;
+    # the others get theirs when they are drawn (scrolled to), and the order stays by age
+    target = MemoryTarget(sample_snapshot(workers_per_service=40))
+    app = make_app(target)
+    async with app.run_test(size=SIZE) as pilot:
+        await polled(pilot)
+        t = table(app)
+        assert t.row_count > 3 * t.size.height
+        target.advance(90.0)
+        await pilot.press("r")
+        await polled(pilot, 2)
+        ages = sorted((w.age_s for _, w in target.state.workers), reverse=True)
+
+        def shown(i: int) -> str:
+            return str(t.get_row_at(i)[2]).removesuffix(" ⚠")
+
+        assert shown(0) == format_age(ages[0])
+        last = t.row_count - 1
+        t.move_cursor(row=last)  # scrolls the last row into view
+        await pilot.pause(0.2)
+        assert shown(last) == format_age(ages[last])
+        assert [t.get_row_at(i)[2].sort_value for i in range(t.row_count)] == sorted(
+            t.get_row_at(i)[2].sort_value for i in range(t.row_count))
+
+
+
+@sync
+async def test_the_tables_draw_plain_cells_as_datatable_does():
+    # one-style cells (an age, "finished ago") are drawn without rich's layout, every visible
+    # one on every refresh: the segments must be DataTable's own, in every state of a row
+    # (cursor, hover, zebra stripes)
+    app = make_app(MemoryTarget())
+    async with app.run_test(size=SIZE) as pilot:
+        await polled(pilot)
+        for t in (table(app), app.query_one(HistoryPanel)):  # CellCachingTables
+            assert plain_cells_compared(t) >= t.row_count * 3  # one column at least
+
+
+def plain_cells_compared(t: Any) -> int:
+    """Compare every cell the fast path draws with DataTable's drawing; how many matched."""
+    from rich.segment import Segment
+    from textual.widgets import DataTable
+
+    t._pseudo_class_state = t.get_pseudo_class_state()
+    compared = 0
+    for row in range(t.row_count):
+        style = t._get_row_style(row, t.rich_style)
+        for column, col in enumerate(t.ordered_columns):
+            value = t.get_cell_at(Coordinate(row, column))
+            width = col.get_render_width(t)
+            for cursor, hover in ((False, False), (True, False), (False, True)):
+                fast = t._render_plain_cell(value, row, column, style, width, cursor, hover)
+                if fast is None:
+                    continue
+                t._update_count += 1  # DataTable's own cache: render afresh
+                slow = DataTable._render_cell(t, row, column, style, width, cursor, hover)
+                assert [list(Segment.simplify(line)) for line in fast] == \
+                    [list(Segment.simplify(line)) for line in slow], (t.id, row, column)
+                compared += 1
+    return compared
 
 
 @sync
@@ -194,6 +261,12 @@ async def test_interval_keys_step_through_the_intervals():
         assert app.options.interval == 2.0
         await pilot.press("minus", "minus")
         assert app.options.interval == 0.5
+        # `-` stops at the floor that --interval enforces too
+        await pilot.press(*["minus"] * len(INTERVALS))
+        assert app.options.interval == MIN_INTERVAL == INTERVALS[0]
+    with pytest.raises(SystemExit) as exit:
+        cli_run(["localhost:1", "--interval", str(MIN_INTERVAL / 2)])
+    assert exit.value.code == 2
 
 
 @sync
