@@ -72,6 +72,13 @@ def worker_threads(container: Any) -> list[tuple[Any, Any]]:
     return list((getattr(container, "_worker_threads", None) or {}).items())
 
 
+def worker_table(container: Any) -> dict[Any, Any]:
+    """``container._worker_threads`` itself (WorkerContext -> GreenThread, a dict in spawn
+    order), not a copy: read it, never change it. An empty dict when it is not a dict."""
+    table = getattr(container, "_worker_threads", None)
+    return table if isinstance(table, dict) else dict(worker_threads(container))
+
+
 def managed_threads(container: Any) -> list[tuple[Any, Any]]:
     """(GreenThread, identifier) of the container's managed threads: ``_managed_threads``."""
     return list((getattr(container, "_managed_threads", None) or {}).items())
@@ -116,6 +123,56 @@ def backdoor_peer() -> tuple[Any, ...] | None:
     console greenlet keeps it as ``hostport``."""
     peer = getattr(current_greenlet(), "hostport", None)
     return tuple(peer)[:2] if peer else None
+
+
+def backdoor_socket(greenlet: Any = None) -> Any:
+    """The socket of the backdoor connection running this code, when it can be reached from
+    eventlet's backdoor console greenlet: ``desc`` (a ``FileProxy``) -> ``.f`` (the
+    ``makefile()`` text file) -> ``.buffer`` -> ``.raw`` (``SocketIO``) -> ``._sock`` (the
+    GreenSocket) -> ``.fd`` (the real socket). None when any step is missing."""
+    try:
+        g = greenlet if greenlet is not None else current_greenlet()
+        if getattr(g, "hostport", None) is None:
+            return None
+        f = getattr(getattr(g, BACKDOOR_OUTPUT_ATTR, None), "f", None)
+        raw = getattr(getattr(f, "buffer", None), "raw", None)
+        sock = getattr(raw, "_sock", None)
+        sock = getattr(sock, "fd", sock)
+        return sock if hasattr(sock, "setsockopt") and hasattr(sock, "getpeername") else None
+    except BaseException:
+        return None
+
+
+#: The attribute of a backdoor console greenlet holding when it was last switched in.
+SWITCHED_IN_ATTR = "_chassis_switched_in"
+
+
+def stamp_switch_ins(greenlet: Any, clock: Any) -> bool:
+    """Have a backdoor console greenlet remember when the hub last switched it in, under
+    :data:`SWITCHED_IN_ATTR`: the hub resumes a waiting greenlet through the ``switch``
+    attribute it read when the greenlet went to wait (eventlet's ``trampoline``:
+    ``current.switch``), and eventlet's ``SocketConsole`` overrides ``switch`` in Python; an
+    instance attribute in front of it sees every switch-in. Lives and dies with the
+    connection's greenlet (it holds the greenlet weakly). False when not a backdoor greenlet."""
+    try:
+        d = getattr(greenlet, "__dict__", None)
+        if d is None or getattr(greenlet, "hostport", None) is None:
+            return False
+        if "switch" in d:
+            return True
+        import weakref
+
+        ref = weakref.ref(greenlet)
+        switch = type(greenlet).switch
+
+        def stamped(*args: Any, **kwargs: Any) -> Any:
+            d[SWITCHED_IN_ATTR] = clock()
+            return switch(ref(), *args, **kwargs)
+
+        d["switch"] = stamped
+        return True
+    except BaseException:
+        return False
 
 
 #: eventlet's backdoor console greenlet points ``sys.std*`` at its ``desc`` each time it is
