@@ -301,6 +301,10 @@ class BackdoorClient:
                             session=session, **limits)
         if not isinstance(data, dict):
             raise ProtocolError(f"{self.label}: expected a snapshot object")
+        if self.last_stall_ms is not None:
+            # the agent's whole hold of the hub for this request (its trailer: read, compile,
+            # collect, encode, write), not only the collection the payload could time itself
+            data["took_ms"] = round(self.last_stall_ms, 3)
         return data
 
     def collect(self, *, stacks: str | Iterable[str] = "all", max_workers: int = 1000,

@@ -107,52 +107,94 @@ def handle(namespace: dict[str, Any], name: str, arguments: str = "") -> None:
 def _tune_socket() -> tuple[bool, Any]:
     """Set TCP_NODELAY on this backdoor connection's socket (server side), so a reply's last
     segment is not held back by Nagle waiting for the client's delayed ACK (~40 ms). Returns
-    (whether it did, the connection's local address: the backdoor's listening address).
+    (whether it did, the backdoor's listening address).
 
-    The socket is reached from eventlet's backdoor greenlet (:func:`.privates.backdoor_socket`):
-    no search. Where that fails it is found by its peer address among the process's file
-    descriptors, newest first (an accepted connection is among the last opened): socket
-    options belong to the socket, so setting one through a duplicate descriptor is enough.
-    Platforms without ``/proc/self/fd`` go without.
+    Done once per process: the first attach finds its connection among the process's file
+    descriptors by peer address (one probe per descriptor: 12-20 ms at 15,000 fds), sets the
+    option on it and on the backdoor's listening socket (the one accepting on the same local
+    address); connections accepted after that inherit it (Linux copies TCP_NODELAY from the
+    listener). A connection whose descriptor is known (the hub names it when it resumes the
+    backdoor's greenlet, see :func:`.privates.stamp_switch_ins`) is set directly. Platforms
+    without ``/proc/self/fd`` go without.
     """
     import _socket  # the C module: eventlet never patches it
 
     want = privates.backdoor_peer()
     if not want:
         return False, None
-    sock = privates.backdoor_socket()
-    if sock is not None:
-        try:
-            if sock.family in (_socket.AF_INET, _socket.AF_INET6) and \
-                    tuple(sock.getpeername()[:2]) == want:
-                sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
-                return True, tuple(sock.getsockname()[:2])
-        except OSError:
-            pass
+    me = privates.current_greenlet()
+    fd = getattr(me, "__dict__", {}).get(privates.SWITCHED_FD_ATTR)
+    if fd is not None:
+        found = _probe_fd(_socket, fd, want)
+        if found is not None:
+            return True, found
+    listener = _state.get("listener")
+    if listener is not None:  # tuned by an earlier attach: this connection inherited it
+        return bool(listener[0]), listener[1]
+    _state["fd_walks"] = _state.get("fd_walks", 0) + 1
     try:
-        fds = sorted((int(fd) for fd in os.listdir("/proc/self/fd")), reverse=True)
+        fds = [int(fd) for fd in os.listdir("/proc/self/fd")]
     except OSError:
+        _state["listener"] = (False, None)
         return False, None
+    local = None
     for fd in fds:
-        try:
-            copy = os.dup(fd)
-        except OSError:  # already gone
-            continue
-        try:
-            dup = _socket.socket(fileno=copy)
-        except OSError:  # not a socket
-            os.close(copy)
-            continue
-        try:
-            if dup.family in (_socket.AF_INET, _socket.AF_INET6) and \
-                    dup.getpeername()[:2] == want:
-                dup.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
-                return True, tuple(dup.getsockname()[:2])
-        except OSError:
-            continue
-        finally:
-            dup.close()
-    return False, None
+        local = _probe_fd(_socket, fd, want)
+        if local is not None:
+            break
+    if local is None:
+        _state["listener"] = (False, None)
+        return False, None
+    _state["listener"] = (any(_tune_listener(_socket, fd, local) for fd in fds), local)
+    return True, local
+
+
+def _probe_fd(_socket: Any, fd: int, want: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """If ``fd`` is a TCP connection to ``want``: set TCP_NODELAY, return its local address."""
+    try:
+        copy = os.dup(fd)
+    except OSError:  # already gone
+        return None
+    try:
+        dup = _socket.socket(fileno=copy)
+    except OSError:  # not a socket
+        os.close(copy)
+        return None
+    try:
+        if dup.family in (_socket.AF_INET, _socket.AF_INET6) and \
+                dup.getpeername()[:2] == want:
+            dup.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+            return tuple(dup.getsockname()[:2])
+    except OSError:
+        pass
+    finally:
+        dup.close()
+    return None
+
+
+def _tune_listener(_socket: Any, fd: int, local: tuple[Any, ...]) -> bool:
+    """If ``fd`` is the socket listening on ``local``: set TCP_NODELAY (inherited by the
+    connections it accepts)."""
+    try:
+        copy = os.dup(fd)
+    except OSError:
+        return False
+    try:
+        dup = _socket.socket(fileno=copy)
+    except OSError:
+        os.close(copy)
+        return False
+    try:
+        if dup.family in (_socket.AF_INET, _socket.AF_INET6) and \
+                dup.getsockopt(_socket.SOL_SOCKET, _socket.SO_ACCEPTCONN) and \
+                tuple(dup.getsockname()[:2]) == local:
+            dup.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+            return True
+    except OSError:
+        pass
+    finally:
+        dup.close()
+    return False
 
 
 @op("hello")

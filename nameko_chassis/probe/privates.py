@@ -125,26 +125,10 @@ def backdoor_peer() -> tuple[Any, ...] | None:
     return tuple(peer)[:2] if peer else None
 
 
-def backdoor_socket(greenlet: Any = None) -> Any:
-    """The socket of the backdoor connection running this code, when it can be reached from
-    eventlet's backdoor console greenlet: ``desc`` (a ``FileProxy``) -> ``.f`` (the
-    ``makefile()`` text file) -> ``.buffer`` -> ``.raw`` (``SocketIO``) -> ``._sock`` (the
-    GreenSocket) -> ``.fd`` (the real socket). None when any step is missing."""
-    try:
-        g = greenlet if greenlet is not None else current_greenlet()
-        if getattr(g, "hostport", None) is None:
-            return None
-        f = getattr(getattr(g, BACKDOOR_OUTPUT_ATTR, None), "f", None)
-        raw = getattr(getattr(f, "buffer", None), "raw", None)
-        sock = getattr(raw, "_sock", None)
-        sock = getattr(sock, "fd", sock)
-        return sock if hasattr(sock, "setsockopt") and hasattr(sock, "getpeername") else None
-    except BaseException:
-        return None
-
-
 #: The attribute of a backdoor console greenlet holding when it was last switched in.
 SWITCHED_IN_ATTR = "_chassis_switched_in"
+#: ... and the file descriptor the hub resumed it for (its connection's socket).
+SWITCHED_FD_ATTR = "_chassis_switched_fd"
 
 
 def stamp_switch_ins(greenlet: Any, clock: Any) -> bool:
@@ -152,8 +136,10 @@ def stamp_switch_ins(greenlet: Any, clock: Any) -> bool:
     :data:`SWITCHED_IN_ATTR`: the hub resumes a waiting greenlet through the ``switch``
     attribute it read when the greenlet went to wait (eventlet's ``trampoline``:
     ``current.switch``), and eventlet's ``SocketConsole`` overrides ``switch`` in Python; an
-    instance attribute in front of it sees every switch-in. Lives and dies with the
-    connection's greenlet (it holds the greenlet weakly). False when not a backdoor greenlet."""
+    instance attribute in front of it sees every switch-in. The hub passes the file descriptor
+    that became ready (``listener.cb(fileno)``): kept under :data:`SWITCHED_FD_ATTR`. Lives and
+    dies with the connection's greenlet (it holds the greenlet weakly). False when not a
+    backdoor greenlet."""
     try:
         d = getattr(greenlet, "__dict__", None)
         if d is None or getattr(greenlet, "hostport", None) is None:
@@ -167,6 +153,8 @@ def stamp_switch_ins(greenlet: Any, clock: Any) -> bool:
 
         def stamped(*args: Any, **kwargs: Any) -> Any:
             d[SWITCHED_IN_ATTR] = clock()
+            if len(args) == 1 and type(args[0]) is int:
+                d[SWITCHED_FD_ATTR] = args[0]
             return switch(ref(), *args, **kwargs)
 
         d["switch"] = stamped
