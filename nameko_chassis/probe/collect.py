@@ -24,6 +24,7 @@ from typing import Any, cast
 from . import entrypoints, privates, process
 from .frames import (
     DEFAULT_MAX_FRAMES,
+    frame_json,
     innermost_user_frame,
     managed_target,
     package_dirs,
@@ -182,8 +183,8 @@ def _worker_static(ctx: Any, container_name: str, opts: dict[str, Any],
     return static, first_seen, cache
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+_dumps = _ENCODER.encode
 
 
 def _number(value: float | None) -> str:
@@ -401,7 +402,7 @@ def _where(frame: Any, cache: _WorkerCache, own: tuple[str, ...] = ()) -> FrameD
         return cache.where
     where = innermost_user_frame(frame, own=own)
     cache.where_frame, cache.where_lasti, cache.where = frame, lasti, where
-    cache.where_json = _dumps(where)
+    cache.where_json = frame_json(where)
     return where
 
 

@@ -65,16 +65,18 @@ def is_library_file(filename: str) -> bool:
     return result
 
 
-_library_by_code: dict[Any, bool] = {}
+# by id(code), checked with ``is``: hashing a code object hashes its bytecode and constants
+_library_by_code: dict[int, tuple[Any, bool]] = {}
 
 
 def code_is_library(code: Any) -> bool:
-    cached = _library_by_code.get(code)
-    if cached is None:
-        cached = is_library_file(code.co_filename)
-        if len(_library_by_code) < 50_000:
-            _library_by_code[code] = cached
-    return cached
+    cached = _library_by_code.get(id(code))
+    if cached is not None and cached[0] is code:
+        return cached[1]
+    result = is_library_file(code.co_filename)
+    if len(_library_by_code) < 50_000:
+        _library_by_code[id(code)] = (code, result)
+    return result
 
 
 # -- the frame table ------------------------------------------------------------------------
@@ -88,6 +90,7 @@ def code_is_library(code: Any) -> bool:
 
 #: Entries in the frame table at most; past it the table starts afresh.
 FRAME_TABLE_SIZE = 50_000
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
 table: list[FrameDict] = []
 table_json: list[str] = []
 _index_by_id: dict[int, int] = {}
@@ -113,7 +116,7 @@ def _add(entry: FrameDict) -> int:
         _reset_table()
     i = len(table)
     table.append(entry)
-    table_json.append(json.dumps(entry, separators=(",", ":")))
+    table_json.append(_ENCODER.encode(entry))
     _index_by_id[id(entry)] = i
     return i
 
@@ -163,6 +166,13 @@ def index_of(entry: Any) -> int:
     if i is not None and table[i] is entry:
         return i
     return _add(entry)
+
+
+def frame_json(entry: Any) -> str:
+    """The JSON of a frame dict (of the table's: encoded once)."""
+    if entry is None:
+        return "null"
+    return table_json[index_of(entry)]
 
 
 def frame_dict(frame: Any) -> FrameDict:
