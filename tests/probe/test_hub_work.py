@@ -39,6 +39,7 @@ def _started_ats(client: BackdoorClient) -> dict[str, float]:
     return {w["call_id"]: w["started_at"] for w in data["containers"][0]["workers"]}
 
 
+@pytest.mark.timeout(900)  # 10,000 calls to take in and finish on 2 shared cores
 def test_refresh_at_10000_workers_lists_the_oldest_and_counts_the_rest(start_service):
     service = start_service("tests.services.chassis_parking",
                             config={"max_workers": MANY + 600, "PREFETCH_COUNT": MANY + 600})
