@@ -1,9 +1,20 @@
-"""Bench worker: an in-process nameko container with N parked workers; times collectors on it.
+"""Bench worker: an in-process nameko container with N workers parked 16 frames deep; times the
+agent's requests on it, spaced like a 1 Hz console. Prints one JSON line of medians (ms).
 
-Run by bench/snapshot.py, once in the project's venv and once in the reference venv with
-nameko-chassis 3.2.0 (which uses the same import name, hence the separate process). Our probe
-is loaded from its source folder, so both are measured on the same runner.
-Prints one JSON line of timings.
+    python bench/_inprocess.py N probe PROBE_FOLDER [--all-listed]
+    python bench/_inprocess.py N ref
+
+``probe``: the agent of the probe package in PROBE_FOLDER (this tree's, or an earlier
+revision's sources: the probe is standard library only), loaded under a name of its own:
+
+- ``live``: a live refresh on a session that has seen every worker (stacks "none");
+- ``first``: the first refresh of a new session;
+- ``full``: a full dump (every stack) as ``--json`` asks it, JSON and compression included;
+- ``churn``: a refresh on a session after every worker was replaced by a new one;
+- ``bare``: a bare frame walk + JSON of the same workers, the floor the issue compares with.
+
+``ref``: nameko-chassis 3.2.0's ``ServiceState.from_container`` + JSON (run in bench/.venv-ref,
+which has 3.2.0 under the same import name as ours), and the same bare walk.
 """
 
 from __future__ import annotations
@@ -12,110 +23,154 @@ import eventlet
 
 eventlet.monkey_patch()
 
-import contextlib  # noqa: E402
+import dataclasses  # noqa: E402
+import gc  # noqa: E402
 import importlib  # noqa: E402
 import importlib.util  # noqa: E402
-import io  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import types  # noqa: E402
+import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from eventlet.event import Event  # noqa: E402
 from nameko.containers import ServiceContainer  # noqa: E402
 from nameko.rpc import rpc  # noqa: E402
 
-RELEASE = Event()
-
-
-def wait_here(seconds):
-    RELEASE.wait()
+#: Frames between the worker's entrypoint method and where it waits (16 with nameko's own).
+DEPTH = 8
+#: Seconds between two requests: a console refreshing at 1 Hz leaves the hub to the service
+#: in between, and caches go cold; back-to-back requests read ~40% better than real.
+SPACING = 0.25
 
 
 class Parking:
     name = "parking"
+    release = Event()
 
     @rpc
     def park(self, seconds, note=None):
-        wait_here(seconds)
+        descend(DEPTH, Parking.release)
+
+
+def descend(n, event):
+    if n <= 0:
+        event.wait()
+    else:
+        descend(n - 1, event)
 
 
 def load_probe(folder: Path) -> types.ModuleType:
-    """Our probe package from its source folder, under a name of its own (the reference venv
-    has nameko-chassis 3.2.0 under the same import name as ours)."""
+    """A probe package from its source folder, under a name of its own."""
     spec = importlib.util.spec_from_file_location("bench_probe", folder / "__init__.py",
                                                   submodule_search_locations=[str(folder)])
     assert spec is not None and spec.loader is not None
     package = importlib.util.module_from_spec(spec)
     sys.modules["bench_probe"] = package
     spec.loader.exec_module(package)
-    importlib.import_module("bench_probe.collect")
+    importlib.import_module("bench_probe.agent")
     return package
 
 
-def timed(fn, repeat: int) -> float:
+def park(container: ServiceContainer, n: int) -> None:
+    (entrypoint,) = [e for e in container.entrypoints if e.method_name == "park"]
+    for i in range(n):
+        container.spawn_worker(entrypoint, (60,), {"note": f"order {i}"},
+                               context_data={"user_id": f"u{i}", "auth_token": "secret"})
+    deadline = time.monotonic() + 60
+    while True:
+        eventlet.sleep(0.05)
+        parked = [gt for gt in container._worker_threads.values() if gt.gr_frame is not None
+                  and _depth(gt.gr_frame) >= 16]
+        if len(parked) >= n or time.monotonic() > deadline:
+            break
+
+
+def _depth(frame) -> int:
+    n = 0
+    while frame is not None:
+        n += 1
+        frame = frame.f_back
+    return n
+
+
+def release_all(container: ServiceContainer) -> None:
+    Parking.release.send(None)
+    while container._worker_threads:
+        eventlet.sleep(0.01)
+    Parking.release = Event()
+
+
+def timed(fn, repeat: int, spacing: float = SPACING) -> float:
     samples = []
     for _ in range(repeat):
+        eventlet.sleep(spacing)
         t0 = time.perf_counter()
         fn()
         samples.append((time.perf_counter() - t0) * 1000)
     return statistics.median(samples)
 
 
+def bare_walk(container: ServiceContainer) -> str:
+    """The floor: every worker's stack walked and written as JSON, nothing else."""
+    out = []
+    for ctx, gt in list(container._worker_threads.items()):
+        frame, stack = gt.gr_frame, []
+        while frame is not None:
+            code = frame.f_code
+            stack.append({"file": code.co_filename, "line": frame.f_lineno,
+                          "function": code.co_name})
+            frame = frame.f_back
+        out.append({"call_id": ctx.call_id, "stack": stack})
+    return json.dumps(out)
+
+
 def main() -> None:
-    n, mode, repo = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+    n, mode = int(sys.argv[1]), sys.argv[2]
     container = ServiceContainer(Parking)
     container.max_workers = n
     container._worker_pool.resize(n)
-    (entrypoint,) = [e for e in container.entrypoints if e.method_name == "park"]
-    for i in range(n):
-        container.spawn_worker(entrypoint, (60,), {"note": f"order {i}"},
-                               context_data={"user_id": f"u{i}", "auth_token": "secret"})
-    eventlet.sleep(0.2)  # let every worker reach wait_here
-    assert len(container._worker_threads) == n
-
-    class Runner:  # what debug_runner(runner) expects: .containers / .service_map
-        containers = [container]
-        service_map = {"parking": container}
-
-    out: dict[str, float] = {}
-    intro = load_probe(repo / "nameko_chassis" / "probe").collect
-    intro.collect(container, stacks="none")  # warm caches, as the second refresh would be
-    out["live"] = timed(lambda: intro.collect(container, stacks="none"), 20)
-    out["live_json"] = timed(lambda: json.dumps(intro.collect(container, stacks="none")), 20)
-    out["full"] = timed(lambda: intro.collect(container, stacks="all"), 10)
+    park(container, n)
+    gc.collect()
+    out: dict[str, float] = {"workers": len(container._worker_threads)}
+    out["bare"] = timed(lambda: bare_walk(container), 10)
     if mode == "ref":
-        # nameko-chassis 3.2.0, from the reference venv (same import name as ours)
-        ref_debug_module = importlib.import_module("nameko_chassis.debug")
         ServiceState = importlib.import_module("nameko_chassis.service").ServiceState
-        debug_runner = ref_debug_module.debug_runner
-
-        out["ref_state"] = timed(lambda: ServiceState.from_container(container), 5)
-        buf = io.StringIO()
-
-        def ref_debug() -> None:
-            buf.seek(0)
-            buf.truncate()
-            with contextlib.redirect_stdout(buf):
-                debug_runner(Runner)
-
-        out["ref_debug"] = timed(ref_debug, 1 if n >= 1000 else 3)
-        out["ref_debug_bytes"] = len(buf.getvalue().encode())
+        out["ref_full"] = timed(lambda: json.dumps(
+            dataclasses.asdict(ServiceState.from_container(container)), default=str), 5)
     else:
-        from nameko_chassis.debug import debug_container
+        probe = load_probe(Path(sys.argv[3]))
+        agent, wire = probe.agent, probe.wire
+        listed = n if "--all-listed" in sys.argv else 1000
 
-        buf = io.StringIO()
+        class ServiceRunner:  # what the agent recognises as nameko's runner
+            service_map = {"parking": container}
 
-        def our_debug() -> None:
-            buf.seek(0)
-            buf.truncate()
-            debug_container(container, file=buf)
+        namespace = {"runner": ServiceRunner()}
 
-        out["debug"] = timed(our_debug, 3)
-        out["debug_bytes"] = len(buf.getvalue().encode())
-    RELEASE.send(None)
+        def request(**kwargs) -> str:
+            return wire.result_frame(agent.collect(namespace, max_workers=listed, **kwargs),
+                                     time.perf_counter())
+
+        request(stacks="all")  # warm the caches, as a service that was asked before
+        session = uuid.uuid4().hex
+        request(session=session, stacks="none")
+        out["live"] = timed(lambda: request(session=session, stacks="none"), 10)
+        out["first"] = timed(lambda: request(session=uuid.uuid4().hex, stacks="none"), 10)
+        out["full"] = timed(lambda: request(stacks="all"), 10)
+        out["full_bytes"] = len(request(stacks="all"))
+        churn = []
+        for _ in range(5):
+            release_all(container)
+            park(container, n)
+            eventlet.sleep(SPACING)
+            t0 = time.perf_counter()
+            request(session=session, stacks="none")
+            churn.append((time.perf_counter() - t0) * 1000)
+        out["churn"] = statistics.median(churn)
+    release_all(container)
     print(json.dumps(out))
 
 

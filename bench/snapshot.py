@@ -1,120 +1,151 @@
-"""Snapshot benchmark: service stall and round trip at 10, 100 and 1000 in-flight workers.
+"""Snapshot benchmark: what a console's requests cost the service's hub, side by side in one run.
 
-Prints two tables, measured side by side in one run:
+Prints three tables:
 
-1. in-process, on the same container: our collector (live refresh = stacks "none", full dump =
-   stacks "all", and live + JSON encoding as the agent sends it) against nameko-chassis 3.2.0's
-   ``ServiceState.from_container`` and ``debug_runner`` (installed into bench/.venv-ref, a
-   bench-only virtualenv: it uses the same import name, so it never mixes with the project);
-2. over a real backdoor (``nameko run`` on the broker at $AMQP_URI): ``--json``-style round trip
-   and the service-side stall reported by the agent.
+1. **in-process**, one container with N workers parked 16 frames deep, requests spaced like a
+   1 Hz console (bench/_inprocess.py): this tree's agent, the agent of revision ``--rev``
+   (default c67de0b: its probe sources, loaded the same way), nameko-chassis 3.2.0's
+   ``ServiceState.from_container`` + JSON (bench/.venv-ref), and a bare frame walk + JSON of
+   the same workers; at 1000 workers (1000 listed) and 5000 (all listed);
+2. **bootstrap**: the hub's hold for the line that ships the probe on a first attach, compiled
+   by the console vs source compiled in the service (what ``--rev`` does);
+3. **over a real backdoor**: ``bench/vs_rev.py`` — this tree against ``--rev``, each on a real
+   ``nameko run`` with 1000 parked workers, taking turns, spaced like a 1 Hz console (this
+   tree's stall is the whole hold; the revision's as it reported it, which left part out).
 
-Run with ``make bench``. Targets: live <= 1 ms and full <= 10 ms at 1000 workers;
-round trip <= 10 ms at 10 workers.
+    .ci/with-broker .venv/bin/python bench/snapshot.py [--rev c67de0b] [--skip-backdoor]
+
+Goals (issue 13, 1000 workers): full dump <= 0.5x a bare walk + JSON and <= 0.08x 3.2.0;
+live refresh <= 1 ms; first refresh <= 3 ms; churn <= 10 ms; bootstrap <= 5 ms.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from _reference import ensure_ref_venv  # noqa: E402  (bench/ is this script's folder)
-from chassis_console.launch import NamekoProcess  # noqa: E402
-from chassis_console.targets.backdoor import BackdoorClient  # noqa: E402
-
-from nameko_chassis.amqp.management import ManagementApi, amqp_uri_from_env  # noqa: E402
-from nameko_chassis.amqp.rpc import RpcClient  # noqa: E402
-
-SIZES = (10, 100, 1000)
 
 
-def inprocess(python: Path, n: int, mode: str) -> dict[str, float]:
-    out = subprocess.run([str(python), str(REPO / "bench" / "_inprocess.py"), str(n), mode,
-                          str(REPO)], capture_output=True, text=True, cwd=str(REPO), timeout=600)
+def probe_sources(rev: str, into: Path) -> Path:
+    """The probe package of ``rev``, as files in ``into`` (it is standard library only)."""
+    folder = into / "probe"
+    folder.mkdir(parents=True, exist_ok=True)
+    names = subprocess.run(["git", "ls-tree", "--name-only", f"{rev}:nameko_chassis/probe"],
+                           cwd=REPO, check=True, capture_output=True, text=True).stdout.split()
+    for name in names:
+        if name.endswith((".py", ".json")):
+            text = subprocess.run(["git", "show", f"{rev}:nameko_chassis/probe/{name}"],
+                                  cwd=REPO, check=True, capture_output=True, text=True).stdout
+            (folder / name).write_text(text)
+    return folder
+
+
+def inprocess(python: Path, n: int, *args: str) -> dict[str, float]:
+    out = subprocess.run([str(python), str(REPO / "bench" / "_inprocess.py"), str(n), *args],
+                         capture_output=True, text=True, cwd=str(REPO), timeout=900)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def fmt(value: float | None) -> str:
-    return "—" if value is None else f"{value:8.2f}"
+def ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
 
 
-def table_inprocess() -> None:
+def ratio(a: float | None, b: float | None) -> str:
+    return "—" if not a or not b else f"{a / b:.2f}x"
+
+
+def table_inprocess(rev: str) -> None:
     ref_python = ensure_ref_venv()
-    print("\n## In-process, same container (median ms; lower is better)\n")
-    print("| workers | live (ours) | live+JSON (ours) | full (ours) | debug_runner (ours) "
-          "| 3.2.0 from_container | 3.2.0 debug_runner | from_container / live | "
-          "3.2.0 debug / ours |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for n in SIZES:
-        ours = inprocess(Path(sys.executable), n, "ours")
-        ref = inprocess(ref_python, n, "ref") if ref_python else {}
-        state, debug = ref.get("ref_state"), ref.get("ref_debug")
-        ratio = f"{state / ours['live']:.0f}x" if state else "—"
-        dratio = f"{debug / ours['debug']:.0f}x" if debug and ours.get("debug") else "—"
-        print(f"| {n} | {fmt(ours['live'])} | {fmt(ours['live_json'])} | {fmt(ours['full'])} | "
-              f"{fmt(ours.get('debug'))} | {fmt(state)} | {fmt(debug)} | {ratio} | {dratio} |")
-        if n == SIZES[-1]:
-            print(f"\noutput of debug_runner at {n} workers: ours {ours.get('debug_bytes', 0):,} "
-                  f"bytes, 3.2.0 {int(ref.get('ref_debug_bytes', 0)):,} bytes")
+    with tempfile.TemporaryDirectory() as tmp:
+        before = probe_sources(rev, Path(tmp))
+        print(f"\n## In-process: one container, workers parked 16 frames deep (median ms, "
+              f"requests spaced {0.25} s)\n")
+        print(f"| workers (listed) | request | this tree | {rev} | this / {rev} | "
+              "bare walk + JSON | this / bare | 3.2.0 from_container + JSON | this / 3.2.0 |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        for n, extra in ((1000, ()), (5000, ("--all-listed",))):
+            ours = inprocess(Path(sys.executable), n, "probe",
+                             str(REPO / "nameko_chassis" / "probe"), *extra)
+            old = inprocess(Path(sys.executable), n, "probe", str(before), *extra)
+            ref = inprocess(ref_python, n, "ref") if ref_python else {}
+            bare = statistics.median([ours["bare"], old["bare"]] +
+                                     ([ref["bare"]] if ref else []))
+            label = f"{n} ({n if extra else 1000})"
+            for key, name in (("live", "live refresh"), ("first", "first refresh"),
+                              ("churn", "churn (every worker new)"),
+                              ("full", "full dump, JSON included")):
+                full = key == "full"
+                print(f"| {label} | {name} | {ms(ours[key])} | {ms(old[key])} | "
+                      f"{ratio(ours[key], old[key])} | {ms(bare) if full else ''} | "
+                      f"{ratio(ours[key], bare) if full else ''} | "
+                      f"{ms(ref.get('ref_full')) if full else ''} | "
+                      f"{ratio(ours[key], ref.get('ref_full')) if full else ''} |")
+            print(f"| {label} | full dump bytes | {ours['full_bytes']:,.0f} | "
+                  f"{old['full_bytes']:,.0f} | {ratio(ours['full_bytes'], old['full_bytes'])} "
+                  "| | | | |")
+    print("\nlive/first/churn: a session refresh (stacks \"none\"); full: every stack, as "
+          "--json asks it; each through the agent and its wire encoding (JSON, compression), "
+          "timed in the service's process (not the socket).")
 
 
-def table_backdoor() -> None:
-    base = amqp_uri_from_env()
-    api = ManagementApi(base)
-    vhost = f"chassis-bench-{uuid.uuid4().hex[:8]}"
-    api.create_vhost(vhost)
-    uri = base.with_vhost(vhost)
-    config = {"AMQP_URI": str(uri), "max_workers": 1100, "PREFETCH_COUNT": 1100}
-    proc = NamekoProcess(["tests.services.parking"], config, cwd=REPO)
-    print("\n## Over a real backdoor (median ms of 20 requests)\n")
-    print("| workers | live round trip | live stall | full round trip | full stall | payload KB (full) |")
-    print("|---:|---:|---:|---:|---:|---:|")
-    try:
-        proc.start()
-        rpc = RpcClient(str(uri))
-        client = BackdoorClient(proc.address, timeout=30)
-        client.connect()
-        held = 0
-        for n in SIZES:
-            for _ in range(n - held):
-                rpc.call_async("parking", "park", tag="bench")
-            held = n
-            deadline = time.monotonic() + 60
-            while client.snapshot().containers[0].workers_running < n:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"only some of {n} workers started")
-                time.sleep(0.2)
-            row = []
-            for stacks in ("none", "all"):
-                rts, stalls = [], []
-                for _ in range(20):
-                    client.collect(stacks=stacks)
-                    rts.append(client.last_round_trip_ms or 0)
-                    stalls.append(client.last_stall_ms or 0)
-                row += [statistics.median(rts), statistics.median(stalls)]
-            kb = client.last_payload_bytes / 1024
-            print(f"| {n} | {fmt(row[0])} | {fmt(row[1])} | {fmt(row[2])} | {fmt(row[3])} | {kb:8.1f} |")
-        rpc.call("parking", "release", tag="bench")
-        client.close()
-        rpc.close()
-    finally:
-        proc.stop()
-        api.delete_vhost(vhost)
-    print("\nstall = time the request held the eventlet hub (collect + JSON + compression), as "
-          "reported by the agent; round trip adds the socket and the client's parsing.")
+def table_bootstrap() -> None:
+    from chassis_console.targets.backdoor import _Payload, _shipped_sources
+
+    payload = _Payload(_shipped_sources())
+    root = f"nameko_chassis_probe_{payload.version}"
+
+    def boot(line: str) -> float:
+        for key in [k for k in sys.modules if k == root or k.startswith(root + ".")]:
+            del sys.modules[key]
+        namespace: dict[str, object] = {}
+        t0 = time.perf_counter()
+        exec(compile(line, "<backdoor>", "single"), namespace)
+        took = (time.perf_counter() - t0) * 1000
+        assert "__chassis__" in namespace
+        return took
+
+    compiled = payload.compiled_line()
+    rows = {"compiled by the console (this tree)": [], "source, compiled in the service": []}
+    for _ in range(7):
+        rows["compiled by the console (this tree)"].append(boot(compiled))
+        rows["source, compiled in the service"].append(boot(payload.line))
+        time.sleep(0.2)
+    print("\n## Bootstrap: the hub's hold for the line that ships the probe (median ms of 7; "
+          "reading the line from the socket not included)\n")
+    print("| probe shipped as | line bytes | hold |")
+    print("|---|---:|---:|")
+    for (name, samples), line in zip(rows.items(), (compiled, payload.line), strict=True):
+        print(f"| {name} | {len(line):,} | {ms(statistics.median(samples))} |")
+    ratio_text = ratio(statistics.median(rows["compiled by the console (this tree)"]),
+                       statistics.median(rows["source, compiled in the service"]))
+    print(f"\ncompiled / source: {ratio_text}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rev", default="c67de0b")
+    parser.add_argument("--skip-backdoor", action="store_true")
+    args = parser.parse_args()
+    table_inprocess(args.rev)
+    table_bootstrap()
+    if not args.skip_backdoor:
+        sys.stdout.flush()
+        subprocess.run([sys.executable, str(REPO / "bench" / "vs_rev.py"), args.rev],
+                       cwd=REPO, check=True)
+    return 0
 
 
 if __name__ == "__main__":
-    if "--backdoor-only" not in sys.argv:
-        table_inprocess()
-    table_backdoor()
+    sys.exit(main())

@@ -8,8 +8,10 @@ by request, spaced like a 1 Hz console, so both sides see the same machine noise
 
     .ci/with-broker .venv/bin/python bench/vs_rev.py REV [--workers 1000] [--rounds 20]
 
-Prints one table: median stall (as the agent reports it) and client time per ``snapshot()``
-(round trip + parsing) for live refreshes and full dumps, and the ratio this/REV.
+Prints one table: median stall (as each tree's agent reports it: this tree's is the whole
+hold, read to write; earlier revisions left part of it out) and client time per request
+(round trip + parsing) for live refreshes, full dumps, first refreshes of a new connection and
+``--json`` full dumps, and the ratio this/REV.
 """
 
 from __future__ import annotations
@@ -55,13 +57,31 @@ print("ready", flush=True)
 for line in sys.stdin:
     stacks = line.strip()
     t0 = time.perf_counter()
-    client.snapshot(stacks=stacks)
+    if stacks == "first":  # the first refresh of a new connection
+        other = BackdoorClient(proc.address, timeout=60)
+        other.connect()
+        t0 = time.perf_counter()
+        other.snapshot(stacks="none")
+        took = (time.perf_counter() - t0) * 1000
+        print(json.dumps([other.last_stall_ms, took]), flush=True)
+        other.close()
+        continue
+    if stacks == "json":  # --json: every worker and stack in full, no session
+        client.collect(stacks="all")
+    else:
+        client.snapshot(stacks=stacks)
     took = (time.perf_counter() - t0) * 1000
     print(json.dumps([client.last_stall_ms, took]), flush=True)
 rpc.call("parking", "release", tag="bench")
 client.close()
 proc.stop()
 '''
+
+
+#: Requests, by what the client sends its helper: a live refresh, a full dump on the live
+#: session, the first refresh of a new connection, a full dump as --json asks it.
+CASES = {"none": "live refresh", "all": "full dump (session)", "first": "first refresh",
+         "json": "full dump (--json)"}
 
 
 def tree_for(rev: str) -> Path:
@@ -112,7 +132,7 @@ def main() -> int:
             api.create_vhost(vhost)
             procs[name] = start(tree, str(base.with_vhost(vhost)), args.workers)
         results: dict[tuple[str, str], list[tuple[float, float]]] = {}
-        for stacks in ("none", "all"):
+        for stacks in CASES:
             for _ in range(args.rounds):
                 for name, proc in procs.items():  # turns: the same noise for both
                     results.setdefault((name, stacks), []).append(ask(proc, stacks))
@@ -122,7 +142,7 @@ def main() -> int:
         print(f"| request | stall (this) | stall ({args.rev}) | ratio | client time (this) "
               f"| client time ({args.rev}) | ratio |")
         print("|---|---:|---:|---:|---:|---:|---:|")
-        for stacks, label in (("none", "live refresh"), ("all", "full dump")):
+        for stacks, label in CASES.items():
             ours = results[("this tree", stacks)]
             theirs = results[(args.rev, stacks)]
             s1, s2 = (statistics.median(v[0] for v in r) for r in (ours, theirs))

@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.util
 import json
+import marshal
+import re
 import time
 import uuid
 import zlib
@@ -38,13 +41,16 @@ from .address import TargetAddress
 from .line import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, BackdoorConnection
 
 FRAME_MARK = wire.FRAME_MARK.encode()
-NAMESPACE_NAME = "__chassis__"
-#: The first line sent on every connection: a hello frame when the agent is there, nothing
-#: when it is not (then it is shipped); the hub watchdog answers it while the hub is blocked.
-HELLO_PROBE = (f"None if globals().get({NAMESPACE_NAME!r}) is None else "
+NAMESPACE_NAME = wire.AGENT_NAME
+_MAGIC_REPLY = re.compile(r"'[0-9a-f]{4,16}'")
+#: The first line sent on every connection: a hello frame when the agent is there; when it is
+#: not, the service's bytecode magic (hex), so the probe can be shipped compiled when the
+#: console's Python makes the same bytecode. The hub watchdog answers it while the hub is
+#: blocked.
+HELLO_PROBE = (f"__import__('importlib.util').util.MAGIC_NUMBER.hex() if "
+               f"globals().get({NAMESPACE_NAME!r}) is None else "
                f"{NAMESPACE_NAME}.handle(globals(), 'hello')")
-
-
+MAGIC = importlib.util.MAGIC_NUMBER.hex()
 
 
 def _shipped_sources() -> list[tuple[str, str]]:
@@ -57,22 +63,31 @@ def _shipped_sources() -> list[tuple[str, str]]:
 # sys.modules: its relative imports resolve, and the classes it defines can be found by module
 # name — nameko serialises an exception by its module path, and a worker killed from the
 # console fails with the probe's WorkerKilled. The backdoor namespace holds the agent under
-# one name, and nothing else.
-_BOOTSTRAP = '''
-def __chassis_boot(sources, version):
+# one name, and nothing else. A package of the same hash booted before (an agent that left a
+# backdoor without a nameko runner) is linked again rather than booted twice. Each module is
+# a code object compiled by the console when the service's bytecode magic is the console's
+# (compiling 180 KB of source on the service's hub was most of the first attach's stall), else
+# its source.
+_BOOT = '''
+def __chassis_boot(modules, version):
     import sys, types
     root = "nameko_chassis_probe_" + version
+    booted = sys.modules.get(root)
+    if booted is not None and getattr(booted, "agent", None) is not None:
+        return booted.agent
     package = types.ModuleType(root)
     package.__path__ = []
     mods = {}
     sys.modules[root] = package
     try:
-        for name, src in sources:
+        for name, code in modules:
             mod = types.ModuleType(root + "." + name)
             mod.__file__ = "<nameko_chassis/probe/" + name + ".py>"
             mod.__package__ = root
             sys.modules[mod.__name__] = mod
-            exec(compile(src, mod.__file__, "exec"), mod.__dict__)
+            if isinstance(code, str):
+                code = compile(code, mod.__file__, "exec")
+            exec(code, mod.__dict__)
             setattr(package, name, mod)
             mods[name] = mod
     except BaseException:
@@ -83,9 +98,12 @@ def __chassis_boot(sources, version):
     agent.VERSION = version
     agent.install(mods)
     return agent
-__chassis__ = __chassis_boot(%(sources)r, %(version)r)
-del __chassis_boot
+globals()[%(name)r] = __chassis_boot(__chassis_modules, %(version)r)
 '''
+
+
+def _module_file(name: str) -> str:
+    return f"<nameko_chassis/probe/{name}.py>"
 
 
 class _Payload:
@@ -94,12 +112,33 @@ class _Payload:
         for name, src in sources:
             digest.update(name.encode() + b"\0" + src.encode() + b"\0")
         self.version = digest.hexdigest()[:16]
-        program = _BOOTSTRAP % {"sources": sources, "version": self.version}
+        boot = _BOOT % {"name": NAMESPACE_NAME, "version": self.version}
+        # exec with a locals dict of its own: the boot function and the modules stay there,
+        # only __chassis__ lands in the backdoor namespace
+        program = f"exec({boot!r}, globals(), {{'__chassis_modules': {sources!r}}})"
         blob = base64.b64encode(zlib.compress(program.encode("utf-8"), 9)).decode("ascii")
-        # one physical line; exec runs in the backdoor namespace, so the boot function's name
-        # is deleted again and only __chassis__ remains
+        # one physical line
         self.line = (f"exec(__import__('zlib').decompress(__import__('base64')"
                      f".b64decode('{blob}')).decode('utf-8'))")
+        self._sources = sources
+        self._compiled: str | None = None
+
+    def compiled_line(self) -> str:
+        """The same boot with the modules compiled here, for a service whose bytecode magic
+        is this Python's (checked again there before anything is unmarshalled)."""
+        if self._compiled is None:
+            modules = tuple((name, compile(src, _module_file(name), "exec", dont_inherit=True,
+                                           optimize=0)) for name, src in self._sources)
+            boot = compile(_BOOT % {"name": NAMESPACE_NAME, "version": self.version},
+                           "<chassis boot>", "exec", dont_inherit=True, optimize=0)
+            blob = base64.b64encode(zlib.compress(marshal.dumps((boot, modules)), 6)
+                                    ).decode("ascii")
+            self._compiled = (
+                "(lambda c: exec(c[0], globals(), {'__chassis_modules': c[1]}))("
+                "__import__('marshal').loads(__import__('zlib').decompress(__import__('base64')"
+                f".b64decode('{blob}')))) if __import__('importlib.util').util.MAGIC_NUMBER"
+                f".hex() == {MAGIC!r} else print('chassis: bytecode magic differs')")
+        return self._compiled
 
 
 _payload: _Payload | None = None
@@ -158,8 +197,11 @@ class BackdoorClient:
         self._session = uuid.uuid4().hex
         self._previous = None
         payload = _get_payload()
-        # Probe: prints a frame when an agent is there, nothing when it is not.
+        # Probe: prints a frame when an agent is there, the bytecode magic when it is not.
         hello = self._request_raw(HELLO_PROBE, allow_empty=True)
+        magic = None
+        if isinstance(hello, str):
+            magic, hello = hello, None
         if hello is not None and hello.get("blocked") is not None:
             self.close()
             if not hello["blocked"].get("ongoing", True) and not _retried:
@@ -167,7 +209,10 @@ class BackdoorClient:
                 return self.connect(_retried=True)
             raise BlockedError(self.label, hello)
         if hello is None or hello.get("version") != payload.version:
-            out = self.conn.command(payload.line, timeout=self.conn.timeout + 10)
+            line = payload.compiled_line() if magic == MAGIC else payload.line
+            out = self.conn.command(line, timeout=self.conn.timeout + 10)
+            if out.strip() and line is not payload.line:  # compiled for another Python
+                out = self.conn.command(payload.line, timeout=self.conn.timeout + 10)
             if out.strip():
                 self.close()
                 raise ProtocolError(
@@ -222,6 +267,8 @@ class BackdoorClient:
             if allow_empty and not raw.strip():
                 return None
             text = raw.decode("utf-8", "replace")
+            if allow_empty and _MAGIC_REPLY.fullmatch(text.strip()):
+                return text.strip()[1:-1]  # HELLO_PROBE without an agent: the bytecode magic
             if "NameError" in text and NAMESPACE_NAME in text:
                 # the service restarted under us: bootstrap again on the next connect
                 self.close()
@@ -254,6 +301,10 @@ class BackdoorClient:
                             session=session, **limits)
         if not isinstance(data, dict):
             raise ProtocolError(f"{self.label}: expected a snapshot object")
+        if self.last_stall_ms is not None:
+            # the agent's whole hold of the hub for this request (its trailer: read, compile,
+            # collect, encode, write), not only the collection the payload could time itself
+            data["took_ms"] = round(self.last_stall_ms, 3)
         return data
 
     def collect(self, *, stacks: str | Iterable[str] = "all", max_workers: int = 1000,

@@ -16,11 +16,13 @@ import os
 import socket
 import sys
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 from . import backlog, privates, watchdog, wire
 from . import collect as collector
+from . import frames as frame_table
 
 VERSION = wire.DEV_VERSION  # replaced by the console with a hash of the shipped sources
 
@@ -58,73 +60,162 @@ def _write(text: str) -> None:
         pass
 
 
+#: When this process last finished writing a reply, per backdoor greenlet (see handle).
+_DONE_ATTR = "_chassis_request_done"
+
+
 def handle(namespace: dict[str, Any], name: str, arguments: str = "") -> None:
-    """Run operation ``name`` and write one frame. Never raises."""
+    """Run operation ``name`` and write one frame, then the stall trailer. Never raises.
+
+    The stall is timed from when the hub switched this backdoor connection's greenlet in with
+    the request line (:func:`.privates.stamp_switch_ins`; the first request of a connection,
+    before the stamp is in place, from here), so it covers reading the line, compiling it,
+    the operation, encoding, freeing the result and writing the frame: the whole time the
+    request held the hub, but the backdoor's prompt that follows (one small write)."""
     t0 = time.perf_counter()
+    me = privates.current_greenlet()
+    start = t0
+    d = getattr(me, "__dict__", None) if getattr(me, "hostport", None) is not None else None
+    if d is not None:
+        switched_in = d.get(privates.SWITCHED_IN_ATTR)
+        # a stamp older than the previous reply was not this request's (the line was buffered)
+        if switched_in is not None and switched_in > d.get(_DONE_ATTR, 0.0) and \
+                t0 - switched_in < 60:
+            start = switched_in
+        else:
+            privates.stamp_switch_ins(me, time.perf_counter)
     try:
         kwargs = json.loads(base64.b64decode(arguments)) if arguments else {}
         fn = OPS.get(name)
         if fn is None:
             raise LookupError(f"unknown operation {name!r}")
-        frame = wire.result_frame(fn(namespace, **kwargs), t0)
+        result = fn(namespace, **kwargs)
+        kind, payload = wire.result_payload(result)
+        del result  # freed here, inside the figure
     except BaseException as exc:
-        frame = wire.error_frame(exc, t0)
+        kind, payload = "e", wire.error_payload(exc)
     try:
-        _write(frame)
+        _write(wire.encode_frame(kind, payload, (time.perf_counter() - start) * 1000))
+        del payload
+        _write(wire.stall_trailer((time.perf_counter() - start) * 1000))
     except BaseException:
         pass
+    if d is not None:
+        d[_DONE_ATTR] = time.perf_counter()
 
 
 def _tune_socket() -> tuple[bool, Any]:
     """Set TCP_NODELAY on this backdoor connection's socket (server side), so a reply's last
     segment is not held back by Nagle waiting for the client's delayed ACK (~40 ms). Returns
-    (whether it did, the connection's local address: the backdoor's listening address).
+    (whether it did, the backdoor's listening address).
 
-    The socket is found by its peer address among the process's file descriptors: socket
-    options belong to the socket, so setting one through a duplicate descriptor is enough. That
-    costs one probe per open descriptor, where a search of the heap (``gc``) would stall the hub
-    in proportion to the whole service's memory. Platforms without ``/proc/self/fd`` go without.
+    Done once per process: the first attach finds its connection among the process's file
+    descriptors by peer address (one probe per descriptor: 12-20 ms at 15,000 fds), sets the
+    option on it and on the backdoor's listening socket (the one accepting on the same local
+    address); connections accepted after that inherit it (Linux copies TCP_NODELAY from the
+    listener). A connection whose descriptor is known (the hub names it when it resumes the
+    backdoor's greenlet, see :func:`.privates.stamp_switch_ins`) is set directly. Platforms
+    without ``/proc/self/fd`` go without.
     """
     import _socket  # the C module: eventlet never patches it
 
     want = privates.backdoor_peer()
     if not want:
         return False, None
+    me = privates.current_greenlet()
+    fd = getattr(me, "__dict__", {}).get(privates.SWITCHED_FD_ATTR)
+    if fd is not None:
+        found = _probe_fd(_socket, fd, want)
+        if found is not None:
+            return True, found
+    listener = _state.get("listener")
+    if listener is not None:  # tuned by an earlier attach: this connection inherited it
+        return bool(listener[0]), listener[1]
+    _state["fd_walks"] = _state.get("fd_walks", 0) + 1
     try:
         fds = [int(fd) for fd in os.listdir("/proc/self/fd")]
     except OSError:
+        _state["listener"] = (False, None)
         return False, None
+    local = None
     for fd in fds:
-        try:
-            copy = os.dup(fd)
-        except OSError:  # already gone
-            continue
-        try:
-            dup = _socket.socket(fileno=copy)
-        except OSError:  # not a socket
-            os.close(copy)
-            continue
-        try:
-            if dup.family in (_socket.AF_INET, _socket.AF_INET6) and \
-                    dup.getpeername()[:2] == want:
-                dup.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
-                return True, tuple(dup.getsockname()[:2])
-        except OSError:
-            continue
-        finally:
-            dup.close()
-    return False, None
+        local = _probe_fd(_socket, fd, want)
+        if local is not None:
+            break
+    if local is None:
+        _state["listener"] = (False, None)
+        return False, None
+    _state["listener"] = (any(_tune_listener(_socket, fd, local) for fd in fds), local)
+    return True, local
+
+
+def _probe_fd(_socket: Any, fd: int, want: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """If ``fd`` is a TCP connection to ``want``: set TCP_NODELAY, return its local address."""
+    try:
+        copy = os.dup(fd)
+    except OSError:  # already gone
+        return None
+    try:
+        dup = _socket.socket(fileno=copy)
+    except OSError:  # not a socket
+        os.close(copy)
+        return None
+    try:
+        if dup.family in (_socket.AF_INET, _socket.AF_INET6) and \
+                dup.getpeername()[:2] == want:
+            dup.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+            return tuple(dup.getsockname()[:2])
+    except OSError:
+        pass
+    finally:
+        dup.close()
+    return None
+
+
+def _tune_listener(_socket: Any, fd: int, local: tuple[Any, ...]) -> bool:
+    """If ``fd`` is the socket listening on ``local``: set TCP_NODELAY (inherited by the
+    connections it accepts)."""
+    try:
+        copy = os.dup(fd)
+    except OSError:
+        return False
+    try:
+        dup = _socket.socket(fileno=copy)
+    except OSError:
+        os.close(copy)
+        return False
+    try:
+        if dup.family in (_socket.AF_INET, _socket.AF_INET6) and \
+                dup.getsockopt(_socket.SOL_SOCKET, _socket.SO_ACCEPTCONN) and \
+                tuple(dup.getsockname()[:2]) == local:
+            dup.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+            return True
+    except OSError:
+        pass
+    finally:
+        dup.close()
+    return False
 
 
 @op("hello")
 def hello(namespace: dict[str, Any]) -> dict[str, Any]:
     """Once per connection: tune the socket, find the containers, start (or reuse) the hub
-    watchdog and tell it this backdoor's address, describe the process."""
+    watchdog and tell it this backdoor's address, describe the process.
+
+    Finding no nameko runner or container, the agent unlinks itself from the namespace (and
+    starts no watchdog): a backdoor that is not a nameko service is left as it was. The search
+    is not repeated: its verdict is kept for the process (:func:`containers_of`), and the
+    package stays registered, so the next console links it again without booting it."""
     tuned, backdoor = _tune_socket()
-    containers, how = collector.find_containers(namespace)
-    _state["containers"] = containers
+    containers, how = _find(namespace)
+    if not containers:
+        if namespace.get(wire.AGENT_NAME) is sys.modules.get(__name__):
+            del namespace[wire.AGENT_NAME]
+        watching = None
+    else:
+        watching = _watchdog(containers, backdoor)
     return {
-        "watchdog": _watchdog(containers, backdoor),
+        "watchdog": watching,
         "version": VERSION,
         "pid": os.getpid(),
         "host": socket.gethostname(),
@@ -134,6 +225,20 @@ def hello(namespace: dict[str, Any]) -> dict[str, Any]:
         "nodelay": tuned,
         "untested": privates.untested_versions(),
     }
+
+
+def _find(namespace: dict[str, Any]) -> tuple[list[Any], str]:
+    """The backdoor's ``runner``'s containers, else what one ``gc`` search of this process
+    found (done once: at 3M objects it holds the hub for a second)."""
+    runner = namespace.get("runner")
+    if runner is not None and privates.is_runner(runner):
+        return privates.runner_containers(runner), "runner"
+    found = _state.get("searched")
+    if found is None:
+        containers, how = collector.find_containers(namespace)
+        found = _state["searched"] = ([_ref(c) for c in containers], how)
+    alive = [c for c in (ref() for ref in found[0]) if c is not None]
+    return alive, (found[1] if alive else "none")
 
 
 def _watchdog(containers: list[Any], backdoor: Any) -> dict[str, Any] | None:
@@ -151,66 +256,117 @@ def _watchdog(containers: list[Any], backdoor: Any) -> dict[str, Any] | None:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
+def _ref(obj: Any) -> Callable[[], Any]:
+    try:
+        return weakref.ref(obj)
+    except TypeError:  # not weakly referenceable: held
+        return lambda: obj
+
+
 def containers_of(namespace: dict[str, Any]) -> list[Any]:
-    """The containers to inspect: the backdoor's ``runner``'s, else those found once by
-    :func:`hello` (a ``gc`` search is too costly to repeat on the hub)."""
-    runner = namespace.get("runner")
-    if runner is not None and privates.is_runner(runner):
-        return privates.runner_containers(runner)
-    cached = _state.get("containers")
-    if cached is None:
-        cached, _how = collector.find_containers(namespace)
-        _state["containers"] = cached
-    return list(cached)
+    """The containers to inspect: the backdoor's ``runner``'s, else those found once in this
+    process by a ``gc`` search (too costly to repeat on the hub)."""
+    return _find(namespace)[0]
 
 
-#: Per client session: call id -> the ``where`` object last sent for it. Bounded.
-_sessions: dict[str, dict[str, Any]] = {}
+class _Session:
+    """What one client connection was sent: call id -> the ``where`` object of each worker,
+    the watchdog's incident ring state, and per container the finished-worker entries."""
+
+    __slots__ = ("where", "incidents", "history")
+
+    def __init__(self) -> None:
+        self.where: dict[str, Any] = {}
+        self.incidents: Any = None
+        self.history: dict[str, list[Any]] = {}
+
+
+#: Client sessions, least recently used first. Bounded.
+_sessions: dict[str, _Session] = {}
 MAX_SESSIONS = 32
-#: Per client session: which state of the watchdog's incident ring it was last sent.
-_incidents_sent: dict[str, Any] = {}
 
 
 @op("collect")
 def collect(namespace: dict[str, Any], session: str | None = None,
-            **limits: Any) -> dict[str, Any]:
-    """A snapshot. With ``session`` (a client-chosen id, one per connection), workers already
-    sent in that session whose ``where`` has not changed come back only as call ids in their
-    container's ``unchanged`` list, which the client merges with what it has: at 1000 parked
-    workers, encoding full workers, not collecting them, would dominate the hub stall. The
-    watchdog's ``incidents`` are likewise left out while unchanged since the session's last."""
-    backlog.touch(containers_of(namespace))  # a console is attached: keep sampling queues
+            **limits: Any) -> wire.Encoded:
+    """A snapshot, encoded for the wire. With ``session`` (a client-chosen id, one per
+    connection) it is a delta against what that session was sent: workers whose ``where`` has
+    not changed come back only as call ids in their container's ``unchanged`` list, finished
+    workers it has seen as a count (``history_kept``), and the watchdog's ``incidents`` are left
+    out while unchanged; the client merges with what it has (``Snapshot.from_wire``)."""
     stacks = limits.pop("stacks", "all")
     if isinstance(stacks, list):
         stacks = frozenset(stacks)
+    containers = containers_of(namespace)
+    backlog.touch(containers)  # a console is attached: keep sampling queues
     if not session:
-        snapshot: Any = collector.collect(containers_of(namespace), stacks=stacks, **limits)
-        return wire.share_frames(snapshot)
-    sent = _sessions.pop(session, None)
-    if sent is None:
-        sent = {}
+        return _encoded(containers, stacks, limits, None, None)
+    state = _sessions.pop(session, None)
+    if state is None:
+        state = _Session()
         while len(_sessions) >= MAX_SESSIONS:
             _sessions.pop(next(iter(_sessions)))
-    _sessions[session] = sent  # most recently used last
-    snapshot = collector.collect(containers_of(namespace), stacks=stacks, known=sent, **limits)
+    _sessions[session] = state  # most recently used last
+    current: dict[str, Any] = {}
+    snapshot = _collected(containers, stacks, limits, state.where, current)
     if "incidents" in snapshot:
         # the ring changes rarely: send it when it did, and the console keeps what it has
         running = watchdog.current()
         token = (id(running), getattr(running, "recorded", None))
-        if _incidents_sent.get(session) == token:
+        if state.incidents == token:
             del snapshot["incidents"]
-        _incidents_sent.pop(session, None)
-        _incidents_sent[session] = token
-        while len(_incidents_sent) > MAX_SESSIONS:
-            _incidents_sent.pop(next(iter(_incidents_sent)))
-    current: dict[str, Any] = {}
+        state.incidents = token
     for container in snapshot["containers"]:
         for call_id in container.get("unchanged", ()):
-            current[call_id] = sent[call_id]
-        for worker in container["workers"]:
-            current[worker["call_id"]] = worker["where"]
-    _sessions[session] = current
-    return wire.share_frames(snapshot)
+            current[call_id] = state.where[call_id]
+        _history_delta(state, container)
+    state.where = current
+    return wire.encode_snapshot(snapshot)
+
+
+def _collected(containers: list[Any], stacks: Any, limits: dict[str, Any],
+               known: dict[str, Any] | None, sent: dict[str, Any] | None) -> Any:
+    """collector.collect for the wire; once more if the frame table started afresh meanwhile
+    (the indexes of the first pass would point into the old one)."""
+    for _ in range(2):
+        epoch = frame_table.table_epoch()
+        snapshot = collector.collect(containers, stacks=stacks, known=known, encoded=True,
+                                     sent=sent, **limits)
+        if epoch == frame_table.table_epoch():
+            break
+        if sent is not None:
+            sent.clear()
+    return snapshot
+
+
+def _encoded(containers: list[Any], stacks: Any, limits: dict[str, Any],
+             known: dict[str, Any] | None, sent: dict[str, Any] | None) -> wire.Encoded:
+    return wire.encode_snapshot(_collected(containers, stacks, limits, known, sent))
+
+
+def _history_delta(state: _Session, container: dict[str, Any]) -> None:
+    """Send a session only the finished workers it has not seen: the bookkeeping's history is
+    a bounded deque appended at the end, so what the session saw is a run of the current one
+    (by identity) followed by the new entries. ``history_kept`` says how many of the
+    previous snapshot's to keep."""
+    history = container.get("history")
+    name = str(container.get("service_name"))
+    if history is None:
+        state.history.pop(name, None)
+        return
+    seen = state.history.get(name)
+    state.history[name] = list(history)
+    if not seen or not history:
+        return
+    first = history[0]
+    j = next((i for i, entry in enumerate(seen) if entry is first), None)
+    if j is None:
+        return  # nothing in common: all of it
+    kept = len(seen) - j
+    if kept > len(history) or any(a is not b for a, b in zip(seen[j:], history, strict=False)):
+        return
+    container["history"] = history[kept:]
+    container["history_kept"] = kept
 
 
 class WorkerKilled(Exception):

@@ -10,22 +10,29 @@ before anything leaves the service.
 
 from __future__ import annotations
 
+import bisect
 import gc
+import json
 import os
 import socket
 import sys
 import time
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 from . import backlog, entrypoints, privates, process
 from .frames import (
     DEFAULT_MAX_FRAMES,
+    frame_json,
     innermost_user_frame,
     managed_target,
     package_dirs,
+    stack_indexes,
     stack_of,
+    table_epoch,
 )
+from .frames import table as frames_table
 from .redaction import (
     DEFAULT_REPR_LIMIT,
     SECRET_KEY_PATTERNS,
@@ -108,17 +115,41 @@ def _resolve(target: Any, namespace: Mapping[str, Any] | None) -> tuple[list[Any
 
 # Per-worker data that does not change while it runs is computed once and kept on the
 # WorkerContext itself, under this attribute: it dies with the worker, and reading an attribute
-# is much cheaper on the hub than a weak-keyed lookup.
+# is much cheaper on the hub than a weak-keyed lookup. The value is ``(key, static fields,
+# first seen, _WorkerCache)``; the watchdog reads the static fields too.
 _CACHE_ATTR = "_chassis_snapshot_cache"
 
 
+class _WorkerCache:
+    """What may change of a parked worker, remembered with what it depends on: a suspended
+    greenthread's stack cannot change while its innermost frame object and that frame's
+    instruction offset (``f_lasti``) stay the same, so ``where`` and the stack (as frame-table
+    indexes, and as JSON) are reused until they do. ``head`` is the static fields as JSON."""
+
+    __slots__ = ("head", "where_frame", "where_lasti", "where", "where_json", "stack_frame",
+                 "stack_lasti", "stack_key", "stack", "stack_json", "stack_top")
+
+    def __init__(self, head: str) -> None:
+        self.head = head
+        self.where_frame: Any = None
+        self.where_lasti = -2
+        self.where: FrameDict | None = None
+        self.where_json = "null"
+        self.stack_frame: Any = None
+        self.stack_lasti = -2
+        self.stack_key: tuple[int, int] = (-1, 0)
+        self.stack: list[int] = []
+        self.stack_json = "[]"
+        self.stack_top = -1
+
+
 def _worker_static(ctx: Any, container_name: str, opts: dict[str, Any],
-                   now: float) -> tuple[dict[str, Any], float]:
-    """(fields that do not change, first-seen time) for a worker context."""
-    key = (opts["repr_limit"], opts["secret_patterns"])
+                   now: float) -> tuple[dict[str, Any], float, _WorkerCache]:
+    """(fields that do not change, first-seen time, the worker's cache) for a context."""
+    key = opts["cache_key"]
     cached = getattr(ctx, _CACHE_ATTR, None)
-    if cached is not None and cached[0] == key:
-        return cached[1], cached[2]
+    if cached is not None and cached[0] == key and len(cached) > 3:
+        return cached[1], cached[2], cached[3]
     first_seen = cached[2] if cached is not None else now
     ep = getattr(ctx, "entrypoint", None)
     method = getattr(ep, "method_name", None) or "?"
@@ -143,32 +174,162 @@ def _worker_static(ctx: Any, container_name: str, opts: dict[str, Any],
         "kwargs": kwargs,
         "context_data": redact_mapping(context, policy, limit=opts["repr_limit"]),
     }
+    # pre-encoded once: a snapshot on the wire is these heads joined (see _encode_worker)
+    cache = _WorkerCache(_dumps(static)[1:-1])
     try:
-        setattr(ctx, _CACHE_ATTR, (key, static, first_seen))
+        setattr(ctx, _CACHE_ATTR, (key, static, first_seen, cache))
     except (AttributeError, TypeError):
         pass
-    return static, first_seen
+    return static, first_seen, cache
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+_dumps = _ENCODER.encode
+
+
+def _number(value: float | None) -> str:
+    return "null" if value is None else repr(value)
+
+
+# -- which workers, oldest first, without sorting them all on every refresh -----------------
+
+
+
+class _Order:
+    """A container's workers, oldest first, kept up to date incrementally.
+
+    A worker's start never changes, and nameko's worker table is a dict in spawn order, so a
+    refresh places only the workers spawned since the last one (read from the table's end),
+    drops finished ones it meets among the listed, and sweeps the rest only when many have
+    gone: at 10,000 workers a refresh listing 1000 costs what one at 1000 does, plus the
+    changed workers."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[float, int, Any]] = []  # (since, seq, ctx), sorted
+        self.meta: dict[Any, tuple[float, int, float | None, float]] = {}  # since, seq, started, first
+        # seen without a start stamp: looked at once more, on the next refresh (the chassis's
+        # bookkeeping stamps ``chassis_started_at`` as soon as the worker first runs)
+        self.pending: dict[Any, None] = {}
+        self.seq = 0
+
+    def update(self, threads: dict[Any, Any], now: float) -> None:
+        meta = self.meta
+        new = []
+        if not meta:
+            new = list(threads)
+        else:
+            for ctx in reversed(threads):  # spawned since the last refresh: at the end
+                if ctx in meta:
+                    break
+                new.append(ctx)
+            new.reverse()
+        added = []
+        for ctx in new:
+            cached = getattr(ctx, _CACHE_ATTR, None)
+            first = cached[2] if cached is not None else now
+            started = _started(ctx)
+            if started is None:
+                self.pending[ctx] = None
+            since = started if started is not None else first
+            self.seq += 1
+            meta[ctx] = (since, self.seq, started, first)
+            added.append((since, self.seq, ctx))
+        if self.pending:
+            self._stamps(threads, added)
+        if len(added) > 32:
+            self.rows.extend(added)
+            self.rows.sort(key=_row_key)
+        else:
+            for row in added:
+                bisect.insort(self.rows, row, key=_row_key)
+        stale = len(meta) - len(threads)
+        if stale > 64 and stale * 8 > len(threads):
+            gone = meta.keys() - threads.keys()
+            for ctx in gone:
+                del meta[ctx]
+                self.pending.pop(ctx, None)
+            self.rows = [row for row in self.rows if row[2] in meta]
+
+    def _stamps(self, threads: dict[Any, Any], added: list[Any]) -> None:
+        """Workers seen before their start stamp (on the previous refresh): placed again by it
+        when it is there now; the others keep their first-seen place for good."""
+        fresh = {row[2] for row in added}
+        for ctx in list(self.pending):
+            if ctx in fresh:
+                continue
+            del self.pending[ctx]
+            old = self.meta.get(ctx)
+            started = _started(ctx) if old is not None and ctx in threads else None
+            if old is None or started is None:
+                continue
+            self.meta[ctx] = (started, old[1], started, old[3])
+            row = (old[0], old[1], ctx)
+            rows = self.rows
+            i = bisect.bisect_left(rows, _row_key(row), key=_row_key)
+            if i < len(rows) and rows[i][2] is ctx:
+                del rows[i]
+            bisect.insort(self.rows, (started, old[1], ctx), key=_row_key)
+
+    def oldest(self, threads: dict[Any, Any], limit: int) -> list[tuple[Any, tuple[Any, ...]]]:
+        """Up to ``limit`` running workers, oldest first: (ctx, (since, seq, started, first));
+        finished workers met on the way are dropped."""
+        out: list[tuple[Any, tuple[Any, ...]]] = []
+        rows: list[Any] = self.rows
+        dropped = 0
+        i = 0
+        while i < len(rows) and len(out) < limit:
+            ctx = rows[i][2]
+            if ctx in threads:
+                out.append((ctx, self.meta[ctx]))
+            else:
+                dropped += 1
+                self.meta.pop(ctx, None)
+                self.pending.pop(ctx, None)
+                rows[i] = None
+            i += 1
+        if dropped:
+            self.rows = [row for row in rows[:i] if row is not None] + rows[i:]
+        return out
+
+
+def _row_key(row: tuple[Any, ...]) -> tuple[float, int]:
+    return (row[0], row[1])
+
+
+def _started(ctx: Any) -> float | None:
+    started = getattr(ctx, "chassis_started_at", None)
+    return started if isinstance(started, (int, float)) and not isinstance(started, bool) \
+        else None
+
+
+_orders: dict[int, tuple[Any, _Order]] = {}
+
+
+def _order_of(container: Any) -> _Order:
+    found = _orders.get(id(container))
+    if found is not None and found[0]() is container:
+        return found[1]
+    order = _Order()
+    try:
+        ref = weakref.ref(container)
+    except TypeError:  # not weakly referenceable: no memory between refreshes
+        return order
+    for key in [k for k, (r, _o) in _orders.items() if r() is None]:
+        del _orders[key]
+    _orders[id(container)] = (ref, order)
+    return order
 
 
 def _collect_workers(container: Any, name: str, now: float, opts: dict[str, Any],
-                     errors: list[str]) -> tuple[list[WorkerDict], int]:
+                     errors: list[str]) -> tuple[list[Any], int]:
     try:
-        items = privates.worker_threads(container)
+        threads = privates.worker_table(container)
+        order = _order_of(container)
+        order.update(threads, now)
+        listed = order.oldest(threads, opts["max_workers"])
     except BaseException as exc:
         errors.append(f"{name}: cannot read worker threads: {type(exc).__name__}: {exc}")
         return [], 0
-    rows = []
-    for ctx, gt in items:
-        try:
-            static, first = _worker_static(ctx, name, opts, now)
-        except BaseException as exc:  # one odd worker never hides the others
-            errors.append(f"{name}: cannot read a worker: {type(exc).__name__}: {exc}")
-            continue
-        started = getattr(ctx, "chassis_started_at", None)
-        if not isinstance(started, (int, float)):
-            started = None
-        rows.append((started if started is not None else first, started, first, static, gt))
-    rows.sort(key=_since)  # oldest first
     own = package_dirs(getattr(container, "service_cls", None))
     stacks = opts["stacks"]
     all_stacks = stacks == "all"
@@ -176,43 +337,88 @@ def _collect_workers(container: Any, name: str, now: float, opts: dict[str, Any]
     max_frames = opts["max_frames"]
     known = opts["known"]
     unchanged = opts["unchanged"]
-    workers: list[WorkerDict] = []
-    for since, started, first, static, gt in rows[: opts["max_workers"]]:
-        frame = privates.greenthread_frame(gt)
-        if known is not None:
-            call_id = static["call_id"]
-            where = _where(frame, static, own) if frame is not None else None
-            if (call_id in known and known[call_id] is where and not all_stacks
-                    and not (some_stacks and call_id in stacks)):
-                unchanged.append(call_id)
+    encoded = opts["encoded"]
+    sent = opts["sent"]
+    epoch = table_epoch()
+    workers: list[Any] = []
+    key = opts["cache_key"]
+    for ctx, (since, _seq, started, _first) in listed:
+        cached = getattr(ctx, _CACHE_ATTR, None)
+        if cached is not None and len(cached) > 3 and cached[0] == key:
+            static, first, cache = cached[1], cached[2], cached[3]
+        else:
+            try:
+                static, first, cache = _worker_static(ctx, name, opts, now)
+            except BaseException as exc:  # one odd worker never hides the others
+                errors.append(f"{name}: cannot read a worker: {type(exc).__name__}: {exc}")
                 continue
+        frame = privates.greenthread_frame(threads.get(ctx))
+        call_id = static["call_id"]
+        where = _where(frame, cache, own) if frame is not None else None
+        wants_stack = all_stacks or (some_stacks and call_id in stacks)
+        if known is not None and not wants_stack and call_id in known \
+                and known[call_id] is where:
+            unchanged.append(call_id)
+            continue
+        if sent is not None:
+            sent[call_id] = where
+        age = round(now - since if now > since else 0.0, 3)
+        if encoded:
+            if not wants_stack:
+                stack_json = "null"
+            elif frame is None:
+                stack_json = "[]"
+            else:
+                _stack(frame, cache, max_frames, epoch)
+                stack_json = cache.stack_json
+                if cache.stack_top > opts["frames_used"]:
+                    opts["frames_used"] = cache.stack_top
+            workers.append(f'{{{cache.head},"started_at":{_number(started)},'
+                           f'"first_seen":{_number(first)},"age_s":{_number(age)},'
+                           f'"where":{cache.where_json if frame is not None else "null"},'
+                           f'"stack":{stack_json}}}')
+            continue
         worker = static.copy()
-        worker.pop("_where_memo", None)
         worker["started_at"] = started
         worker["first_seen"] = first
-        worker["age_s"] = round(now - since if now > since else 0.0, 3)
-        worker["where"] = _where(frame, static, own) if frame is not None else None
-        if all_stacks or (some_stacks and static["call_id"] in stacks):
-            worker["stack"] = stack_of(frame, max_frames) if frame is not None else []
+        worker["age_s"] = age
+        worker["where"] = where
+        if wants_stack:
+            if frame is None:
+                worker["stack"] = []
+            else:
+                _stack(frame, cache, max_frames, epoch)
+                worker["stack"] = [frames_table[i] for i in cache.stack]
         else:
             worker["stack"] = None
         workers.append(cast(WorkerDict, worker))
-    return workers, len(items)
+    return workers, len(threads)
 
 
-def _where(frame: Any, static: dict[str, Any], own: tuple[str, ...] = ()) -> FrameDict | None:
-    """innermost_user_frame(), remembered per worker while it stays parked on the same line:
-    a parked greenthread keeps the same innermost frame object between refreshes."""
-    memo = static.get("_where_memo")
-    if memo is not None and memo[0] is frame and memo[1] == frame.f_lineno:
-        return cast(FrameDict | None, memo[2])
+def _where(frame: Any, cache: _WorkerCache, own: tuple[str, ...] = ()) -> FrameDict | None:
+    """innermost_user_frame(), remembered per worker while it stays parked where it was."""
+    lasti = frame.f_lasti
+    if cache.where_frame is frame and cache.where_lasti == lasti:
+        return cache.where
     where = innermost_user_frame(frame, own=own)
-    static["_where_memo"] = (frame, frame.f_lineno, where)
+    cache.where_frame, cache.where_lasti, cache.where = frame, lasti, where
+    cache.where_json = frame_json(where)
     return where
 
 
-def _since(row: tuple[Any, ...]) -> Any:
-    return row[0]
+def _stack(frame: Any, cache: _WorkerCache, max_frames: int, epoch: int) -> None:
+    """The worker's stack into its cache (indexes into the frame table, and as JSON), walked
+    again only when the worker moved or the table started afresh."""
+    lasti = frame.f_lasti
+    key = (epoch, max_frames)
+    if cache.stack_frame is frame and cache.stack_lasti == lasti and cache.stack_key == key:
+        return
+    stack = stack_indexes(frame, max_frames)
+    cache.stack_frame, cache.stack_lasti = frame, lasti
+    cache.stack_key = (table_epoch(), max_frames)
+    cache.stack = stack
+    cache.stack_json = "[" + ",".join(map(str, stack)) + "]"
+    cache.stack_top = max(stack) if stack else -1
 
 
 def _qualified(obj: Any) -> str:
@@ -240,20 +446,27 @@ def _collect_managed(container: Any, name: str, opts: dict[str, Any],
         frame = privates.greenthread_frame(gt)
         target = managed_target(frame) if frame is not None else None
         wanted = all_stacks or (some and f"{MANAGED}{target}" in stacks)
-        out.append({
-            "identifier": str(identifier),
-            "target": target,
-            "stack": stack_of(frame, opts["max_frames"]) if wanted and frame is not None
-            else None,
-        })
+        stack: Any = None
+        if wanted and frame is not None:
+            if opts["encoded"]:  # frame-table indexes, like the workers' (see wire)
+                stack = stack_indexes(frame, opts["max_frames"])
+                opts["frames_used"] = max([opts["frames_used"], *stack])
+            else:
+                stack = stack_of(frame, opts["max_frames"])
+        out.append({"identifier": str(identifier), "target": target, "stack": stack})
     return out
 
 
-def _history(container: Any) -> list[FinishedWorkerDict] | None:
+def _history(container: Any, encoded: bool) -> list[FinishedWorkerDict] | None:
+    """The chassis bookkeeping's finished workers, oldest first: copies, or for the wire the
+    bookkeeping's own entries (the agent sends a session only those it has not seen, and
+    :func:`.wire.encode_snapshot` never changes them)."""
     for dep in getattr(container, "dependencies", ()) or ():
         history = getattr(dep, "chassis_history", None)
         if history is not None:
             try:
+                if encoded:
+                    return list(history)
                 return [cast(FinishedWorkerDict, dict(h)) for h in list(history)]
             except BaseException:
                 return []
@@ -293,7 +506,7 @@ def _collect_container(container: Any, now: float, opts: dict[str, Any],
         "subextensions": subextensions,
         "workers": workers,
         "managed_threads": _collect_managed(container, name, opts, errors),
-        "history": _history(container),
+        "history": _history(container, opts["encoded"]),
     }
     if opts["known"] is not None:
         result["unchanged"] = unchanged
@@ -305,15 +518,19 @@ def _collect_container(container: Any, now: float, opts: dict[str, Any],
 def _options(*, stacks: Any = "all", max_workers: int = DEFAULT_MAX_WORKERS,
              max_frames: int = DEFAULT_MAX_FRAMES, repr_limit: int = DEFAULT_REPR_LIMIT,
              secret_patterns: Iterable[str] = SECRET_KEY_PATTERNS,
-             known: Mapping[str, Any] | None = None) -> dict[str, Any]:
+             known: Mapping[str, Any] | None = None, encoded: bool = False,
+             sent: dict[str, Any] | None = None) -> dict[str, Any]:
     if not isinstance(stacks, str):
         stacks = frozenset(str(s) for s in stacks)
     elif stacks not in ("all", "none"):
         raise ValueError(f"stacks must be 'all', 'none' or a set of call ids, not {stacks!r}")
+    repr_limit = max(int(repr_limit), 8)
+    policy = policy_for(secret_patterns)
     return {"stacks": stacks, "max_workers": max(int(max_workers), 0),
-            "max_frames": max(int(max_frames), 1), "repr_limit": max(int(repr_limit), 8),
+            "max_frames": max(int(max_frames), 1), "repr_limit": repr_limit,
             # one RedactionPolicy object per settings: per-worker cache keys compare by identity
-            "secret_patterns": policy_for(secret_patterns), "known": known, "unchanged": []}
+            "secret_patterns": policy, "cache_key": (repr_limit, policy), "known": known, "unchanged": [],
+            "encoded": encoded, "sent": sent, "frames_used": -1}
 
 
 _NAMEKO_VERSION: str | None = None
@@ -323,7 +540,8 @@ def collect(target: Any = None, *, namespace: Mapping[str, Any] | None = None,
             stacks: Any = "all", max_workers: int = DEFAULT_MAX_WORKERS,
             max_frames: int = DEFAULT_MAX_FRAMES, repr_limit: int = DEFAULT_REPR_LIMIT,
             secret_patterns: Iterable[str] = SECRET_KEY_PATTERNS,
-            known: Mapping[str, Any] | None = None) -> SnapshotDict:
+            known: Mapping[str, Any] | None = None, encoded: bool = False,
+            sent: dict[str, Any] | None = None) -> SnapshotDict:
     """A schema-v1 snapshot of ``target``: a ServiceRunner, a ServiceContainer, a list of them,
     or None to find them (the ``runner`` in ``namespace``, else a bounded ``gc`` search).
 
@@ -338,12 +556,19 @@ def collect(target: Any = None, *, namespace: Mapping[str, Any] | None = None,
     ``known`` (the wire's delta refresh, used by the agent): call id -> the ``where`` object
     sent for it before. A listed worker whose ``where`` is still that very object, and whose
     stack was not asked for, is left out of ``workers`` and its call id put in the container's
-    ``unchanged`` list instead; the console reuses what it has (see ``wire``).
+    ``unchanged`` list instead; the console reuses what it has (see ``wire``). ``sent``, when
+    given, gets call id -> ``where`` of every worker listed in full.
+
+    ``encoded`` (the agent's wire path): each container's ``workers`` are JSON texts (cached
+    per worker, see :class:`_WorkerCache`), stacks are indexes into the frame table
+    (:mod:`.frames`), ``history`` holds the bookkeeping's own entries, and the snapshot's
+    ``frames_used`` is the highest index referenced: :func:`.wire.encode_snapshot` writes it.
     """
     global _NAMEKO_VERSION
     t0 = time.perf_counter()
     opts = _options(stacks=stacks, max_workers=max_workers, max_frames=max_frames,
-                    repr_limit=repr_limit, secret_patterns=secret_patterns, known=known)
+                    repr_limit=repr_limit, secret_patterns=secret_patterns, known=known,
+                    encoded=encoded, sent=sent)
     errors: list[str] = []
     containers, _how = _resolve(target, namespace)
     now = time.time()
@@ -374,6 +599,8 @@ def collect(target: Any = None, *, namespace: Mapping[str, Any] | None = None,
         snapshot["process"] = process.basics(containers)
     except BaseException as exc:  # process basics never break a snapshot
         errors.append(f"process basics: {type(exc).__name__}: {exc}")
+    if encoded:
+        cast(dict, snapshot)["frames_used"] = opts["frames_used"]
     return snapshot
 
 

@@ -2,11 +2,13 @@
 
 A frame is *library* code when it lives in the standard library, site-packages/dist-packages or
 nameko/eventlet/greenlet/kombu/amqp; everything else is the service's. Frame objects are shared
-between snapshots (cached by code object and line): callers must not mutate them.
+between snapshots (one table entry per code location, see the frame table below): callers
+must not mutate them.
 """
 
 from __future__ import annotations
 
+import json
 import linecache
 import os
 import sys
@@ -63,23 +65,120 @@ def is_library_file(filename: str) -> bool:
     return result
 
 
-_frame_cache: dict[tuple[Any, int], FrameDict] = {}
-_library_by_code: dict[Any, bool] = {}
+# by id(code), checked with ``is``: hashing a code object hashes its bytecode and constants
+_library_by_code: dict[int, tuple[Any, bool]] = {}
 
 
 def code_is_library(code: Any) -> bool:
-    cached = _library_by_code.get(code)
-    if cached is None:
-        cached = is_library_file(code.co_filename)
-        if len(_library_by_code) < 50_000:
-            _library_by_code[code] = cached
-    return cached
+    cached = _library_by_code.get(id(code))
+    if cached is not None and cached[0] is code:
+        return cached[1]
+    result = is_library_file(code.co_filename)
+    if len(_library_by_code) < 50_000:
+        _library_by_code[id(code)] = (code, result)
+    return result
+
+
+# -- the frame table ------------------------------------------------------------------------
+#
+# Every distinct code location seen gets one entry, for the life of the process (until the
+# table is full, then it starts afresh and ``table_epoch`` moves on): the frame dict, its JSON
+# and a stable index. Stacks sent over the wire are lists of these indexes, so a worker's
+# stack encodes once while it stays parked. Lookups go by ``id(code)`` (checked with ``is``)
+# and the instruction offset: hashing a code object, or reading ``f_lineno``, costs more than
+# the rest of a frame walk.
+
+#: Entries in the frame table at most; past it the table starts afresh.
+FRAME_TABLE_SIZE = 50_000
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+table: list[FrameDict] = []
+table_json: list[str] = []
+_index_by_id: dict[int, int] = {}
+_by_code: dict[int, tuple[Any, dict[int, int], dict[int, int]]] = {}
+_epoch = [0]
+
+
+def table_epoch() -> int:
+    """Moves on whenever the table starts afresh (indexes handed out before are void)."""
+    return _epoch[0]
+
+
+def _reset_table() -> None:
+    table.clear()
+    table_json.clear()
+    _index_by_id.clear()
+    _by_code.clear()
+    _epoch[0] += 1
+
+
+def _add(entry: FrameDict) -> int:
+    if len(table) >= FRAME_TABLE_SIZE:
+        _reset_table()
+    i = len(table)
+    table.append(entry)
+    table_json.append(_ENCODER.encode(entry))
+    _index_by_id[id(entry)] = i
+    return i
+
+
+def _code_entry(code: Any) -> tuple[Any, dict[int, int], dict[int, int]]:
+    entry = _by_code.get(id(code))
+    if entry is None or entry[0] is not code:
+        entry = _by_code[id(code)] = (code, {}, {})  # (code, by lasti, by line)
+    return entry
+
+
+def _index_at(code: Any, lineno: int) -> int:
+    by_line = _code_entry(code)[2]
+    i = by_line.get(lineno)
+    if i is None:
+        filename = code.co_filename
+        i = by_line[lineno] = _add({
+            "file": filename,
+            "line": lineno,
+            "function": code.co_name,
+            "code": (linecache.getline(filename, lineno).strip()[:DEFAULT_REPR_LIMIT]
+                     if lineno else ""),
+            "library": code_is_library(code),
+        })
+    return i
+
+
+def frame_index(frame: Any) -> int:
+    """The table index of a live frame, where it is now."""
+    code = frame.f_code
+    entry = _by_code.get(id(code))
+    if entry is not None and entry[0] is code:
+        i = entry[1].get(frame.f_lasti)
+        if i is not None:
+            return i
+    epoch = _epoch[0]
+    i = _index_at(code, frame.f_lineno or 0)
+    if epoch == _epoch[0]:
+        _code_entry(code)[1][frame.f_lasti] = i
+    return i
+
+
+def index_of(entry: Any) -> int:
+    """The table index of a frame dict: one of ours, or one made by another copy of this
+    module (the chassis's bookkeeping imports it normally; the console ships its own copy)."""
+    i = _index_by_id.get(id(entry))
+    if i is not None and table[i] is entry:
+        return i
+    return _add(entry)
+
+
+def frame_json(entry: Any) -> str:
+    """The JSON of a frame dict (of the table's: encoded once)."""
+    if entry is None:
+        return "null"
+    return table_json[index_of(entry)]
 
 
 def frame_dict(frame: Any) -> FrameDict:
-    """The schema's frame object, shared between snapshots (cached by code and line): callers
+    """The schema's frame object, shared between snapshots (one per code location): callers
     must not mutate it."""
-    return _located(frame.f_code, frame.f_lineno or 0)
+    return table[frame_index(frame)]
 
 
 def traceback_frames(tb: Any, max_frames: int = TRACEBACK_FRAMES) -> list[FrameDict]:
@@ -100,32 +199,28 @@ def traceback_frames(tb: Any, max_frames: int = TRACEBACK_FRAMES) -> list[FrameD
 
 
 def _located(code: Any, lineno: int) -> FrameDict:
-    key = (code, lineno)
-    cached = _frame_cache.get(key)
-    if cached is not None:
-        return cached
-    filename = code.co_filename
-    cached = {
-        "file": filename,
-        "line": lineno,
-        "function": code.co_name,
-        "code": linecache.getline(filename, lineno).strip()[:DEFAULT_REPR_LIMIT] if lineno else "",
-        "library": code_is_library(code),
-    }
-    if len(_frame_cache) > 50_000:
-        _frame_cache.clear()
-    _frame_cache[key] = cached
-    return cached
+    return table[_index_at(code, lineno)]
+
+
+def stack_indexes(frame: Any, max_frames: int = DEFAULT_MAX_FRAMES) -> list[int]:
+    """:func:`stack_of` as frame-table indexes, outermost first."""
+    epoch = _epoch[0]
+    out: list[int] = []
+    index = frame_index
+    inner = frame
+    while frame is not None and len(out) < max_frames:
+        out.append(index(frame))
+        frame = frame.f_back
+    if epoch != _epoch[0]:  # the table started afresh on the way: once more, in the new one
+        return stack_indexes(inner, max_frames)
+    out.reverse()
+    return out
 
 
 def stack_of(frame: Any, max_frames: int = DEFAULT_MAX_FRAMES) -> list[FrameDict]:
     """The frames from ``frame`` outwards, at most ``max_frames`` innermost, outermost first."""
-    frames: list[FrameDict] = []
-    while frame is not None and len(frames) < max_frames:
-        frames.append(frame_dict(frame))
-        frame = frame.f_back
-    frames.reverse()
-    return frames
+    indexes = stack_indexes(frame, max_frames)
+    return [table[i] for i in indexes]
 
 
 #: Frames that say nothing about what a worker waits for: the hub, greenlet switching, the

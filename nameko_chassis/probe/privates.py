@@ -72,6 +72,13 @@ def worker_threads(container: Any) -> list[tuple[Any, Any]]:
     return list((getattr(container, "_worker_threads", None) or {}).items())
 
 
+def worker_table(container: Any) -> dict[Any, Any]:
+    """``container._worker_threads`` itself (WorkerContext -> GreenThread, a dict in spawn
+    order), not a copy: read it, never change it. An empty dict when it is not a dict."""
+    table = getattr(container, "_worker_threads", None)
+    return table if isinstance(table, dict) else dict(worker_threads(container))
+
+
 def managed_threads(container: Any) -> list[tuple[Any, Any]]:
     """(GreenThread, identifier) of the container's managed threads: ``_managed_threads``."""
     return list((getattr(container, "_managed_threads", None) or {}).items())
@@ -146,6 +153,44 @@ def backdoor_peer() -> tuple[Any, ...] | None:
     console greenlet keeps it as ``hostport``."""
     peer = getattr(current_greenlet(), "hostport", None)
     return tuple(peer)[:2] if peer else None
+
+
+#: The attribute of a backdoor console greenlet holding when it was last switched in.
+SWITCHED_IN_ATTR = "_chassis_switched_in"
+#: ... and the file descriptor the hub resumed it for (its connection's socket).
+SWITCHED_FD_ATTR = "_chassis_switched_fd"
+
+
+def stamp_switch_ins(greenlet: Any, clock: Any) -> bool:
+    """Have a backdoor console greenlet remember when the hub last switched it in, under
+    :data:`SWITCHED_IN_ATTR`: the hub resumes a waiting greenlet through the ``switch``
+    attribute it read when the greenlet went to wait (eventlet's ``trampoline``:
+    ``current.switch``), and eventlet's ``SocketConsole`` overrides ``switch`` in Python; an
+    instance attribute in front of it sees every switch-in. The hub passes the file descriptor
+    that became ready (``listener.cb(fileno)``): kept under :data:`SWITCHED_FD_ATTR`. Lives and
+    dies with the connection's greenlet (it holds the greenlet weakly). False when not a
+    backdoor greenlet."""
+    try:
+        d = getattr(greenlet, "__dict__", None)
+        if d is None or getattr(greenlet, "hostport", None) is None:
+            return False
+        if "switch" in d:
+            return True
+        import weakref
+
+        ref = weakref.ref(greenlet)
+        switch = type(greenlet).switch
+
+        def stamped(*args: Any, **kwargs: Any) -> Any:
+            d[SWITCHED_IN_ATTR] = clock()
+            if len(args) == 1 and type(args[0]) is int:
+                d[SWITCHED_FD_ATTR] = args[0]
+            return switch(ref(), *args, **kwargs)
+
+        d["switch"] = stamped
+        return True
+    except BaseException:
+        return False
 
 
 #: eventlet's backdoor console greenlet points ``sys.std*`` at its ``desc`` each time it is

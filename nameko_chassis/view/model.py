@@ -160,6 +160,16 @@ class _Wire:
         self.frames = frames
         self.snapshot = previous
         self.now = now
+        self.previous_history = previous.containers if previous is not None else []
+
+    def kept_history(self, service_name: str, kept: int, path: str) -> list[FinishedWorker]:
+        """The last ``kept`` finished workers of the previous snapshot's container."""
+        for c in self.previous_history:
+            if c.service_name == service_name and c.history is not None \
+                    and 0 <= kept <= len(c.history):
+                return c.history[len(c.history) - kept:] if kept else []
+        raise SnapshotError(f"{path}: keeps {kept} finished workers the previous snapshot "
+                            "does not have")
 
     @cached_property
     def previous(self) -> dict[str, tuple[Container, Worker]]:
@@ -473,9 +483,12 @@ class Container:
             workers=workers,
             managed_threads=[ManagedThread.from_dict(t, f"{r._p('managed_threads')}[{i}]", wire)
                              for i, t in enumerate(r.array("managed_threads"))],
-            history=None if history is None else [
-                FinishedWorker.from_dict(h, f"{r._p('history')}[{i}]", wire)
-                for i, h in enumerate(history)],
+            history=None if history is None else (
+                (wire.kept_history(r.text("service_name"), r.integer("history_kept"),
+                                   r._p("history_kept"))
+                 if wire is not None and "history_kept" in r.data else [])
+                + [FinishedWorker.from_dict(h, f"{r._p('history')}[{i}]", wire)
+                   for i, h in enumerate(history)]),
             backlog=(r.items("backlog", QueueBacklog) if "backlog" in r.data
                      and r.data["backlog"] is not None else None),
         )

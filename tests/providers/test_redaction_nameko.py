@@ -113,3 +113,78 @@ def test_tuples_are_redacted_too() -> None:
     ep = entrypoint("leaf_index")
     assert get_redacted_args(ep, (1, "s"))["a"] == (1, "s")  # nameko: TypeError, ignored
     assert declared_redaction(ep, ((1, "s"),), {}) == {"a": (1, REDACTED)}
+
+
+class Generated:
+    name = "generated"
+
+    @rpc(sensitive_arguments=("a.k1", "b"))
+    def two(self, a, b=None):  # noqa: ANN001, ANN201
+        pass
+
+    @rpc(sensitive_arguments=("a.k1.k2", "c.k3", "b.k0.k1"))
+    def deep(self, a, b=None, c=None):  # noqa: ANN001, ANN201
+        pass
+
+    @rpc(sensitive_arguments=("x", "y.k2"))
+    def keyword_only(self, x, *, y=None, z=3):  # noqa: ANN001, ANN201
+        pass
+
+    @rpc(sensitive_arguments=("a.k0", "a.k3.k1", "d"))
+    def defaults(self, a=None, d="default", e=None):  # noqa: ANN001, ANN201
+        pass
+
+
+def _value(rng: Any, depth: int) -> Any:
+    """Dicts (keys k0..k3), strings, ints, None: the shapes where nameko's membership-then-index
+    walk is right (no lists mid-path; those are the cases above)."""
+    kind = rng.random()
+    if depth < 3 and kind < 0.5:
+        return {f"k{i}": _value(rng, depth + 1) for i in range(4) if rng.random() < 0.6}
+    if kind < 0.7:
+        return rng.choice(["s", "secret", "", "k1"])
+    if kind < 0.9:
+        return rng.randrange(100)
+    return None
+
+
+def _generated_calls() -> list[tuple[str, tuple, dict]]:
+    import random
+
+    rng = random.Random(20261202)
+    calls: list[tuple[str, tuple, dict]] = []
+    params = {"two": ["a", "b"], "deep": ["a", "b", "c"], "keyword_only": ["x"],
+              "defaults": ["a", "d", "e"]}
+    for _ in range(400):
+        method = rng.choice(sorted(params))
+        names = params[method]
+        values = [_value(rng, 0) for _ in names]
+        n_positional = rng.randrange(len(names) + 1)
+        args = tuple(values[:n_positional])
+        kwargs = {name: v for name, v in zip(names[n_positional:], values[n_positional:],
+                                                 strict=True) if rng.random() < 0.8}
+        if method == "keyword_only":
+            if not args and "x" not in kwargs:
+                kwargs["x"] = values[0]
+            if rng.random() < 0.7:
+                kwargs["y"] = _value(rng, 0)
+        if method in ("two", "deep") and not args and "a" not in kwargs:
+            kwargs["a"] = values[0]
+        calls.append((method, args, kwargs))
+    return calls
+
+
+def test_same_results_as_nameko_on_generated_shapes() -> None:
+    container = ServiceContainer(Generated)
+    eps = {m: get_extension(container, Rpc, method_name=m)
+           for m in ("two", "deep", "keyword_only", "defaults")}
+    compared = 0
+    for method, args, kwargs in _generated_calls():
+        ep = eps[method]
+        try:
+            expected = get_redacted_args(ep, *args, **kwargs)
+        except (TypeError, KeyError):  # nameko fails on a path through a string: not "right"
+            continue
+        assert declared_redaction(ep, args, kwargs) == expected, (method, args, kwargs)
+        compared += 1
+    assert compared >= 300
