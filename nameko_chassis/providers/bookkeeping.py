@@ -22,7 +22,7 @@ from nameko.extensions import DependencyProvider
 from ..config import DEFAULT_HISTORY_SIZE, load_settings
 from ..probe import entrypoints
 from ..probe.frames import TRACEBACK_FRAMES, traceback_frames
-from ..probe.redaction import exception_text, redact_mapping, redacted_arguments
+from ..probe.redaction import active_policy, exception_text, redact_mapping, redacted_arguments
 from ..probe.schema import Outcome
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,24 @@ KILLED: Outcome = "killed"
 #: The exception the console's kill raises in a worker (probe/agent.py; matched by name, since
 #: the probe the console ships is not this import of it).
 KILLED_BY_OPERATOR = "WorkerKilled"
+
+
+#: Seconds the providers keep the redaction policy before reading the settings again.
+POLICY_TTL = 1.0
+
+_policy: tuple[float, Any] | None = None
+
+
+def current_policy() -> Any:
+    """The probe's :func:`~nameko_chassis.probe.redaction.active_policy`, read again at most
+    every :data:`POLICY_TTL` seconds: it reads the nameko config and the environment each call
+    (~10 µs), which every worker would pay. A change of ``CHASSIS.REDACT`` /
+    ``$CHASSIS_REDACT_*`` in a running service applies within that second."""
+    global _policy
+    now = time.monotonic()
+    if _policy is None or now - _policy[0] >= POLICY_TTL:
+        _policy = (now, active_policy())
+    return _policy[1]
 
 
 def entrypoint_name(worker_ctx: Any) -> str:
@@ -121,9 +139,10 @@ def _details(worker_ctx: Any, exc_info: Any) -> dict[str, Any]:
     Costs a few microseconds per worker; the traceback only on failures."""
     ep = getattr(worker_ctx, "entrypoint", None)
     kind = entrypoints.kind_of(ep) if ep is not None else "unknown"
+    policy = current_policy()
     args, kwargs = redacted_arguments(
         ep, entrypoints.shown_args(kind, getattr(worker_ctx, "args", ())),
-        getattr(worker_ctx, "kwargs", {}))
+        getattr(worker_ctx, "kwargs", {}), policy=policy)
     data = getattr(worker_ctx, "data", None) or {}
     context = ({k: v for k, v in data.items() if k != "call_id_stack"}
                if isinstance(data, dict) else {})
@@ -137,7 +156,8 @@ def _details(worker_ctx: Any, exc_info: Any) -> dict[str, Any]:
         "call_id_stack": call_id_stack,
         "args": args,
         "kwargs": kwargs,
-        "context_data": redact_mapping(context),
+        # an empty mapping stays empty: redact_mapping would read the settings for nothing
+        "context_data": redact_mapping(context, policy) if context else {},
         "traceback": traceback_frames(tb, TRACEBACK_FRAMES) if tb is not None else None,
     }
 
