@@ -7,6 +7,10 @@ on the hub (~10 ms during which no worker ran). Here a worker's finished span co
 takes the spans in batches, encodes and exports them. The queue is bounded: when it is full a
 span is dropped and counted (:attr:`OffHubSpanProcessor.dropped`), a worker never waits.
 
+Encoding is CPU work, and the thread holds the GIL while it encodes: the hub, waking meanwhile,
+waits for it at most one switch interval, which the thread lowers to 1 ms while it exports
+(:data:`EXPORT_SWITCH_INTERVAL`; 5 ms otherwise).
+
 The exporter's HTTP client runs in that thread with eventlet's green sockets, which then use a
 hub of that thread's own (eventlet keeps one hub per OS thread). What must not cross threads is
 a green lock one thread holds while the other waits: the waiter would be woken by a greenlet
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections import deque
 from typing import Any
@@ -40,6 +45,10 @@ THREAD_LOGGERS = ("opentelemetry", "urllib3", "requests", "charset_normalizer")
 
 #: Log records of the export thread kept for the hub at most (older ones are dropped).
 MAX_HELD_RECORDS = 100
+
+#: The interpreter's thread switch interval (s) while the export thread encodes and posts: the
+#: longest the hub waits for the GIL when it wakes meanwhile (the default is 5 ms).
+EXPORT_SWITCH_INTERVAL = 0.001
 
 #: Seconds between two "spans dropped" warnings.
 DROP_WARNING_INTERVAL = 10.0
@@ -232,6 +241,19 @@ class OffHubSpanProcessor(SpanProcessor):
             log.exception("chassis: span exporter shutdown failed")
 
     def _export_queued(self) -> None:
+        queue = self.queue
+        if not queue:
+            return
+        # while this thread encodes, the hub waits for the GIL each time it wakes: at most one
+        # switch interval (5 ms by default), 1 ms while an export runs
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(interval, EXPORT_SWITCH_INTERVAL))
+        try:
+            self._export_batches()
+        finally:
+            sys.setswitchinterval(interval)
+
+    def _export_batches(self) -> None:
         queue = self.queue
         while queue:
             batch = []
