@@ -335,6 +335,7 @@ class PrometheusMetrics(DependencyProvider):
         self._starts: dict[Any, tuple[_EntrypointMetrics, float]] = {}
         self._address: tuple[str, int] | None = None
         self._by_entrypoint: dict[Any, _EntrypointMetrics] = {}
+        self._handle: MetricsHandle | None = None
         self.legacy: LegacyMetrics | None = None
 
     def __repr__(self) -> str:
@@ -394,7 +395,9 @@ class PrometheusMetrics(DependencyProvider):
         self.stop()
 
     def get_dependency(self, worker_ctx: Any) -> MetricsHandle:
-        return MetricsHandle(self.metrics)
+        if self._handle is None:  # one per provider: it holds no per-worker state
+            self._handle = MetricsHandle(self.metrics)
+        return self._handle
 
     def _children(self, entrypoint: Any, service_name: str) -> _EntrypointMetrics:
         # labels() takes a lock and hashes the label values: resolve them once per entrypoint

@@ -76,6 +76,7 @@ def bounded_flush(provider: TracerProvider, timeout_ms: int = FLUSH_TIMEOUT_MS) 
 
 
 TRACER_NAME = "nameko_chassis"
+_NO_OP_TRACER = trace.NoOpTracer()
 
 _providers: dict[tuple[Any, ...], TracerProvider] = {}
 
@@ -471,7 +472,7 @@ class Tracing(DependencyProvider):
                 log.exception("chassis: flushing spans failed")
 
     def get_dependency(self, worker_ctx: Any) -> trace.Tracer:
-        return self.tracer or trace.NoOpTracer()
+        return self.tracer or _NO_OP_TRACER
 
     def worker_setup(self, worker_ctx: Any) -> None:
         if self.tracer is None or self.instrumented():
