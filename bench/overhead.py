@@ -18,9 +18,10 @@ one service ``bench`` with ``echo(x)``:
 The variants are measured in interleaved rounds (the machine is shared, so drift hits all of them
 alike): throughput with ``--concurrency`` calls in flight and the service process's CPU time
 (``/proc/<pid>/stat``, every thread of it) per call, then latency one call at a time. Then, on
-``chassis, all on``: RPC latency one call at a time while a console polls its backdoor at 10 Hz
-(``BackdoorClient.snapshot()`` in a thread, the live refresh a console makes), against the same
-service unpolled in the same rounds, and the polls per second reached.
+``chassis, all on``: RPC latency one call at a time for ``--console-seconds`` while a console
+polls its backdoor at 10 Hz (``BackdoorClient.snapshot()`` in a thread, the live refresh a
+console makes), against the same service unpolled for as long in the same rounds, and the polls
+per second reached.
 
 Targets (docs/chassis.md, DESIGN.md): CPU per RPC vs bare <= +20% all on, <= +5% tracing off;
 RPC p99 with a console at 10 Hz <= +10%, with 10 polls/s reached.
@@ -119,6 +120,7 @@ class Variant:
     cpu_ms: list[float] = field(default_factory=list)
     hub_cpu_ms: list[float] = field(default_factory=list)  # the main thread's: the hub's
     latencies: list[float] = field(default_factory=list)
+    quiet: list[float] = field(default_factory=list)  # latencies beside the console case
     polled: list[float] = field(default_factory=list)  # latencies under a 10 Hz console
     polls_per_s: list[float] = field(default_factory=list)
 
@@ -163,6 +165,15 @@ class Poller:
 
     def close(self) -> None:
         self.client.close()
+
+
+def latencies_for(client: Any, seconds: float) -> list[float]:
+    """Milliseconds of echo RPCs made one at a time for ``seconds``."""
+    out: list[float] = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        out += latencies(client, 20)
+    return out
 
 
 def start(variant: Variant, workdir: Path) -> None:
@@ -212,6 +223,8 @@ def main() -> int:
     parser.add_argument("--latency-calls", type=int, default=300, help="sequential calls per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--console-seconds", type=float, default=5.0,
+                        help="seconds of sequential calls per round with and without a console")
     parser.add_argument("--before", default="c67de0b",
                         help="an earlier revision measured beside this tree ('' for none)")
     args = parser.parse_args()
@@ -270,10 +283,11 @@ def main() -> int:
                 v.rates.append(rate)
                 v.cpu_ms.append(cpu * 1000)
                 v.latencies += latencies(v.client, args.latency_calls)
-            # the console case right after the same service's unpolled latencies
-            all_on.latencies += latencies(all_on.client, args.latency_calls)
+            # the console case: the same service's latencies unpolled, then polled, each for
+            # --console-seconds (long enough for the poll rate to mean something)
+            all_on.quiet += latencies_for(all_on.client, args.console_seconds)
             with poller:
-                all_on.polled += latencies(all_on.client, args.latency_calls)
+                all_on.polled += latencies_for(all_on.client, args.console_seconds)
             all_on.polls_per_s.append(poller.polls / poller.elapsed)
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
         time.sleep(1.5)  # let the export thread export
@@ -314,11 +328,12 @@ def main() -> int:
               f"| {rate:.0f} | {rate / bare_rate:.2f} |")
     print("\nCPU: the service process, every thread (the OTLP export thread included); hub "
           "thread: its main thread alone, where every worker runs.")
-    quiet50, quiet99 = percentile(all_on.latencies, 50), percentile(all_on.latencies, 99)
+    quiet50, quiet99 = percentile(all_on.quiet, 50), percentile(all_on.quiet, 99)
     busy50, busy99 = percentile(all_on.polled, 50), percentile(all_on.polled, 99)
     polls = statistics.median(all_on.polls_per_s)
     print(f"\n## RPC latency of '{all_on.label}' with a console polling its backdoor at 10 Hz "
-          f"({args.rounds} x {args.latency_calls} sequential calls each way)\n")
+          f"({args.rounds} x {args.console_seconds:g} s of sequential calls each way, "
+          f"{len(all_on.quiet)} and {len(all_on.polled)} calls)\n")
     print("| | p50 ms | p99 ms | polls/s |")
     print("|---|---:|---:|---:|")
     print(f"| no console | {quiet50:.2f} | {quiet99:.2f} | |")

@@ -15,7 +15,9 @@ The exporter's HTTP client runs in that thread with eventlet's green sockets, wh
 hub of that thread's own (eventlet keeps one hub per OS thread). What must not cross threads is
 a green lock one thread holds while the other waits: the waiter would be woken by a greenlet
 switch across threads. So nothing here takes a lock the hub takes — the queue is a ``deque``
-(atomic appends and pops), the wake-up an original ``threading.Event`` — and log records the
+(atomic appends and pops), the wake-up an original ``threading.Event``; the encoder takes the
+spans' own (green) locks, uncontended: those spans are ended, the hub takes them no more — and
+log records the
 export thread makes (the exporter's warnings about a dead endpoint) are not emitted there, where
 they would take the logging handlers' green locks: they are queued and emitted on the hub by the
 next span that ends, a flush or the shutdown.
@@ -228,11 +230,18 @@ class OffHubSpanProcessor(SpanProcessor):
 
     def _run(self) -> None:
         while True:
-            self._wake.wait(self.schedule_delay)
+            woken = self._wake.wait(self.schedule_delay)
             self._wake.clear()
             asked = self._flush_asked
-            self._export_queued()
-            self._flush_done = asked
+            # a full batch woke it: full batches only (a remainder rides with the next one);
+            # the schedule delay, a flush or the shutdown: everything queued
+            everything = not woken or asked != self._flush_done or self._stopping
+            try:
+                self._export_queued(everything)
+            except BaseException:  # the thread must outlive anything an export raises
+                log.exception("chassis: span export failed")
+            if everything:
+                self._flush_done = asked
             if self._stopping:
                 break
         try:
@@ -240,7 +249,7 @@ class OffHubSpanProcessor(SpanProcessor):
         except Exception:
             log.exception("chassis: span exporter shutdown failed")
 
-    def _export_queued(self) -> None:
+    def _export_queued(self, everything: bool) -> None:
         queue = self.queue
         if not queue:
             return
@@ -249,16 +258,16 @@ class OffHubSpanProcessor(SpanProcessor):
         interval = sys.getswitchinterval()
         sys.setswitchinterval(min(interval, EXPORT_SWITCH_INTERVAL))
         try:
-            self._export_batches()
+            self._export_batches(everything)
         finally:
             sys.setswitchinterval(interval)
 
-    def _export_batches(self) -> None:
-        queue = self.queue
-        while queue:
+    def _export_batches(self, everything: bool) -> None:
+        queue, size = self.queue, self.max_export_batch_size
+        while len(queue) >= size or (everything and queue):
             batch = []
             try:
-                for _ in range(self.max_export_batch_size):
+                for _ in range(size):
                     batch.append(queue.popleft())
             except IndexError:
                 pass
