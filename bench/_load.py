@@ -11,9 +11,23 @@ from typing import Any
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process (``/proc/<pid>/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def _schedstat_ns(path: str) -> int:
+    return int(Path(path).read_text().split()[0])  # time on a CPU, in nanoseconds
+
+
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """CPU seconds of a process (every live thread), or of one of its threads (``tid=pid``: the
+    main thread, where a nameko service's eventlet hub runs). From ``schedstat`` (nanoseconds)
+    where the kernel has it, else ``stat``'s utime + stime (clock ticks, 10 ms)."""
+    try:
+        if tid is not None:
+            return _schedstat_ns(f"/proc/{pid}/task/{tid}/schedstat") / 1e9
+        return sum(_schedstat_ns(str(task / "schedstat"))
+                   for task in Path(f"/proc/{pid}/task").iterdir()) / 1e9
+    except (OSError, ValueError, IndexError):
+        pass
+    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
 
 

@@ -1,22 +1,32 @@
-"""Chassis overhead benchmark: RPC throughput, latency and service CPU per call, side by side.
+"""Chassis overhead benchmark: service CPU per RPC, latency and throughput, side by side.
 
-Three ``nameko run`` processes, each on its own vhost of the broker at ``$AMQP_URI``, each running
+``nameko run`` processes, each on its own vhost of the broker at ``$AMQP_URI``, each running
 one service ``bench`` with ``echo(x)``:
 
-- ``bare``: a plain nameko service;
-- ``chassis``: ``nameko_chassis.service.Service`` with every provider configured and exporting
-  (``/metrics`` served, Sentry DSN and OTLP endpoint pointing at local sinks in this process);
-- ``chassis, tracing off``: the same with no OTLP endpoint (what the OpenTelemetry SDK costs);
-- ``chassis 3.2.0``: nameko-chassis 3.2.0's ``Service`` (Prometheus metrics), run from
+- ``bare nameko``: a plain nameko service;
+- ``chassis, all on``: ``nameko_chassis.service.Service`` with every provider configured and
+  exporting (``/metrics`` served, Sentry DSN and OTLP endpoint pointing at local sinks in this
+  process), tracing always on (the default sampler: every span sampled and exported);
+- ``chassis, tracing off``: the same with no OTLP endpoint;
+- ``before, all on`` / ``before, tracing off``: the same two from an earlier revision
+  (``--before REV``, default c67de0b, the tree before issue 13's chassis work), checked out in
+  ``bench/.rev-<sha>`` with a virtualenv of its own (as bench/vs_rev.py does);
+- ``nameko-chassis 3.2.0``: 3.2.0's ``Service`` (Prometheus metrics), run from
   ``bench/.venv-ref``, a bench-only virtualenv — it has the same import name, so it never mixes
   with the project.
 
 The variants are measured in interleaved rounds (the machine is shared, so drift hits all of them
-alike): throughput with ``--concurrency`` calls in flight, latency one call at a time, and the
-service process's CPU time (``/proc/<pid>/stat``) per call. Target (docs/chassis.md): chassis
-throughput >= 0.90x bare, CPU per call <= +10%.
+alike): throughput with ``--concurrency`` calls in flight and the service process's CPU time
+(``/proc/<pid>/stat``, every thread of it) per call, then latency one call at a time. Then, on
+``chassis, all on``: RPC latency one call at a time for ``--console-seconds`` while a console
+polls its backdoor at 10 Hz (``BackdoorClient.snapshot()`` in a thread, the live refresh a
+console makes), against the same service unpolled for as long in the same rounds, and the polls
+per second reached.
 
-    .venv/bin/python bench/overhead.py [--calls 1500] [--rounds 3] [--concurrency 10]
+Targets (docs/chassis.md, DESIGN.md): CPU per RPC vs bare <= +20% all on, <= +5% tracing off;
+RPC p99 with a console at 10 Hz <= +10%, with 10 polls/s reached.
+
+    .venv/bin/python bench/overhead.py [--calls 1500] [--rounds 3] [--before c67de0b|'']
 """
 
 from __future__ import annotations
@@ -38,9 +48,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from _load import latencies, percentile, throughput, wait_answering  # noqa: E402
+from _load import cpu_seconds, latencies, percentile, throughput, wait_answering  # noqa: E402
 from _reference import ensure_ref_venv  # noqa: E402  (bench/ is this script's folder)
 from chassis_console.launch import NamekoProcess, free_port  # noqa: E402
+from chassis_console.targets.backdoor import BackdoorClient  # noqa: E402
 
 from nameko_chassis.amqp.management import ManagementApi, amqp_uri_from_env  # noqa: E402
 from nameko_chassis.amqp.rpc import RpcClient, RpcTimeout  # noqa: E402
@@ -107,9 +118,62 @@ class Variant:
     client: RpcClient | None = None
     rates: list[float] = field(default_factory=list)
     cpu_ms: list[float] = field(default_factory=list)
+    hub_cpu_ms: list[float] = field(default_factory=list)  # the main thread's: the hub's
     latencies: list[float] = field(default_factory=list)
+    quiet: list[float] = field(default_factory=list)  # latencies beside the console case
+    polled: list[float] = field(default_factory=list)  # latencies under a 10 Hz console
+    polls_per_s: list[float] = field(default_factory=list)
 
 
+
+
+class Poller:
+    """A console's live refresh at ``hz`` on a service's backdoor, in a thread: one
+    ``snapshot()`` per tick, the next tick at the previous deadline plus the period (no drift,
+    no catching up after a slow one)."""
+
+    def __init__(self, address: Any, hz: float = 10.0) -> None:
+        self.client = BackdoorClient(address, timeout=30)
+        self.client.connect()
+        self.client.snapshot()  # bootstrap and the first full refresh happen before timing
+        self.period = 1.0 / hz
+        self.polls = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        next_at = time.perf_counter()
+        while not self._stop.is_set():
+            self.client.snapshot()
+            self.polls += 1
+            next_at = max(next_at + self.period, time.perf_counter())
+            self._stop.wait(max(0.0, next_at - time.perf_counter()))
+
+    def __enter__(self) -> Poller:
+        self.polls = 0
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.started = time.perf_counter()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        self.elapsed = time.perf_counter() - self.started
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def latencies_for(client: Any, seconds: float) -> list[float]:
+    """Milliseconds of echo RPCs made one at a time for ``seconds``."""
+    out: list[float] = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        out += latencies(client, 20)
+    return out
 
 
 def start(variant: Variant, workdir: Path) -> None:
@@ -129,12 +193,40 @@ def start(variant: Variant, workdir: Path) -> None:
 
 
 
+def before_python(rev: str) -> tuple[str, str] | None:
+    """(label suffix, python) of the ``--before`` tree's own venv, made on first use."""
+    if not rev:
+        return None
+    try:
+        from vs_rev import tree_for
+
+        tree = tree_for(rev)
+    except Exception as exc:  # no git, a bad revision, a venv that does not build
+        print(f"revision {rev} unavailable ({exc}): no 'before' columns", file=sys.stderr)
+        return None
+    return rev, str(tree / ".venv" / "bin" / "python")
+
+
+def chassis_config(sentry: Sink, otlp: Sink | None) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "CHASSIS": {"HTTP_ADDRESS": f"127.0.0.1:{free_port()}"},
+        "SENTRY": {"DSN": f"http://key@127.0.0.1:{sentry.port}/1"},
+    }
+    if otlp is not None:
+        config["OTEL"] = {"EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp.port}"}
+    return config
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=1500, help="calls per throughput round")
     parser.add_argument("--latency-calls", type=int, default=300, help="sequential calls per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--console-seconds", type=float, default=5.0,
+                        help="seconds of sequential calls per round with and without a console")
+    parser.add_argument("--before", default="c67de0b",
+                        help="an earlier revision measured beside this tree ('' for none)")
     args = parser.parse_args()
 
     base = amqp_uri_from_env()
@@ -145,30 +237,32 @@ def main() -> int:
         (workdir / f"{module}.py").write_text(source)
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("OTEL_", "SENTRY_", "CHASSIS_", "PYTHONPATH"))}
-    metrics_port = free_port()
 
+    all_on = Variant("chassis, all on", "bench_chassis", sys.executable,
+                     chassis_config(sentry, otlp), env)
     variants = [
         Variant("bare nameko", "bench_bare", sys.executable, {}, env),
-        Variant("chassis (all providers)", "bench_chassis", sys.executable, {
-            "CHASSIS": {"HTTP_ADDRESS": f"127.0.0.1:{metrics_port}"},
-            "SENTRY": {"DSN": f"http://key@127.0.0.1:{sentry.port}/1"},
-            "OTEL": {"EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp.port}"},
-        }, env),
+        all_on,
+        Variant("chassis, tracing off", "bench_chassis", sys.executable,
+                chassis_config(sentry, None), env),
     ]
-    # the same service without tracing, to show what the OpenTelemetry SDK costs per call
-    variants.append(Variant("chassis, tracing off", "bench_chassis", sys.executable, {
-        "CHASSIS": {"HTTP_ADDRESS": f"127.0.0.1:{free_port()}"},
-        "SENTRY": {"DSN": f"http://key@127.0.0.1:{sentry.port}/1"},
-    }, env))
+    before = before_python(args.before)
+    if before is not None:
+        rev, python = before
+        variants.append(Variant(f"{rev}, all on", "bench_chassis", python,
+                                chassis_config(sentry, otlp), env))
+        variants.append(Variant(f"{rev}, tracing off", "bench_chassis", python,
+                                chassis_config(sentry, None), env))
     ref_python = ensure_ref_venv()
     if ref_python is not None:
         # the same module as ours: the reference venv's `nameko_chassis` is 3.2.0's
         variants.append(Variant("nameko-chassis 3.2.0", "bench_chassis", str(ref_python),
                                 {"WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}"}, env))
     else:
-        print("nameko-chassis 3.2.0 unavailable: measuring bare and chassis only", file=sys.stderr)
+        print("nameko-chassis 3.2.0 unavailable: no 3.2.0 column", file=sys.stderr)
 
     vhosts = []
+    poller: Poller | None = None
     try:
         for v in variants:
             vhost = f"chassis-bench-{os.getpid()}-{len(vhosts)}"
@@ -176,22 +270,36 @@ def main() -> int:
             vhosts.append(vhost)
             v.config = {"AMQP_URI": str(base.with_vhost(vhost)), **v.config}
             start(v, workdir)
+        assert all_on.process is not None and all_on.client is not None
+        poller = Poller(all_on.process.address)
         for r in range(args.rounds):
             order = variants[r % len(variants):] + variants[: r % len(variants)]
             for v in order:
                 assert v.client is not None and v.process is not None and v.process.pid
-                rate, cpu = throughput(v.client, v.process.pid, args.calls, args.concurrency)
+                pid = v.process.pid
+                hub0 = cpu_seconds(pid, pid)
+                rate, cpu = throughput(v.client, pid, args.calls, args.concurrency)
+                v.hub_cpu_ms.append((cpu_seconds(pid, pid) - hub0) / args.calls * 1000)
                 v.rates.append(rate)
                 v.cpu_ms.append(cpu * 1000)
                 v.latencies += latencies(v.client, args.latency_calls)
+            # the console case: the same service's latencies unpolled, then polled, each for
+            # --console-seconds (long enough for the poll rate to mean something)
+            all_on.quiet += latencies_for(all_on.client, args.console_seconds)
+            with poller:
+                all_on.polled += latencies_for(all_on.client, args.console_seconds)
+            all_on.polls_per_s.append(poller.polls / poller.elapsed)
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
-        time.sleep(1.5)  # let the batch span processor export
-        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as resp:
+        time.sleep(1.5)  # let the export thread export
+        port = all_on.config["CHASSIS"]["HTTP_ADDRESS"].rpartition(":")[2]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
             scraped = resp.read().decode()
         calls_line = next((line for line in scraped.splitlines()
                            if line.startswith("nameko_worker_calls_total{") and 'entrypoint="echo"'
                            in line), "")
     finally:
+        if poller is not None:
+            poller.close()
         for v in variants:
             if v.client is not None:
                 v.client.close()
@@ -203,25 +311,43 @@ def main() -> int:
     bare = variants[0]
     bare_rate = statistics.median(bare.rates)
     bare_cpu = statistics.median(bare.cpu_ms)
-    print(f"\nRPC echo, {args.rounds} interleaved rounds x {args.calls} calls at concurrency "
+    bare_p50, bare_p99 = percentile(bare.latencies, 50), percentile(bare.latencies, 99)
+    print(f"\n## RPC echo, {args.rounds} interleaved rounds x {args.calls} calls at concurrency "
           f"{args.concurrency}, + {args.latency_calls} sequential calls per round "
-          f"(medians over rounds)\n")
-    header = (f"{'variant':<26}{'calls/s':>9}{'x bare':>8}{'p50 ms':>8}{'p99 ms':>8}"
-              f"{'CPU ms/call':>13}{'x bare':>8}")
-    print(header)
-    print("-" * len(header))
+          f"(CPU: median over rounds; latency: percentiles over all rounds)\n")
+    bare_hub = statistics.median(bare.hub_cpu_ms)
+    print("| variant | CPU ms/call | x bare | hub thread CPU ms/call | x bare | p50 ms | x bare "
+          "| p99 ms | x bare | calls/s | x bare |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for v in variants:
         rate, cpu = statistics.median(v.rates), statistics.median(v.cpu_ms)
-        print(f"{v.label:<26}{rate:>9.0f}{rate / bare_rate:>8.2f}"
-              f"{percentile(v.latencies, 50):>8.2f}{percentile(v.latencies, 99):>8.2f}"
-              f"{cpu:>13.3f}{cpu / bare_cpu:>8.2f}")
+        hub = statistics.median(v.hub_cpu_ms)
+        p50, p99 = percentile(v.latencies, 50), percentile(v.latencies, 99)
+        print(f"| {v.label} | {cpu:.3f} | {cpu / bare_cpu:.2f} | {hub:.3f} | {hub / bare_hub:.2f} "
+              f"| {p50:.2f} | {p50 / bare_p50:.2f} | {p99:.2f} | {p99 / bare_p99:.2f} "
+              f"| {rate:.0f} | {rate / bare_rate:.2f} |")
+    print("\nCPU: the service process, every thread (the OTLP export thread included); hub "
+          "thread: its main thread alone, where every worker runs.")
+    quiet50, quiet99 = percentile(all_on.quiet, 50), percentile(all_on.quiet, 99)
+    busy50, busy99 = percentile(all_on.polled, 50), percentile(all_on.polled, 99)
+    polls = statistics.median(all_on.polls_per_s)
+    print(f"\n## RPC latency of '{all_on.label}' with a console polling its backdoor at 10 Hz "
+          f"({args.rounds} x {args.console_seconds:g} s of sequential calls each way, "
+          f"{len(all_on.quiet)} and {len(all_on.polled)} calls)\n")
+    print("| | p50 ms | p99 ms | polls/s |")
+    print("|---|---:|---:|---:|")
+    print(f"| no console | {quiet50:.2f} | {quiet99:.2f} | |")
+    print(f"| console at 10 Hz | {busy50:.2f} | {busy99:.2f} | {polls:.1f} |")
+    print(f"| ratio | {busy50 / quiet50:.2f} | {busy99 / quiet99:.2f} | |")
     print(f"\nchassis exporting: /metrics {calls_line.strip() or '(no echo line!)'}; "
           f"OTLP sink got {otlp.requests} requests ({otlp.bytes} bytes); "
           f"Sentry sink got {sentry.requests} (no errors expected)")
     print(json.dumps({v.label: {"calls_per_s": statistics.median(v.rates),
                                 "cpu_ms_per_call": statistics.median(v.cpu_ms),
+                                "hub_cpu_ms_per_call": statistics.median(v.hub_cpu_ms),
                                 "p50_ms": percentile(v.latencies, 50),
-                                "p99_ms": percentile(v.latencies, 99)} for v in variants}))
+                                "p99_ms": percentile(v.latencies, 99)} for v in variants}
+                     | {"console_10hz": {"p99_ratio": busy99 / quiet99, "polls_per_s": polls}}))
     return 0
 
 

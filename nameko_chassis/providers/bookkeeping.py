@@ -2,12 +2,13 @@
 
 :class:`WorkerBookkeeping` stamps ``worker_ctx.chassis_started_at`` (epoch seconds) in
 ``worker_setup`` — the collector (``nameko_chassis.probe.collect``) reads it so worker ages are
-exact — and keeps ``chassis_history``, a bounded deque of plain dicts describing finished workers,
-which snapshots include as ``history``: each entry says who the worker was (entrypoint, call
-chain), with what (arguments and context data, redacted exactly as the collector redacts a
+exact — and keeps ``chassis_history``, a bounded history of plain dicts describing finished
+workers, which snapshots include as ``history``: each entry says who the worker was (entrypoint,
+call chain), with what (arguments and context data, redacted exactly as the collector redacts a
 running worker's) and how it ended (duration, outcome, and for a failure the exception with a
-bounded traceback). It also holds the helpers the other providers share:
-:func:`entrypoint_name` and :func:`outcome_of`.
+bounded traceback). A successful worker's entry is made when the history is read or within a
+second (:class:`FinishedWorkers`), so a busy service redacts only what stays in the history.
+It also holds the helpers the other providers share: :func:`entrypoint_name` and :func:`outcome_of`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 from nameko.extensions import DependencyProvider
@@ -22,7 +24,7 @@ from nameko.extensions import DependencyProvider
 from ..config import DEFAULT_HISTORY_SIZE, load_settings
 from ..probe import entrypoints
 from ..probe.frames import TRACEBACK_FRAMES, traceback_frames
-from ..probe.redaction import exception_text, redact_mapping, redacted_arguments
+from ..probe.redaction import active_policy, exception_text, redact_mapping, redacted_arguments
 from ..probe.schema import Outcome
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,24 @@ KILLED: Outcome = "killed"
 #: The exception the console's kill raises in a worker (probe/agent.py; matched by name, since
 #: the probe the console ships is not this import of it).
 KILLED_BY_OPERATOR = "WorkerKilled"
+
+
+#: Seconds the providers keep the redaction policy before reading the settings again.
+POLICY_TTL = 1.0
+
+_policy: tuple[float, Any] | None = None
+
+
+def current_policy() -> Any:
+    """The probe's :func:`~nameko_chassis.probe.redaction.active_policy`, read again at most
+    every :data:`POLICY_TTL` seconds: it reads the nameko config and the environment each call
+    (~10 µs), which every worker would pay. A change of ``CHASSIS.REDACT`` /
+    ``$CHASSIS_REDACT_*`` in a running service applies within that second."""
+    global _policy
+    now = time.monotonic()
+    if _policy is None or now - _policy[0] >= POLICY_TTL:
+        _policy = (now, active_policy())
+    return _policy[1]
 
 
 def entrypoint_name(worker_ctx: Any) -> str:
@@ -59,6 +79,105 @@ def outcome_of(worker_ctx: Any, exc_info: Any) -> Outcome:
     return ERROR
 
 
+#: Seconds a finished worker's entry may wait before its arguments are redacted into it.
+MATERIALISE_AFTER = 1.0
+
+
+class _Finished:
+    """One finished worker, as recorded on its way out: what its history entry is made of.
+
+    A successful worker's arguments and context data are redacted into its entry later — when
+    the history is read, or within :data:`MATERIALISE_AFTER` — so a busy service pays the
+    redaction for the entries that stay in the bounded history, not for every call. Until then
+    it holds the worker's argument objects (at most ``history_size`` workers' worth, for at
+    most that second). A failed worker's entry is made at once: its traceback must not keep
+    the frames alive.
+    """
+
+    __slots__ = ("worker_ctx", "finished", "outcome", "entry")
+
+    def __init__(self, worker_ctx: Any, finished: float, outcome: Outcome,
+                 entry: dict[str, Any] | None = None) -> None:
+        self.worker_ctx = worker_ctx
+        self.finished = finished
+        self.outcome = outcome
+        self.entry = entry
+
+    def materialise(self) -> dict[str, Any]:
+        entry = self.entry
+        if entry is None:
+            try:
+                entry = _entry(self.worker_ctx, self.finished, self.outcome, None)
+            except Exception:  # e.g. its container is gone (extensions hold it by weak proxy)
+                log.exception("chassis: worker bookkeeping failed for %r", self.worker_ctx)
+                entry = {"call_id": "?", "entrypoint": "?", "started_at": self.finished,
+                         "finished_at": self.finished, "duration_s": 0.0,
+                         "outcome": self.outcome, "exc_type": None, "exc_message": None}
+            self.entry = entry
+            self.worker_ctx = None  # the arguments are reprs now: let the objects go
+        return entry
+
+
+class FinishedWorkers:
+    """The bounded history of finished workers (``chassis_history``): iterating it gives each
+    entry as a plain dict, what the collector reads."""
+
+    def __init__(self, maxlen: int) -> None:
+        self._items: deque[_Finished] = deque(maxlen=maxlen)
+        self._scheduled = False
+
+    @property
+    def maxlen(self) -> int | None:
+        return self._items.maxlen
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter([item.materialise() for item in list(self._items)])
+
+    def append(self, item: _Finished | dict[str, Any]) -> None:
+        if isinstance(item, dict):
+            item = _Finished(None, item.get("finished_at") or time.time(),
+                             item.get("outcome") or SUCCESS, item)
+        self._items.append(item)
+        if item.entry is None and not self._scheduled:
+            self._scheduled = True
+            _later(MATERIALISE_AFTER, self.materialise)
+
+    def materialise(self) -> None:
+        """Make every pending entry now: a green timer calls this within a second, and lets
+        other greenthreads run between every :data:`MATERIALISE_STEP` entries."""
+        self._scheduled = False
+        pending = [item for item in list(self._items) if item.entry is None]
+        for i, item in enumerate(pending):
+            if i and i % MATERIALISE_STEP == 0:
+                _yield()
+            item.materialise()
+
+
+#: Entries the timer makes between two yields to the hub (~0.5 ms of redaction).
+MATERIALISE_STEP = 10
+
+
+def _yield() -> None:
+    try:
+        import eventlet
+
+        eventlet.sleep(0)
+    except Exception:
+        pass
+
+
+def _later(seconds: float, fn: Any) -> None:
+    try:
+        import eventlet
+
+        eventlet.spawn_after(seconds, fn)
+    except Exception:  # no hub to run a timer: make the entries now
+        fn()
+
+
 class WorkerBookkeeping(DependencyProvider):
     """Start times and recently finished workers, for the introspection console.
 
@@ -69,7 +188,7 @@ class WorkerBookkeeping(DependencyProvider):
 
     def __init__(self, history_size: int | None = None) -> None:
         self.history_size = history_size
-        self.chassis_history: deque[dict[str, Any]] = deque(maxlen=DEFAULT_HISTORY_SIZE)
+        self.chassis_history = FinishedWorkers(DEFAULT_HISTORY_SIZE)
 
     def __repr__(self) -> str:
         service = getattr(getattr(self, "container", None), "service_name", "?")
@@ -84,7 +203,7 @@ class WorkerBookkeeping(DependencyProvider):
                 log.exception("chassis: cannot read CHASSIS.HISTORY_SIZE; using %s",
                               DEFAULT_HISTORY_SIZE)
                 size = DEFAULT_HISTORY_SIZE
-        self.chassis_history = deque(maxlen=max(int(size), 0))
+        self.chassis_history = FinishedWorkers(max(int(size), 0))
 
     def get_dependency(self, worker_ctx: Any) -> WorkerBookkeeping:
         return self
@@ -95,22 +214,28 @@ class WorkerBookkeeping(DependencyProvider):
     def worker_result(self, worker_ctx: Any, result: Any = None, exc_info: Any = None) -> None:
         try:
             finished = time.time()
-            started = getattr(worker_ctx, "chassis_started_at", None) or finished
-            exc = exc_info[1] if exc_info else None
-            entry: dict[str, Any] = {
-                "call_id": str(worker_ctx.call_id),
-                "entrypoint": entrypoint_name(worker_ctx),
-                "started_at": started,
-                "finished_at": finished,
-                "duration_s": round(finished - started, 6),
-                "outcome": outcome_of(worker_ctx, exc_info),
-                "exc_type": type(exc).__name__ if exc is not None else None,
-                "exc_message": _exc_message(exc) if exc is not None else None,
-            }
-            entry.update(_details(worker_ctx, exc_info))
-            self.chassis_history.append(entry)
+            outcome = outcome_of(worker_ctx, exc_info)
+            entry = _entry(worker_ctx, finished, outcome, exc_info) if exc_info else None
+            self.chassis_history.append(_Finished(worker_ctx, finished, outcome, entry))
         except Exception:
             log.exception("chassis: worker bookkeeping failed for %r", worker_ctx)
+
+
+def _entry(worker_ctx: Any, finished: float, outcome: Outcome, exc_info: Any) -> dict[str, Any]:
+    started = getattr(worker_ctx, "chassis_started_at", None) or finished
+    exc = exc_info[1] if exc_info else None
+    entry: dict[str, Any] = {
+        "call_id": str(worker_ctx.call_id),
+        "entrypoint": entrypoint_name(worker_ctx),
+        "started_at": started,
+        "finished_at": finished,
+        "duration_s": round(finished - started, 6),
+        "outcome": outcome,
+        "exc_type": type(exc).__name__ if exc is not None else None,
+        "exc_message": _exc_message(exc) if exc is not None else None,
+    }
+    entry.update(_details(worker_ctx, exc_info))
+    return entry
 
 
 def _details(worker_ctx: Any, exc_info: Any) -> dict[str, Any]:
@@ -121,9 +246,10 @@ def _details(worker_ctx: Any, exc_info: Any) -> dict[str, Any]:
     Costs a few microseconds per worker; the traceback only on failures."""
     ep = getattr(worker_ctx, "entrypoint", None)
     kind = entrypoints.kind_of(ep) if ep is not None else "unknown"
+    policy = current_policy()
     args, kwargs = redacted_arguments(
         ep, entrypoints.shown_args(kind, getattr(worker_ctx, "args", ())),
-        getattr(worker_ctx, "kwargs", {}))
+        getattr(worker_ctx, "kwargs", {}), policy=policy)
     data = getattr(worker_ctx, "data", None) or {}
     context = ({k: v for k, v in data.items() if k != "call_id_stack"}
                if isinstance(data, dict) else {})
@@ -137,7 +263,8 @@ def _details(worker_ctx: Any, exc_info: Any) -> dict[str, Any]:
         "call_id_stack": call_id_stack,
         "args": args,
         "kwargs": kwargs,
-        "context_data": redact_mapping(context),
+        # an empty mapping stays empty: redact_mapping would read the settings for nothing
+        "context_data": redact_mapping(context, policy) if context else {},
         "traceback": traceback_frames(tb, TRACEBACK_FRAMES) if tb is not None else None,
     }
 

@@ -13,6 +13,7 @@ from typing import Any
 from nameko.extensions import DependencyProvider
 
 from ..config import load_settings
+from . import privates
 from .http import ChassisHttpServer
 
 log = logging.getLogger(__name__)
@@ -67,16 +68,14 @@ class _ConsumerWatch:
         longer than the heartbeat (plus :data:`SILENCE_SLACK`): a broker that answers sends at
         least a heartbeat frame every half heartbeat. ``None`` when it is not, or heartbeats
         are off (``HEARTBEAT: 0``)."""
-        # kombu's private attribute: the public ``.connection`` would connect if it is not
-        amqp = getattr(self.connection, "_connection", None)
-        heartbeat = getattr(amqp, "heartbeat", None) or 0
-        recv = getattr(amqp, "bytes_recv", None)  # frames received, despite the name
-        if not heartbeat or not isinstance(recv, int):
+        state = privates.heartbeat_state(privates.amqp_connection(self.connection))
+        if state is None:
             return None
+        heartbeat, recv, last_beat = state
         now = time.monotonic()
         if recv != self.seen_recv:  # a busy consumer never runs kombu's heartbeat check
             self.seen_recv, self.seen_at = recv, now
-        last = max(self.seen_at, getattr(amqp, "last_heartbeat_received", 0) or 0)
+        last = max(self.seen_at, last_beat)
         quiet = now - last
         return (quiet, float(heartbeat)) if quiet > heartbeat + SILENCE_SLACK else None
 
@@ -166,6 +165,7 @@ class Health(DependencyProvider):
             address = load_settings().chassis.http_address
             if address is None:
                 return
+            privates.warn_untested()
             self.state = _ContainerHealth(self.container)
             REGISTRY.containers[self.container.service_name] = self.state
             self.server = ChassisHttpServer.acquire(address)

@@ -43,6 +43,7 @@ from prometheus_client.exposition import choose_encoder
 from .. import __version__
 from ..config import legacy_metrics_prefix, load_settings, nameko_config
 from ..probe.entrypoints import kind_of
+from . import privates
 from .bookkeeping import ERROR, EXPECTED_ERROR, KILLED, SUCCESS, outcome_of
 from .http import ChassisHttpServer
 from .tracing import http_status
@@ -99,11 +100,30 @@ class ChassisMetrics:
         return metric
 
 
+class _Running:
+    """Workers of one label set running now: a plain count on the hub, read by the
+    ``nameko_workers_in_flight`` child at scrape time (a gauge's ``inc``/``dec`` take a lock
+    each, twice per worker)."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __call__(self) -> float:
+        return float(self.n)
+
+
+#: label values -> the running count its gauge child reads (shared by every provider of the
+#: process with those labels, as the child is)
+_running: dict[tuple[int, tuple[str, ...]], _Running] = {}
+
+
 @dataclass
 class _EntrypointMetrics:
     calls: dict[str, Any]
     duration: Any
-    in_flight: Any
+    in_flight: _Running
 
 
 class MetricsHandle:
@@ -215,10 +235,7 @@ class LegacyMetrics:
         self.max_workers.set(container.max_workers)
 
         def running() -> float:
-            try:
-                return float(len(container._worker_threads))
-            except ReferenceError:  # extensions hold their container by weak proxy
-                return 0.0
+            return float(privates.running_workers(container))
 
         self.running_workers.set_function(running)
 
@@ -315,9 +332,10 @@ class PrometheusMetrics(DependencyProvider):
         self.enabled = False
         self.server: ChassisHttpServer | None = None
         self._metrics: ChassisMetrics | None = None
-        self._starts: dict[Any, float] = {}
+        self._starts: dict[Any, tuple[_EntrypointMetrics, float]] = {}
         self._address: tuple[str, int] | None = None
         self._by_entrypoint: dict[Any, _EntrypointMetrics] = {}
+        self._handle: MetricsHandle | None = None
         self.legacy: LegacyMetrics | None = None
 
     def __repr__(self) -> str:
@@ -377,7 +395,9 @@ class PrometheusMetrics(DependencyProvider):
         self.stop()
 
     def get_dependency(self, worker_ctx: Any) -> MetricsHandle:
-        return MetricsHandle(self.metrics)
+        if self._handle is None:  # one per provider: it holds no per-worker state
+            self._handle = MetricsHandle(self.metrics)
+        return self._handle
 
     def _children(self, entrypoint: Any, service_name: str) -> _EntrypointMetrics:
         # labels() takes a lock and hashes the label values: resolve them once per entrypoint
@@ -389,16 +409,28 @@ class PrometheusMetrics(DependencyProvider):
                 calls={outcome: m.calls.labels(*labels, outcome)
                        for outcome in (SUCCESS, ERROR, EXPECTED_ERROR, KILLED)},
                 duration=m.duration.labels(*labels),
-                in_flight=m.in_flight.labels(*labels),
+                in_flight=self._running(m, labels),
             )
         return children
+
+    @staticmethod
+    def _running(m: ChassisMetrics, labels: tuple[str, ...]) -> _Running:
+        key = (id(m.registry), labels)
+        running = _running.get(key)
+        if running is None:
+            running = _running[key] = _Running()
+            m.in_flight.labels(*labels).set_function(running)
+        return running
 
     def worker_setup(self, worker_ctx: Any) -> None:
         if not self.enabled:
             return
         try:
-            self._children(worker_ctx.entrypoint, worker_ctx.service_name).in_flight.inc()
-            self._starts[worker_ctx] = time.perf_counter()
+            children = self._by_entrypoint.get(worker_ctx.entrypoint) or \
+                self._children(worker_ctx.entrypoint, worker_ctx.service_name)
+            children.in_flight.n += 1
+            # the worker's label children travel with its start: one lookup per worker
+            self._starts[worker_ctx] = (children, time.perf_counter())
         except Exception:
             log.exception("chassis: metrics failed for %r", worker_ctx)
 
@@ -406,12 +438,14 @@ class PrometheusMetrics(DependencyProvider):
         if not self.enabled:
             return
         try:
-            children = self._children(worker_ctx.entrypoint, worker_ctx.service_name)
             started = self._starts.get(worker_ctx)
-            elapsed = None if started is None else time.perf_counter() - started
-            if elapsed is not None:
+            if started is None:
+                children = self._children(worker_ctx.entrypoint, worker_ctx.service_name)
+                elapsed = None
+            else:
+                children, elapsed = started[0], time.perf_counter() - started[1]
                 children.duration.observe(elapsed)
-            children.calls[outcome_of(worker_ctx, exc_info)].inc()
+            children.calls[outcome_of(worker_ctx, exc_info) if exc_info else SUCCESS].inc()
             if self.legacy is not None and elapsed is not None:
                 self.legacy.observe(worker_ctx, elapsed, result, exc_info)
         except Exception:
@@ -421,8 +455,9 @@ class PrometheusMetrics(DependencyProvider):
         if not self.enabled:
             return
         try:
-            if self._starts.pop(worker_ctx, None) is not None:
-                self._children(worker_ctx.entrypoint, worker_ctx.service_name).in_flight.dec()
+            started = self._starts.pop(worker_ctx, None)
+            if started is not None:
+                started[0].in_flight.n -= 1
         except Exception:
             log.exception("chassis: metrics failed for %r", worker_ctx)
 

@@ -159,13 +159,15 @@ class SentryHandle:
 class SentryReporter(DependencyProvider):
     """Captures each worker's unexpected exception once. A no-op without a DSN.
 
-    Tags are set when something is captured, not on every call: a worker that succeeds costs
-    one context-variable lookup.
+    Each worker reports from an isolation scope of its own without this provider forking one:
+    a nameko worker is a new greenthread, greenlet starts each one in an empty ``contextvars``
+    context, and sentry-sdk makes a fresh isolation scope in a context that has none, at its
+    first use (a breadcrumb, a tag, a capture). A worker that succeeds without touching Sentry
+    costs nothing; tags are set when something is captured.
     """
 
     def __init__(self) -> None:
         self.enabled = False
-        self._scopes: dict[Any, Any] = {}
 
     def __repr__(self) -> str:
         service = getattr(getattr(self, "container", None), "service_name", "?")
@@ -180,17 +182,6 @@ class SentryReporter(DependencyProvider):
 
     def get_dependency(self, worker_ctx: Any) -> SentryHandle:
         return SentryHandle(self.enabled, worker_ctx)
-
-    def worker_setup(self, worker_ctx: Any) -> None:
-        if not self.enabled:
-            return
-        try:
-            # each worker reports from an isolation scope of its own (forked from the process's)
-            manager = sentry_sdk.isolation_scope()
-            manager.__enter__()
-            self._scopes[worker_ctx] = manager
-        except Exception:
-            log.exception("chassis: sentry scope failed for %r", worker_ctx)
 
     def worker_result(self, worker_ctx: Any, result: Any = None, exc_info: Any = None) -> None:
         if not self.enabled or not exc_info:
@@ -215,12 +206,3 @@ class SentryReporter(DependencyProvider):
             sentry_sdk.capture_exception(exc_info)
         except Exception:
             log.exception("chassis: sentry capture failed for %r", worker_ctx)
-
-    def worker_teardown(self, worker_ctx: Any) -> None:
-        manager = self._scopes.pop(worker_ctx, None)
-        if manager is None:
-            return
-        try:
-            manager.__exit__(None, None, None)
-        except Exception:
-            log.exception("chassis: sentry scope exit failed for %r", worker_ctx)

@@ -10,7 +10,8 @@ through services without the chassis, which pass context data on untouched).
 
 A ``TracerProvider`` per service name (the resource differs), built from ``Resource.create``,
 which honours ``OTEL_SERVICE_NAME`` / ``OTEL_RESOURCE_ATTRIBUTES``; the nameko service name is the
-default. Export happens on the SDK's batch thread: a missing collector never reaches a worker.
+default. Export happens on a real OS thread (:mod:`.export`): spans are encoded and sent off the
+hub, and a missing collector never reaches a worker.
 Within a worker, ``opentelemetry.trace.get_current_span()`` is the worker's span, and
 ``self.tracing`` is a tracer for child spans.
 
@@ -42,7 +43,6 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace import sampling as otel_sampling
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -50,7 +50,9 @@ from .. import __version__
 from ..config import TracingSettings, load_settings
 from ..probe import entrypoints
 from ..probe.redaction import exception_attributes, exception_text
+from . import privates
 from .bookkeeping import EXPECTED_ERROR, outcome_of
+from .export import OffHubSpanProcessor
 
 log = logging.getLogger(__name__)
 
@@ -58,33 +60,23 @@ log = logging.getLogger(__name__)
 #: running then is abandoned (its spans are lost: the endpoint did not take them in time).
 FLUSH_TIMEOUT_MS = 1500
 
-#: Milliseconds the process waits at exit for the batch processors' last export. The SDK's own
+#: Milliseconds the process waits at exit for the export thread's last export. The SDK's own
 #: default is 30 s, and an export to an endpoint that never answers lasts its whole timeout.
 EXIT_TIMEOUT_MS = 500
 
 
-class _BoundedBatchSpanProcessor(BatchSpanProcessor):
-    """A batch processor whose shutdown (at process exit) waits :data:`EXIT_TIMEOUT_MS`, not
-    the SDK's 30 s, for an export to a dead endpoint."""
-
-    def shutdown(self) -> None:
-        self._batch_processor.shutdown(timeout_millis=EXIT_TIMEOUT_MS)
-
-
 def bounded_flush(provider: TracerProvider, timeout_ms: int = FLUSH_TIMEOUT_MS) -> bool:
-    """``provider.force_flush()`` abandoned after ``timeout_ms``. The SDK's ``force_flush``
-    ignores its timeout (it exports in the caller, for as long as the exporter's own timeout and
-    retries take); here an eventlet timeout interrupts the export's socket wait. ``True`` when
-    the flush finished in time."""
-    import eventlet
-
-    with eventlet.Timeout(timeout_ms / 1000, False):
-        provider.force_flush(timeout_ms)
+    """``provider.force_flush(timeout_ms)``: the export runs on the export thread
+    (:class:`~nameko_chassis.providers.export.OffHubSpanProcessor`), the hub only waits for it,
+    in green sleeps, for at most ``timeout_ms``. ``True`` when the flush finished in time."""
+    if provider.force_flush(timeout_ms):
         return True
     log.warning("chassis: spans not exported within %d ms at stop: dropped", timeout_ms)
     return False
 
+
 TRACER_NAME = "nameko_chassis"
+_NO_OP_TRACER = trace.NoOpTracer()
 
 _providers: dict[tuple[Any, ...], TracerProvider] = {}
 
@@ -119,10 +111,7 @@ def nameko_instrumented() -> bool:
                 return True
         except Exception:
             pass
-    from nameko.containers import ServiceContainer
-
-    hooks = ServiceContainer.__dict__
-    return any(hasattr(hooks.get(name), "__wrapped__") for name in ("_worker_setup", "_worker_result"))
+    return privates.worker_hooks_wrapped(privates.container_class_dict())
 
 
 class _InstrumentationWatch:
@@ -130,13 +119,12 @@ class _InstrumentationWatch:
     (instrumenting or uninstrumenting replaces it): one dict lookup per worker."""
 
     def __init__(self) -> None:
+        self._hooks = privates.container_class_dict()  # a live view: instrumenting changes it
         self._hook: Any = object()
         self._active = False
 
     def active(self) -> bool:
-        from nameko.containers import ServiceContainer
-
-        hook = ServiceContainer.__dict__.get("_worker_setup")
+        hook = self._hooks.get("_worker_setup")
         if hook is not self._hook:
             self._hook = hook
             self._active = nameko_instrumented()
@@ -211,9 +199,31 @@ def tracer_provider(settings: TracingSettings, service_name: str, version: str =
                                   sampler=make_sampler(settings))
         exporter = OTLPSpanExporter(endpoint=settings.traces_endpoint,
                                     headers=settings.headers or None, timeout=settings.timeout)
-        provider.add_span_processor(_BoundedBatchSpanProcessor(exporter))
+        provider.add_span_processor(OffHubSpanProcessor(exporter,
+                                                        exit_timeout_ms=EXIT_TIMEOUT_MS))
         _providers[key] = provider
     return provider
+
+
+class _EntrypointSpan:
+    """What every span of one entrypoint shares, worked out once: its kind, span kind, name and
+    the attributes that do not change between workers (all but the call id, for every kind
+    but HTTP, whose request is per worker)."""
+
+    __slots__ = ("kind", "span_kind", "name", "attributes")
+
+    def __init__(self, worker_ctx: Any) -> None:
+        self.kind = entrypoints.kind_of(worker_ctx.entrypoint)
+        self.span_kind = SpanKind[entrypoints.span_kind(self.kind)]
+        self.name, self.attributes = (("", {}) if self.kind == "http" else
+                                      _span_name_and_attributes(worker_ctx, self.kind))
+        self.attributes.pop("nameko.call_id", None)
+
+    def name_and_attributes(self, worker_ctx: Any) -> tuple[str, dict[str, Any]]:
+        if self.kind == "http":
+            return _span_name_and_attributes(worker_ctx, self.kind)
+        # the constant part is built once per entrypoint; only the call id is new
+        return self.name, {**self.attributes, "nameko.call_id": str(worker_ctx.call_id)}
 
 
 def _span_name_and_attributes(worker_ctx: Any, kind: str) -> tuple[str, dict[str, Any]]:
@@ -313,6 +323,7 @@ class Tracing(DependencyProvider):
         #: correlation id -> CLIENT span of an RPC call whose reply is not read yet
         self._calls: OrderedDict[str, Any] = OrderedDict()
         self._watch = _InstrumentationWatch()
+        self._spans: dict[Any, _EntrypointSpan] = {}  # entrypoint -> its spans' static part
         self._instrumented = False
         self._told = False  # which one traces has been logged
 
@@ -330,6 +341,7 @@ class Tracing(DependencyProvider):
             self.provider = tracer_provider(settings.tracing, self.container.service_name,
                                             version)
             self.tracer = self.provider.get_tracer(TRACER_NAME, __version__)
+            privates.warn_untested()
             self.instrumented()  # logs which one traces
         except Exception:
             log.exception("chassis: tracing off for %s", self.container.service_name)
@@ -374,11 +386,11 @@ class Tracing(DependencyProvider):
             kind = "message"
         else:
             return
-        publisher = getattr(dependency, "publisher", None)
+        publisher = privates.dependency_publisher(dependency)
         if publisher is None or isinstance(publisher, _TracedPublisher):
             return
-        dependency.publisher = _TracedPublisher(publisher, self, kind)
-        listener = getattr(dependency, "reply_listener", None) if kind == "rpc" else None
+        privates.set_dependency_publisher(dependency, _TracedPublisher(publisher, self, kind))
+        listener = privates.reply_listener(dependency) if kind == "rpc" else None
         if listener is not None and not getattr(listener, "_chassis_traced", False):
             listener.register_for_reply = self._traced_register(listener.register_for_reply)
             listener._chassis_traced = True
@@ -424,8 +436,7 @@ class Tracing(DependencyProvider):
             return None  # not inside a traced worker
         routing_key = str(kwargs.get("routing_key") or "")
         # a messaging Publisher's exchange is one of its core publisher's publish options
-        exchange = kwargs.get("exchange") or \
-            (getattr(publisher, "publish_kwargs", None) or {}).get("exchange")
+        exchange = kwargs.get("exchange") or privates.publish_options(publisher).get("exchange")
         destination = str(getattr(exchange, "name", "") or "")
         if kind == "rpc":
             service, _, method = routing_key.rpartition(".")
@@ -461,17 +472,18 @@ class Tracing(DependencyProvider):
                 log.exception("chassis: flushing spans failed")
 
     def get_dependency(self, worker_ctx: Any) -> trace.Tracer:
-        return self.tracer or trace.NoOpTracer()
+        return self.tracer or _NO_OP_TRACER
 
     def worker_setup(self, worker_ctx: Any) -> None:
         if self.tracer is None or self.instrumented():
             return
         try:
-            kind = entrypoints.kind_of(worker_ctx.entrypoint)
-            name, attributes = _span_name_and_attributes(worker_ctx, kind)
-            span = self.tracer.start_span(name, context=_parent_context(worker_ctx, kind),
-                                          kind=SpanKind[entrypoints.span_kind(kind)],
-                                          attributes=attributes)
+            static = self._spans.get(worker_ctx.entrypoint)
+            if static is None:
+                static = self._spans[worker_ctx.entrypoint] = _EntrypointSpan(worker_ctx)
+            name, attributes = static.name_and_attributes(worker_ctx)
+            span = self.tracer.start_span(name, context=_parent_context(worker_ctx, static.kind),
+                                          kind=static.span_kind, attributes=attributes)
             ctx = trace.set_span_in_context(span)
             token = otel_context.attach(ctx)
             self._active[worker_ctx] = (span, token)

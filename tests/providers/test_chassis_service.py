@@ -303,6 +303,25 @@ def test_sentry_reports_unexpected_errors_once_tagged_and_redacted(shop: Shop) -
     assert shop.sentry.events_for("Declined") == []
 
 
+def test_sentry_breadcrumbs_and_tags_stay_in_their_worker(shop: Shop) -> None:
+    """Each worker reports from a scope of its own (greenlet gives each worker greenthread an
+    empty context, and sentry-sdk a fresh isolation scope in it): what one worker added never
+    shows in another's event."""
+    rpc = shop.service.rpc
+    for user in ("erin", "frank"):
+        with pytest.raises(RpcError):
+            rpc.call("chassis_front", "explode", user, password="pw-isolation")
+    for user, other in (("erin", "frank"), ("frank", "erin")):
+        event = wait_for(lambda u=user: [e for e in shop.sentry.events_for("Boom")
+                                         if f"exploded for {u}" in json.dumps(e)],
+                         what=f"{user}'s event")[0]
+        crumbs = [c for c in event.get("breadcrumbs", {}).get("values", [])
+                  if c.get("message") == "about to explode"]
+        assert [c["data"]["user"] for c in crumbs] == [user]
+        assert other not in json.dumps(event)
+        assert event["tags"]["call_id"] == event["contexts"]["nameko"]["call_id"]
+
+
 def test_sentry_reports_http_errors(shop: Shop) -> None:
     status, _, _ = shop.get("/broken", port=shop.web_port)
     assert status == 500
