@@ -360,7 +360,8 @@ def main() -> int:
                         help="in-flight worker counts, comma-separated (default 100,1000,5000)")
     parser.add_argument("--seconds", type=float, default=10.0,
                         help="seconds of 1 Hz refreshes measured per run (default 10)")
-    parser.add_argument("--rounds", type=int, default=1, help="runs per tree and size")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="runs per tree and size (default 2)")
     parser.add_argument("--workers", type=int, default=1000, help="workers of the latency part")
     parser.add_argument("--intervals", default="0.1,0.25,0.5",
                         help="intervals of the fastest-refresh table (default 0.1,0.25,0.5)")
