@@ -10,73 +10,23 @@ live console estimates those from successive snapshots; here ``rates`` is ``null
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
 from .model import Container, Frame, Snapshot
 from .rates import WINDOW_S, Call, EntrypointRate, entrypoint_rates
 from .text import group_workers
 
-#: JSON Schema (draft 2020-12) of the two container fields ``--json`` adds, as they belong in
-#: the container definition of probe/snapshot.schema.json (``properties``).
+#: JSON Schema (draft 2020-12) of the two container fields ``--json`` adds: their definitions in
+#: probe/snapshot.schema.json, the one home of the schema.
 CONTAINER_FIELDS_SCHEMA: dict[str, Any] = {
-    "groups": {
-        "type": "array",
-        "description": "Added by chassis-console --json (within v1): the workers counted by "
-                       "entrypoint and where (their innermost user frame), largest groups "
-                       "first, then oldest.",
-        "items": {
-            "type": "object",
-            "required": ["entrypoint", "where", "count", "oldest_s", "lower_bound"],
-            "additionalProperties": False,
-            "properties": {
-                "entrypoint": {"type": "string"},
-                "where": {"type": ["string", "null"],
-                          "description": "short_file:line of the frame, null when unknown"},
-                "count": {"type": "integer", "minimum": 1},
-                "oldest_s": {"type": "number", "minimum": 0},
-                "lower_bound": {"type": "boolean",
-                                "description": "an age is counted from first sight"},
-            },
-        },
-    },
-    "rates": {
-        "description": "Added by chassis-console --json (within v1): per entrypoint over the "
-                       "last window_s seconds, from the service's history; null when the "
-                       "service keeps no history (a plain nameko service).",
-        "oneOf": [{"type": "null"}, {
-            "type": "object",
-            "required": ["source", "window_s", "estimate", "entrypoints"],
-            "additionalProperties": False,
-            "properties": {
-                "source": {"const": "history"},
-                "window_s": {"type": "number"},
-                "estimate": {"type": "boolean",
-                             "description": "true when the history holds less than the window "
-                                            "(older calls rolled out of it): the figures are "
-                                            "at least these"},
-                "entrypoints": {"type": "array", "items": {
-                    "type": "object",
-                    "required": ["entrypoint", "calls", "per_s", "errors", "expected_errors",
-                                 "error_rate", "p50_s", "p99_s", "buckets"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "entrypoint": {"type": "string"},
-                        "calls": {"type": "integer", "minimum": 0},
-                        "per_s": {"type": "number", "minimum": 0},
-                        "errors": {"type": "integer", "minimum": 0},
-                        "expected_errors": {"type": "integer", "minimum": 0},
-                        "error_rate": {"type": "number", "minimum": 0, "maximum": 1},
-                        "p50_s": {"type": ["number", "null"]},
-                        "p99_s": {"type": ["number", "null"]},
-                        "buckets": {"type": "array", "items": {"type": "integer"}},
-                    },
-                }},
-            },
-        }],
-    },
-}
+    name: definition for name, definition in json.loads(
+        resources.files("nameko_chassis.probe").joinpath("snapshot.schema.json")
+        .read_text(encoding="utf-8"))["$defs"]["container"]["properties"].items()
+    if name in ("groups", "rates")}
 
 
 @dataclass(frozen=True)
