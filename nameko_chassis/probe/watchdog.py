@@ -58,6 +58,8 @@ MAX_INCIDENTS = 20
 MAX_FRAMES = 30
 #: Seconds one answered connection may take (banner, a few lines, close).
 ANSWER_SECONDS = 2.0
+#: Seconds a waiting connection is left to the hub before the watchdog takes it (see _serve).
+ACCEPT_GRACE = 0.02
 #: Lines answered per connection.
 MAX_LINES = 4
 #: Bytes of one request line read at most (the rest of a longer line is skipped).
@@ -329,6 +331,7 @@ class Watchdog:
         self.hub_thread: int | None = None
         self.heartbeat_lost = False
         self._sleep: Callable[[float], None] = time.sleep
+        self._poll: Any = None
         self._thread: Any = None
 
     def __repr__(self) -> str:
@@ -345,6 +348,7 @@ class Watchdog:
 
         threading = patcher.original("threading")
         self._sleep = patcher.original("time").sleep  # time.sleep itself is green
+        self._poll = getattr(patcher.original("select"), "poll", None)  # green select has none
         self.hub_thread = threading.get_ident()
         self.beat = time.monotonic()
         eventlet.spawn_n(self._beat)
@@ -474,22 +478,42 @@ class Watchdog:
         return incident
 
     def _serve(self, seq: int, seconds: float) -> None:
-        """Accept on the backdoor's listening sockets for up to ``seconds`` while blocked."""
+        """Accept on the backdoor's listening sockets for up to ``seconds`` while blocked.
+
+        A connection is taken only while the hub is still held :data:`ACCEPT_GRACE` after it
+        arrived: a hub that has just come free (its heartbeat not yet beaten) is left to accept
+        it itself — else a console connecting right after a long but finished request would be
+        told the hub is blocked."""
         listeners = _listening_sockets(self.backdoors) if self.backdoors else []
         if not listeners:
             self._sleep(seconds)
             return
         try:
             deadline = time.monotonic() + seconds
+            poller = self._poll() if self._poll is not None else None
+            if poller is not None:
+                for listener in listeners:
+                    poller.register(listener.fileno(), 1)  # POLLIN
             while self.seq == seq and not self.stopped:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
+                if poller is not None:
+                    if not poller.poll(remaining * 1000):
+                        continue
+                    # a connection waits: give a hub finishing a long request a moment to
+                    # beat and take it itself; a real block lasts far longer than this
+                    self._sleep(ACCEPT_GRACE)
+                    frame = self._hub_frame()
+                    if self.seq != seq or frame is None or privates.hub_is_waiting(frame):
+                        continue
                 for listener in listeners:
-                    listener.settimeout(remaining / len(listeners))  # the fd stays non-blocking
+                    # with a poller, only a connection already waiting; else wait for one
+                    listener.settimeout(0.0 if poller is not None else
+                                        remaining / len(listeners))  # the fd stays non-blocking
                     try:
                         fd, _peer = listener._accept()
-                    except OSError:  # timed out, or the hub took it first
+                    except OSError:  # none waiting, timed out, or the hub took it first
                         continue
                     self._answer(listener, fd, seq)
         finally:
