@@ -338,11 +338,11 @@ def policy_for(secret_patterns: Iterable[str] | RedactionPolicy | None = None
     """The policy a collector call uses. ``secret_patterns``: None or the defaults → the
     process's policy; names prefixed ``+``/``-`` → the process's policy with those added/removed;
     any other list of names → exactly those names (the detectors stay on)."""
+    if isinstance(secret_patterns, RedactionPolicy):
+        return secret_patterns  # given: no settings to read
     base = active_policy()
     if secret_patterns is None or secret_patterns is SECRET_NAMES:
         return base
-    if isinstance(secret_patterns, RedactionPolicy):
-        return secret_patterns
     patterns = tuple(secret_patterns)
     key = (base, patterns)
     policy = _edits.get(key)
