@@ -1,4 +1,4 @@
-"""Bench worker: an in-process nameko container with N workers parked 16 frames deep; times the
+"""Bench worker: an in-process nameko container with N workers parked 14-16 frames deep; times the
 agent's requests on it, spaced like a 1 Hz console. Prints one JSON line of medians (ms).
 
     python bench/_inprocess.py N probe PROBE_FOLDER [--all-listed]
@@ -39,7 +39,7 @@ from eventlet.event import Event  # noqa: E402
 from nameko.containers import ServiceContainer  # noqa: E402
 from nameko.rpc import rpc  # noqa: E402
 
-#: Frames between the worker's entrypoint method and where it waits (16 with nameko's own).
+#: Frames between the worker's entrypoint method and where it waits (14-16 with nameko's own).
 DEPTH = 8
 #: Seconds between two requests: a console refreshing at 1 Hz leaves the hub to the service
 #: in between, and caches go cold; back-to-back requests read ~40% better than real.
@@ -83,7 +83,7 @@ def park(container: ServiceContainer, n: int) -> None:
     while True:
         eventlet.sleep(0.05)
         parked = [gt for gt in container._worker_threads.values() if gt.gr_frame is not None
-                  and _depth(gt.gr_frame) >= 16]
+                  and _depth(gt.gr_frame) >= DEPTH + 5]
         if len(parked) >= n or time.monotonic() > deadline:
             break
 

@@ -2,7 +2,7 @@
 
 Prints three tables:
 
-1. **in-process**, one container with N workers parked 16 frames deep, requests spaced like a
+1. **in-process**, one container with N workers parked 14-16 frames deep, requests spaced like a
    1 Hz console (bench/_inprocess.py): this tree's agent, the agent of revision ``--rev``
    (default c67de0b: its probe sources, loaded the same way), nameko-chassis 3.2.0's
    ``ServiceState.from_container`` + JSON (bench/.venv-ref), and a bare frame walk + JSON of
@@ -70,7 +70,7 @@ def table_inprocess(rev: str) -> None:
     ref_python = ensure_ref_venv()
     with tempfile.TemporaryDirectory() as tmp:
         before = probe_sources(rev, Path(tmp))
-        print(f"\n## In-process: one container, workers parked 16 frames deep (median ms, "
+        print(f"\n## In-process: one container, workers parked 14-16 frames deep (median ms, "
               f"requests spaced {0.25} s)\n")
         print(f"| workers (listed) | request | this tree | {rev} | this / {rev} | "
               "bare walk + JSON | this / bare | 3.2.0 from_container + JSON | this / 3.2.0 |")

@@ -43,6 +43,7 @@ def _started_ats(client: BackdoorClient) -> dict[str, float]:
 def test_refresh_at_10000_workers_lists_the_oldest_and_counts_the_rest(start_service):
     service = start_service("tests.services.chassis_parking",
                             config={"max_workers": MANY + 600, "PREFETCH_COUNT": MANY + 600})
+    service.wait_answering("parking")
     _hold_many(service, MANY, "old")
     wait_for(lambda: _running(service) == MANY, timeout=300, interval=1.0,
              what=f"{MANY} workers in flight")
@@ -85,12 +86,13 @@ def _raw_collect(client: BackdoorClient, **kwargs) -> dict:
 
 
 def test_finished_workers_are_a_delta_per_session(start_service):
-    service = start_service("tests.services.chassis_parking")
+    service = start_service("tests.services.chassis_parking").wait_answering("parking")
     for i in range(3):
         assert service.rpc.call("parking", "park", seconds=0.01, tag=f"h{i}") == f"h{i}"
     with BackdoorClient(service.target) as client:
         first = client.snapshot()
-        assert len(first.containers[0].history) == 3
+        n0 = len(first.containers[0].history)  # the three, and the ping that waited for it
+        assert [h.entrypoint for h in first.containers[0].history].count("parking.park") == 3
         second = client.snapshot()
         assert second.containers[0].history == first.containers[0].history
         for i in range(2):
@@ -101,21 +103,21 @@ def test_finished_workers_are_a_delta_per_session(start_service):
             full = fresh.snapshot()
         assert [h.call_id for h in third.containers[0].history] == \
             [h.call_id for h in full.containers[0].history]
-        assert len(full.containers[0].history) == 5
+        assert len(full.containers[0].history) == n0 + 2
         # on the wire: only what the session has not seen
         session = "delta-test"
         whole = _raw_collect(client, session=session, stacks="none")
-        assert len(whole["containers"][0]["history"]) == 5
+        assert len(whole["containers"][0]["history"]) == n0 + 2
         assert "history_kept" not in whole["containers"][0]
         service.rpc.call("parking", "park", seconds=0.01, tag="last")
         delta = _raw_collect(client, session=session, stacks="none")
-        assert delta["containers"][0]["history_kept"] == 5
+        assert delta["containers"][0]["history_kept"] == n0 + 2
         (new,) = delta["containers"][0]["history"]
         assert new["call_id"] not in {h["call_id"] for h in whole["containers"][0]["history"]}
         assert new["entrypoint"] == "parking.park"
         # --json (no session) always has all of it
         plain = client.collect(stacks="none")
-        assert len(plain["containers"][0]["history"]) == 6
+        assert len(plain["containers"][0]["history"]) == n0 + 3
 
 
 def test_the_reported_stall_covers_compiling_the_request_line(start_service):
