@@ -1,7 +1,7 @@
 """Bench worker: an in-process nameko container with N workers parked 14-16 frames deep; times the
 agent's requests on it, spaced like a 1 Hz console. Prints one JSON line of medians (ms).
 
-    python bench/_inprocess.py N probe PROBE_FOLDER [--all-listed]
+    python bench/_inprocess.py N probe PROBE_FOLDER [--all-listed] [--no-churn]
     python bench/_inprocess.py N ref
 
 ``probe``: the agent of the probe package in PROBE_FOLDER (this tree's, or an earlier
@@ -162,14 +162,14 @@ def main() -> None:
         out["full"] = timed(lambda: request(stacks="all"), 10)
         out["full_bytes"] = len(request(stacks="all"))
         churn = []
-        for _ in range(5):
+        for _ in range(0 if "--no-churn" in sys.argv else 5):
             release_all(container)
             park(container, n)
             eventlet.sleep(SPACING)
             t0 = time.perf_counter()
             request(session=session, stacks="none")
             churn.append((time.perf_counter() - t0) * 1000)
-        out["churn"] = statistics.median(churn)
+        out["churn"] = statistics.median(churn) if churn else None
     release_all(container)
     print(json.dumps(out))
 

@@ -75,14 +75,18 @@ def table_inprocess(rev: str) -> None:
         print(f"| workers (listed) | request | this tree | {rev} | this / {rev} | "
               "bare walk + JSON | this / bare | 3.2.0 from_container + JSON | this / 3.2.0 |")
         print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-        for n, extra in ((1000, ()), (5000, ("--all-listed",))):
+        live: dict[tuple[str, int], float] = {}
+        for n, extra in ((1000, ()), (5000, ("--all-listed",)), (10_000, ("--no-churn",))):
             ours = inprocess(Path(sys.executable), n, "probe",
                              str(REPO / "nameko_chassis" / "probe"), *extra)
             old = inprocess(Path(sys.executable), n, "probe", str(before), *extra)
             ref = inprocess(ref_python, n, "ref") if ref_python else {}
             bare = statistics.median([ours["bare"], old["bare"]] +
                                      ([ref["bare"]] if ref else []))
-            label = f"{n} ({n if extra else 1000})"
+            listed = n if "--all-listed" in extra else 1000
+            label = f"{n} ({listed})"
+            if listed == 1000:
+                live[("this", n)], live[("old", n)] = ours["live"], old["live"]
             for key, name in (("live", "live refresh"), ("first", "first refresh"),
                               ("churn", "churn (every worker new)"),
                               ("full", "full dump, JSON included")):
@@ -95,6 +99,11 @@ def table_inprocess(rev: str) -> None:
             print(f"| {label} | full dump bytes | {ours['full_bytes']:,.0f} | "
                   f"{old['full_bytes']:,.0f} | {ratio(ours['full_bytes'], old['full_bytes'])} "
                   "| | | | |")
+        print(f"\n10,000 workers with 1000 listed, live refresh: this tree "
+              f"{ms(live[('this', 10_000)])} ms = "
+              f"{ratio(live[('this', 10_000)], live[('this', 1000)])} of its 1000-worker "
+              f"refresh; {rev} {ms(live[('old', 10_000)])} ms = "
+              f"{ratio(live[('old', 10_000)], live[('old', 1000)])} of its own.")
     print("\nlive/first/churn: a session refresh (stacks \"none\"); full: every stack, as "
           "--json asks it; each through the agent and its wire encoding (JSON, compression), "
           "timed in the service's process (not the socket).")
