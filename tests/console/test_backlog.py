@@ -94,13 +94,18 @@ def test_a_full_pool_shows_its_backlog_growing_in_json_and_once(start_service):
             # more work arrives while the pool stays full: ready grows, and so does the rate
             publish(service, 40)
 
+            seen: list[dict[str, Any] | None] = []
+
             def grown() -> dict[str, Any] | None:
                 q = rpc_queue(client.collect(stacks="none"))
-                return q if q and q["ready"] == 70 - PREFETCH and (q["rate_per_s"] or 0) > 0 \
-                    else None
+                seen.append(q)
+                return q if q and q["ready"] == 70 - PREFETCH else None
 
-            grew = wait_for(grown, timeout=20, interval=0.5, what="the backlog to grow")
+            grew = wait_for(grown, timeout=40, interval=0.5,
+                            what="the backlog to grow")
             assert grew["unacked"] == PREFETCH
+            # the sample that first saw it grown measured the growth since the one before
+            assert (grew["rate_per_s"] or 0) > 0, seen[-3:]
         page = cli(service.target, "--once", "--width", "200")
         assert page.returncode == 0, page.stderr
         assert "rpc-slowpoke" in page.stdout and "60 ready · 10 unacked" in page.stdout
