@@ -10,6 +10,10 @@ Pilot and saves, into this folder:
 - ``console-groups.svg``: the workers grouped by entrypoint and where (``g``);
 - ``console-rates.svg``: rates and latency per entrypoint over the last minute (``e``);
 - ``console-finished.svg``: a failed call opened from "recently finished", with its traceback;
+- ``console-logs.svg``: the log tail (``l``) with the shop's own records, then (``l`` again)
+  only the selected payments worker's;
+- ``console-backlog.svg``: a burst of charges sent straight to ``payments`` (with the project's
+  RpcClient), more than its pool takes: the pool gauge with its backlog line, growing;
 - ``console-disconnected.svg``: the same console right after the service was killed.
 
 Each also as PNG when ``rsvg-convert`` (Debian: librsvg2-bin) or ``cairosvg`` is available.
@@ -22,6 +26,7 @@ import asyncio
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,10 +40,14 @@ from chassis_console.launch import NamekoProcess  # noqa: E402
 from chassis_console.live.app import ChassisConsole  # noqa: E402
 from chassis_console.live.detail import WorkerDetailScreen  # noqa: E402
 from chassis_console.live.history import FinishedRef, HistoryPanel, find_finished  # noqa: E402
+from chassis_console.live.logs import LogPanel  # noqa: E402
 from chassis_console.live.poller import ConsoleOptions  # noqa: E402
 from chassis_console.live.rates import RatesTable  # noqa: E402
 from chassis_console.live.workers import WorkersTable  # noqa: E402
 from chassis_console.targets.backdoor import BackdoorClient  # noqa: E402
+
+from nameko_chassis.amqp.rpc import RpcClient  # noqa: E402
+from nameko_chassis.view.text import backlog_summary  # noqa: E402
 
 SIZE = (150, 42)
 
@@ -104,6 +113,93 @@ def save(app: ChassisConsole, name: str, written: list[Path]) -> None:
     png = to_png(svg)
     if png is not None:
         written.append(png)
+
+
+async def shoot_logs(app: ChassisConsole, pilot: Any, written: list[Path]) -> None:
+    """The log tail: every record, then the selected payments worker's."""
+    panel = app.query_one(LogPanel)
+    table = app.query_one(WorkersTable)
+    await pilot.press("l")
+    await until(pilot, lambda: len(panel.shown_lines()) >= 40
+                and any("card=********" in ln for ln in panel.shown_lines()), 60,
+                "the shop's log records")
+    await pilot.pause(0.3)
+    save(app, "console-logs", written)
+
+    # a payments worker that has said more than one thing (a slow charge: "charging", then
+    # "card processor slow"), under the cursor, while it still runs
+    def slow_charge() -> str | None:
+        counts: dict[str, int] = {}
+        for tail in panel.tails.values():
+            for r in tail.records:
+                if r.call_id and r.call_id.startswith("payments.charge."):
+                    counts[r.call_id] = counts.get(r.call_id, 0) + 1
+        return next((k for k in table.keys() if "|payments.charge." in k
+                     and counts.get(k.rsplit("|", 1)[-1], 0) >= 2), None)
+
+    key = await until(pilot, slow_charge, 90, "a slow payments worker that logged")
+    table.move_cursor(row=table.get_row_index(key))
+    await pilot.press("l")
+    await until(pilot, lambda: panel.mode == "worker" and len(panel.shown_lines()) >= 2, 10,
+                "the worker's records")
+    await pilot.pause(0.3)
+    save(app, "console-logs-worker", written)
+    await pilot.press("l")
+
+
+def charge_stream(uri: str, stop: threading.Event, per_s: float = 25.0) -> None:
+    """Charges sent straight to payments, faster than its pool takes them (nameko's default
+    prefetch of 10 messages bounds it, below the demo's max_workers; a charge takes 0.2-2.5 s,
+    one in ten 8-15 s: about 7 a second), until ``stop``; then waits for their answers."""
+    rpc = RpcClient(uri, timeout=300)
+    pending = []
+    try:
+        for k in range(400):
+            if stop.is_set():
+                break
+            pending.append(rpc.call_async("payments", "charge", 9000 + k, 12.5,
+                                          "4111111111111111"))
+            time.sleep(1 / per_s)
+        for call in pending:
+            try:
+                call.result()
+            except Exception:  # a declined card is part of the demo
+                pass
+    finally:
+        rpc.close()
+
+
+async def shoot_backlog(app: ChassisConsole, pilot: Any, process: NamekoProcess,
+                        written: list[Path]) -> None:
+    status = app.pollers[0].status
+
+    def payments():
+        snap = status.snapshot
+        return next((c for c in snap.containers if c.service_name == "payments"), None) \
+            if snap is not None else None
+
+    def piling() -> bool:
+        c = payments()
+        summary = backlog_summary(c.backlog) if c is not None else None
+        return summary is not None and (summary.ready or 0) >= 40 and summary.growing
+
+    stop = threading.Event()
+    stream = threading.Thread(target=charge_stream, args=(str(process.amqp_uri), stop),
+                              daemon=True)
+    stream.start()
+    try:
+        await until(pilot, piling, 60, "a growing backlog behind the payments pool")
+        await pilot.pause(0.3)
+        save(app, "console-backlog", written)
+    finally:
+        stop.set()
+
+    def drained() -> bool:
+        c = payments()
+        summary = backlog_summary(c.backlog) if c is not None else None
+        return summary is not None and not summary.ready and not stream.is_alive()
+
+    await until(pilot, drained, 180, "the backlog to drain")
 
 
 async def shoot(process: NamekoProcess) -> list[Path]:
@@ -190,6 +286,9 @@ async def shoot(process: NamekoProcess) -> list[Path]:
         await pilot.pause(0.3)
         save(app, "console-finished", written)
         await pilot.press("escape")
+
+        await shoot_logs(app, pilot, written)
+        await shoot_backlog(app, pilot, process, written)
 
         await asyncio.to_thread(process.kill)
         await until(pilot, lambda: status.failures >= 2, 20, "the console to notice")

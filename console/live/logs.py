@@ -167,7 +167,8 @@ class LogPanel(RichLog):
         several = len(self.tails) > 1
         for record in self._records():
             if self.wanted(record):
-                self.write(record_line(record, several))
+                # expand: a no_wrap Text measures at RichLog's min_width (78) otherwise
+                self.write(record_line(record, several), expand=True)
         self._title()
 
     def _title(self) -> None:
@@ -212,7 +213,8 @@ class LogPanel(RichLog):
                     continue
                 for record in tail.take(status.label, answer):
                     if self.wanted(record):
-                        self.write(record_line(record, several or len(self.tails) > 1))
+                        self.write(record_line(record, several or len(self.tails) > 1),
+                               expand=True)
             self._title()
         finally:
             self._fetching = False

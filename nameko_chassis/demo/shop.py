@@ -11,6 +11,9 @@
 Each is a chassis :class:`~nameko_chassis.service.Service` (worker start times and history for the
 console, ``ping``/``describe``/``set_log_level``; the other providers stay off unless configured).
 
+The services log a line per order, charge and e-mail (INFO, loggers ``shop.<service>``), which the
+console's log tail (``l``) shows with the call id of the worker that logged it.
+
 Run with ``nameko run --config CONFIG --backdoor-port 12345 nameko_chassis.demo.shop``, or let
 ``chassis-console --demo`` do it.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import random
 
 import eventlet
@@ -29,6 +33,17 @@ from nameko.timer import timer
 from nameko.web.handlers import http
 
 from nameko_chassis.service import Service
+
+# `chassis-console --demo` keeps the root logger at WARNING (nameko's own chatter stays out);
+# the shop's records are INFO, so its logger says so itself. The loggers below it are looked up
+# when they log: `nameko run` applies the config's LOGGING after importing this module, and
+# dictConfig disables the loggers that existed before it.
+logging.getLogger("shop").setLevel(logging.INFO)
+
+
+def log(service: str) -> logging.Logger:
+    return logging.getLogger(f"shop.{service}")
+
 
 ITEMS = ("espresso beans", "grinder", "milk jug", "tamper", "kettle", "scale", "filter papers")
 
@@ -42,12 +57,17 @@ class Payments(Service):
 
     @rpc(sensitive_arguments=("card",), expected_exceptions=PaymentDeclined)
     def charge(self, order_id: int, amount: float, card: str) -> dict:
+        # the card in the message is redacted before the record leaves the service
+        log("payments").info("charging %.2f for order %s card=%s", amount, order_id, card)
         # most charges take a moment at the (pretend) card processor; one in ten is slow
         delay = random.uniform(0.2, 2.5)
         if random.random() < 0.1:
             delay = random.uniform(8, 15)
+            log("payments").info("card processor slow for order %s, waiting up to %.0f s",
+                                 order_id, delay)
         self._wait_for_processor(delay)
         if random.random() < 0.05:
+            log("payments").warning("card declined for order %s (%.2f)", order_id, amount)
             raise PaymentDeclined(f"card declined for order {order_id}")
         return {"order_id": order_id, "amount": amount, "status": "captured"}
 
@@ -68,6 +88,7 @@ class Orders(Service):
         order_id = next(self._ids)
         amount = round(quantity * random.uniform(3, 40), 2)
         receipt = self.payments.charge(order_id, amount, card)
+        log("orders").info("order %s placed for %.2f: %d x %s", order_id, amount, quantity, item)
         self.dispatch("order_placed", {"order_id": order_id, "item": item, "amount": amount})
         return {"order_id": order_id, "item": item, "quantity": quantity, "receipt": receipt}
 
@@ -91,6 +112,8 @@ class Notifications(Service):
     def send_confirmation(self, payload: dict) -> None:
         # rendering and sending the e-mail
         eventlet.sleep(random.uniform(0.1, 1.5))
+        log("notifications").info("confirmation for order %s (%s) sent", payload["order_id"],
+                                  payload["item"])
 
 
 class ContextData(DependencyProvider):
