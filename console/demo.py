@@ -47,7 +47,10 @@ def demo_services(*, web_port: int | None = None) -> Iterator[NamekoProcess]:
         "AMQP_URI": str(uri),
         "WEB_SERVER_ADDRESS": f"127.0.0.1:{web_port}",
         "max_workers": 20,
-        "LOGGING": {"version": 1, "root": {"level": "WARNING"}},
+        # nameko run applies this after importing the services: keep their loggers (and
+        # nameko-chassis's) alive, and the shop's INFO lines for the console's log tail
+        "LOGGING": {"version": 1, "disable_existing_loggers": False,
+                    "root": {"level": "WARNING"}, "loggers": {"shop": {"level": "INFO"}}},
     }
     process = NamekoProcess([DEMO_MODULE], config, cwd=Path.cwd(), env=dict(os.environ))
     process.amqp_uri = uri

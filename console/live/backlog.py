@@ -21,12 +21,15 @@ def backlog_alarm(container: Container, summary: BacklogSummary | None = None) -
 
 
 def backlog_line(container: Container, palette: Palette, *, indent: str = "  ") -> Text | None:
-    """``⤷ 381 ready · 10 unacked · +12.5/s ▲`` for the pool panel; None while not sampled, or
-    while nothing waits and nothing is held."""
+    """``⤷ growing ▲ 381 ready · 10 unacked · +12.5/s`` (or ``⤷ backlog 381 ready · …`` while
+    it does not grow) for the pool panel; None while not sampled, or
+    while nothing waits in the broker."""
     summary = backlog_summary(container.backlog)
-    if summary is None or not (summary.ready or summary.unacked or summary.rate_per_s
+    if summary is None or not (summary.ready or summary.rate_per_s
                                or summary.ready is None and summary.queues):
-        return None  # nothing waits, nothing held: the usual case says nothing
+        # nothing waits in the broker: the usual case says nothing (what the process holds,
+        # unacked, is its running workers and their prefetch: the gauge shows those)
+        return None
     if backlog_alarm(container, summary):
         style = f"bold {palette.error}"
     elif summary.growing:
@@ -35,11 +38,10 @@ def backlog_line(container: Container, palette: Palette, *, indent: str = "  ") 
         style = ""
     else:
         style = palette.muted
-    text = Text(f"{indent}⤷ backlog {summary.text()}", style=style, no_wrap=True,
+    # the alarm first: the side panel is ~42 columns, and a cut end must not hide it
+    head = "growing ▲" if summary.growing else "backlog"
+    return Text(f"{indent}⤷ {head} {summary.text()}", style=style, no_wrap=True,
                 overflow="ellipsis")
-    if summary.growing:
-        text.append(" ▲ growing", style=style)
-    return text
 
 
 def backlog_note(container: Container) -> str:

@@ -54,7 +54,7 @@ LEGEND: tuple[tuple[str, str], ...] = (
     ("pool gauge", "running workers against max_workers; yellow from 75%, red when full "
                    "(new work waits)"),
     ("⤷ backlog", "messages ready in the pool's queues, unacked by the process, change per "
-                  "second; ▲ growing, red when the pool is full too"),
+                  "second; \"growing ▲\" first when it grows, red when the pool is full too"),
     ("round trip", "how long the console waited for the last snapshot"),
     ("service stall", "how long collecting it blocked the service's event loop"),
 )

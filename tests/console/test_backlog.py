@@ -164,7 +164,7 @@ async def test_the_pool_panel_shows_the_backlog_and_a_full_growing_pool_stands_o
             assert "1/1 FULL" in plain(pools)
             assert not pools.has_class("-backlog")  # full, but not growing
             publish(service, 20)
-            await until(pilot, lambda: "▲ growing" in plain(pools), timeout=20,
+            await until(pilot, lambda: "growing ▲" in plain(pools), timeout=20,
                         what="the growing backlog")
             assert pools.has_class("-backlog")
             assert "full with a growing backlog" in str(pools.border_subtitle)
