@@ -20,9 +20,13 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from . import backlog, privates, watchdog, wire
+from . import backlog, privates, process, watchdog, wire
 from . import collect as collector
 from . import frames as frame_table
+
+_INET, _INET6 = socket.AF_INET, socket.AF_INET6
+_SOL_SOCKET, _SO_ACCEPTCONN = socket.SOL_SOCKET, socket.SO_ACCEPTCONN
+_IPPROTO_TCP, _TCP_NODELAY = socket.IPPROTO_TCP, socket.TCP_NODELAY
 
 VERSION = wire.DEV_VERSION  # replaced by the console with a hash of the shipped sources
 
@@ -117,84 +121,74 @@ def _tune_socket() -> tuple[bool, Any]:
     backdoor's greenlet, see :func:`.privates.stamp_switch_ins`) is set directly. Platforms
     without ``/proc/self/fd`` go without.
     """
-    import _socket  # the C module: eventlet never patches it
-
     want = privates.backdoor_peer()
     if not want:
         return False, None
     me = privates.current_greenlet()
     fd = getattr(me, "__dict__", {}).get(privates.SWITCHED_FD_ATTR)
     if fd is not None:
-        found = _probe_fd(_socket, fd, want)
+        found = _tune_connection(fd, want)
         if found is not None:
             return True, found
     listener = _state.get("listener")
     if listener is not None:  # tuned by an earlier attach: this connection inherited it
         return bool(listener[0]), listener[1]
     _state["fd_walks"] = _state.get("fd_walks", 0) + 1
-    try:
-        fds = [int(fd) for fd in os.listdir("/proc/self/fd")]
-    except OSError:
-        _state["listener"] = (False, None)
-        return False, None
-    local = None
-    for fd in fds:
-        local = _probe_fd(_socket, fd, want)
-        if local is not None:
-            break
+    local, listening = None, []
+    for fd in process.descriptors() or ():  # one walk: this connection, and the listeners
+        sock = process.socket_of(fd)
+        if sock is None:
+            continue
+        try:
+            if sock.family not in (_INET, _INET6):
+                continue
+            if sock.getsockopt(_SOL_SOCKET, _SO_ACCEPTCONN):
+                listening.append((tuple(sock.getsockname()[:2]), fd))
+            elif local is None and sock.getpeername()[:2] == want:
+                sock.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
+                local = tuple(sock.getsockname()[:2])
+        except OSError:
+            continue
+        finally:
+            sock.close()
     if local is None:
         _state["listener"] = (False, None)
         return False, None
-    _state["listener"] = (any(_tune_listener(_socket, fd, local) for fd in fds), local)
+    tuned = False
+    for address, fd in listening:
+        if address == local:  # the backdoor's listener: later connections inherit the option
+            tuned = _set_nodelay(fd) or tuned
+    _state["listener"] = (tuned, local)
     return True, local
 
 
-def _probe_fd(_socket: Any, fd: int, want: tuple[Any, ...]) -> tuple[Any, ...] | None:
+def _tune_connection(fd: int, want: tuple[Any, ...]) -> tuple[Any, ...] | None:
     """If ``fd`` is a TCP connection to ``want``: set TCP_NODELAY, return its local address."""
-    try:
-        copy = os.dup(fd)
-    except OSError:  # already gone
+    sock = process.socket_of(fd)
+    if sock is None:
         return None
     try:
-        dup = _socket.socket(fileno=copy)
-    except OSError:  # not a socket
-        os.close(copy)
-        return None
-    try:
-        if dup.family in (_socket.AF_INET, _socket.AF_INET6) and \
-                dup.getpeername()[:2] == want:
-            dup.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
-            return tuple(dup.getsockname()[:2])
+        if sock.family in (_INET, _INET6) and sock.getpeername()[:2] == want:
+            sock.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
+            return tuple(sock.getsockname()[:2])
     except OSError:
         pass
     finally:
-        dup.close()
+        sock.close()
     return None
 
 
-def _tune_listener(_socket: Any, fd: int, local: tuple[Any, ...]) -> bool:
-    """If ``fd`` is the socket listening on ``local``: set TCP_NODELAY (inherited by the
-    connections it accepts)."""
-    try:
-        copy = os.dup(fd)
-    except OSError:
+def _set_nodelay(fd: int) -> bool:
+    sock = process.socket_of(fd)
+    if sock is None:
         return False
     try:
-        dup = _socket.socket(fileno=copy)
+        sock.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
+        return True
     except OSError:
-        os.close(copy)
         return False
-    try:
-        if dup.family in (_socket.AF_INET, _socket.AF_INET6) and \
-                dup.getsockopt(_socket.SOL_SOCKET, _socket.SO_ACCEPTCONN) and \
-                tuple(dup.getsockname()[:2]) == local:
-            dup.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
-            return True
-    except OSError:
-        pass
     finally:
-        dup.close()
-    return False
+        sock.close()
 
 
 @op("hello")

@@ -113,3 +113,29 @@ def basics(containers: Iterable[Any]) -> ProcessDict:
         "greenthreads": greenthreads,
         "hub_lag_ms": _hub_lag_ms(),
     }
+
+
+def descriptors() -> list[int] | None:
+    """This process's open file descriptors (``/proc/self/fd``), or None where it has none."""
+    try:
+        return [int(fd) for fd in os.listdir("/proc/self/fd")]
+    except OSError:
+        return None
+
+
+def socket_of(fd: int) -> Any:
+    """A socket object over a duplicate of descriptor ``fd`` — the caller closes it — or None
+    when ``fd`` is gone or is not a socket. Built on ``_socket``, the C module eventlet never
+    patches: usable on the hub and from the watchdog's OS thread alike. Options set through it
+    belong to the socket itself, shared with ``fd``."""
+    import _socket
+
+    try:
+        copy = os.dup(fd)
+    except OSError:  # already gone
+        return None
+    try:
+        return _socket.socket(fileno=copy)
+    except OSError:  # not a socket
+        os.close(copy)
+        return None

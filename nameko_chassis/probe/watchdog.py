@@ -36,7 +36,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 
-from . import collect, entrypoints, privates, wire
+from . import collect, entrypoints, privates, process, wire
 from .frames import innermost_user_frame, stack_of
 from .redaction import SECRET_KEY_PATTERNS, redact_mapping, redacted_arguments
 from .schema import CulpritDict, IncidentDict
@@ -271,20 +271,10 @@ def _listening_sockets(wanted: Iterable[Any]) -> list[Any]:
     paths = {w for w in wanted if isinstance(w, str)}
     if not ports and not paths:
         return []
-    try:
-        fds = [int(fd) for fd in os.listdir("/proc/self/fd")]
-    except OSError:
-        return []
     found = []
-    for fd in fds:
-        try:
-            copy = os.dup(fd)
-        except OSError:
-            continue
-        try:
-            dup = _socket.socket(fileno=copy)
-        except OSError:
-            os.close(copy)
+    for fd in process.descriptors() or ():
+        dup = process.socket_of(fd)
+        if dup is None:
             continue
         keep = False
         try:
