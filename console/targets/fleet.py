@@ -33,6 +33,7 @@ from typing import Any
 from nameko_chassis.amqp import fleet as wire
 from nameko_chassis.amqp.discovery import DiscoveredService, services_from_queues
 from nameko_chassis.amqp.management import AmqpUri, ManagementApi, ManagementError
+from nameko_chassis.probe.backlog import ReadyRate
 from nameko_chassis.probe.privates import pool_waiter_method
 from nameko_chassis.probe.schema import SCHEMA_VERSION
 from nameko_chassis.view.model import (
@@ -58,8 +59,6 @@ LIVE_HISTORY = 10
 SUMMARY_OVER = 100
 #: Seconds between two passive declares of the services' queues (the backlog column).
 BACKLOG_EVERY = 2.0
-#: The backlog's rate of change is measured over (at most) this many seconds.
-BACKLOG_RATE_WINDOW = 10.0
 BROKER_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
 NO_CHASSIS = "no chassis: attach with HOST:PORT"
 
@@ -174,14 +173,11 @@ class QueueSample:
     consumers: int | None = None
     error: str | None = None
     sampled_at: float = 0.0
-    series: list[tuple[float, int]] = field(default_factory=list)
+    rate: ReadyRate = field(default_factory=ReadyRate)
 
     @property
     def rate_per_s(self) -> float | None:
-        if len(self.series) < 2 or self.series[-1][0] - self.series[0][0] < 0.5:
-            return None
-        (t0, r0), (t1, r1) = self.series[0], self.series[-1]
-        return round((r1 - r0) / (t1 - t0), 2)
+        return self.rate.per_s
 
     def record(self, answer: tuple[int, int] | str, now: float) -> None:
         self.sampled_at = time.time()
@@ -191,9 +187,7 @@ class QueueSample:
             return
         self.ready, self.consumers = answer
         self.error = None
-        self.series.append((now, self.ready))
-        while len(self.series) > 2 and now - self.series[0][0] > BACKLOG_RATE_WINDOW:
-            self.series.pop(0)
+        self.rate.add(now, self.ready)
 
 
 def _held(container: Container, methods: set[str]) -> int:

@@ -70,8 +70,8 @@ class Sampler:
         self.containers: list[Any] = []
         self.asked_at = time.monotonic()
         self.running = False
-        #: (service name, queue) -> recent (monotonic time, ready) samples, for the rate
-        self._series: dict[tuple[str, str], deque[tuple[float, int]]] = {}
+        #: (service name, queue) -> its recent ready counts, for the rate
+        self._rates: dict[tuple[str, str], ReadyRate] = {}
         #: service name -> the last sample of its queues
         self.last: dict[str, list[QueueBacklogDict]] = {}
         self.error: str | None = None
@@ -155,15 +155,35 @@ class Sampler:
         return ready, consumers
 
     def _rate(self, service: str, queue: str, ready: int) -> float | None:
-        now = time.monotonic()
-        series = self._series.setdefault((service, queue), deque(maxlen=64))
-        series.append((now, ready))
-        while len(series) > 2 and now - series[0][0] > RATE_WINDOW:
-            series.popleft()
-        first_t, first_ready = series[0]
-        if now - first_t < 0.5:
+        rate = self._rates.get((service, queue))
+        if rate is None:
+            rate = self._rates[(service, queue)] = ReadyRate()
+        rate.add(time.monotonic(), ready)
+        return rate.per_s
+
+
+class ReadyRate:
+    """The rate a queue's ready count changes, over the samples of the last
+    :data:`RATE_WINDOW` seconds (the probe's sampler and the fleet console's declares both)."""
+
+    __slots__ = ("samples",)
+
+    def __init__(self) -> None:
+        self.samples: deque[tuple[float, int]] = deque(maxlen=64)
+
+    def add(self, now: float, ready: int) -> None:
+        samples = self.samples
+        samples.append((now, ready))
+        while len(samples) > 2 and now - samples[0][0] > RATE_WINDOW:
+            samples.popleft()
+
+    @property
+    def per_s(self) -> float | None:
+        """None until the samples span half a second."""
+        if len(self.samples) < 2:
             return None
-        return round((ready - first_ready) / (now - first_t), 2)
+        (t0, r0), (t1, r1) = self.samples[0], self.samples[-1]
+        return None if t1 - t0 < 0.5 else round((r1 - r0) / (t1 - t0), 2)
 
 
 def _is_timeout(exc: BaseException) -> bool:
