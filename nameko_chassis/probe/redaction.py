@@ -290,7 +290,7 @@ DEFAULT_POLICY = RedactionPolicy()
 CONFIG_KEYS = {"NAMES": "CHASSIS_REDACT_NAMES", "KEEP": "CHASSIS_REDACT_KEEP",
                "DETECTORS_OFF": "CHASSIS_REDACT_DETECTORS_OFF"}
 
-_configured: tuple[Any, RedactionPolicy] | None = None
+_configured: tuple[Any, RedactionPolicy, float] | None = None
 
 
 def _list(value: Any) -> tuple[str, ...]:
@@ -313,20 +313,26 @@ def _config_section() -> Mapping[str, Any]:
     return section if isinstance(section, Mapping) else {}
 
 
-def active_policy() -> RedactionPolicy:
+def active_policy(max_age: float = 0.0) -> RedactionPolicy:
     """The process's policy: the defaults, with ``CHASSIS.REDACT``'s ``NAMES`` added, ``KEEP``
     removed and ``DETECTORS_OFF`` switched off (else the ``CHASSIS_REDACT_*`` environment
-    variables, comma-separated). Re-read each call; rebuilt only when the settings change."""
+    variables, comma-separated). The settings are read again when the last read is older than
+    ``max_age`` seconds (each call by default: ~10 µs, which a caller on every worker may not
+    want to pay), and the policy is rebuilt only when they changed."""
     global _configured
+    now = time.monotonic()
+    if _configured is not None and now - _configured[2] < max_age:
+        return _configured[1]
     section = _config_section()
     key = tuple(_list(section.get(k) if k in section else os.environ.get(env))
                 for k, env in CONFIG_KEYS.items())
     if _configured is not None and _configured[0] == key:
+        _configured = (key, _configured[1], now)
         return _configured[1]
     names, keep, off = key
     policy = DEFAULT_POLICY.edited(add=names, remove=keep, detectors_off=off) if any(key) \
         else DEFAULT_POLICY
-    _configured = (key, policy)
+    _configured = (key, policy, now)
     return policy
 
 

@@ -41,22 +41,9 @@ KILLED: Outcome = "killed"
 KILLED_BY_OPERATOR = "WorkerKilled"
 
 
-#: Seconds the providers keep the redaction policy before reading the settings again.
+#: Seconds the bookkeeping keeps the redaction policy before reading the settings again: a
+#: change of ``CHASSIS.REDACT`` / ``$CHASSIS_REDACT_*`` in a running service applies within it.
 POLICY_TTL = 1.0
-
-_policy: tuple[float, Any] | None = None
-
-
-def current_policy() -> Any:
-    """The probe's :func:`~nameko_chassis.probe.redaction.active_policy`, read again at most
-    every :data:`POLICY_TTL` seconds: it reads the nameko config and the environment each call
-    (~10 µs), which every worker would pay. A change of ``CHASSIS.REDACT`` /
-    ``$CHASSIS_REDACT_*`` in a running service applies within that second."""
-    global _policy
-    now = time.monotonic()
-    if _policy is None or now - _policy[0] >= POLICY_TTL:
-        _policy = (now, active_policy())
-    return _policy[1]
 
 
 def entrypoint_name(worker_ctx: Any) -> str:
@@ -246,7 +233,7 @@ def _details(worker_ctx: Any, exc_info: Any) -> dict[str, Any]:
     Costs a few microseconds per worker; the traceback only on failures."""
     ep = getattr(worker_ctx, "entrypoint", None)
     kind = entrypoints.kind_of(ep) if ep is not None else "unknown"
-    policy = current_policy()
+    policy = active_policy(max_age=POLICY_TTL)
     args, kwargs = redacted_arguments(
         ep, entrypoints.shown_args(kind, getattr(worker_ctx, "args", ())),
         getattr(worker_ctx, "kwargs", {}), policy=policy)
