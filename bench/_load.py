@@ -46,16 +46,17 @@ def wait_answering(client: Any, timeout_error: type[Exception], warm_up: int = 2
         client.call("bench", "echo", 1)
 
 
-def throughput(client: Any, pid: int, calls: int, concurrency: int) -> tuple[float, float]:
-    """(calls per second, service CPU seconds per call) for ``calls`` echo RPCs kept
-    ``concurrency`` in flight."""
+def throughput(client: Any, pid: int, calls: int, concurrency: int,
+               method: str = "echo") -> tuple[float, float]:
+    """(calls per second, service CPU seconds per call) for ``calls`` RPCs of ``bench.<method>``
+    (one argument) kept ``concurrency`` in flight."""
     cpu0, t0 = cpu_seconds(pid), time.perf_counter()
-    pending = [client.call_async("bench", "echo", i) for i in range(concurrency)]
+    pending = [client.call_async("bench", method, i) for i in range(concurrency)]
     sent = concurrency
     while pending:
         pending.pop(0).result()
         if sent < calls:
-            pending.append(client.call_async("bench", "echo", sent))
+            pending.append(client.call_async("bench", method, sent))
             sent += 1
     elapsed, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
     return calls / elapsed, cpu / calls

@@ -32,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from _load import cpu_seconds, percentile, wait_answering  # noqa: E402
+from _load import percentile, throughput, wait_answering  # noqa: E402
 from chassis_console.launch import NamekoProcess  # noqa: E402
 from chassis_console.targets.backdoor import BackdoorClient  # noqa: E402
 
@@ -107,15 +107,7 @@ def poll(variant: Variant, stop: threading.Event) -> None:
 def chat_cpu(variant: Variant, calls: int, concurrency: int) -> float:
     client, pid = variant.client, variant.process.pid if variant.process else None
     assert client is not None and pid is not None
-    cpu0 = cpu_seconds(pid)
-    pending = [client.call_async("bench", "chat", i) for i in range(concurrency)]
-    sent = concurrency
-    while pending:
-        pending.pop(0).result()
-        if sent < calls:
-            pending.append(client.call_async("bench", "chat", sent))
-            sent += 1
-    return (cpu_seconds(pid) - cpu0) / calls * 1e6
+    return throughput(client, pid, calls, concurrency, method="chat")[1] * 1e6
 
 
 def chat_latencies(variant: Variant, calls: int) -> list[float]:
