@@ -91,6 +91,17 @@ def run_fleet_oneshot(uri: AmqpUri, args: argparse.Namespace) -> int:
                                 f"{uri.redacted()} within {args.deadline:g}s (--deadline), and "
                                 "no nameko service is seen there")
     if args.json:
+        from nameko_chassis.view.derived import with_figures
+        from nameko_chassis.view.model import SnapshotError
+
+        for replica in data["replicas"]:
+            if replica.get("snapshot") is None:
+                continue
+            try:  # groups and rates per container, as for a backdoor TARGET (docs/schema.md)
+                replica["snapshot"] = with_figures(replica["snapshot"])
+            except SnapshotError as exc:
+                raise ProtocolError(f"replica {replica.get('host', '?')}:{replica.get('pid', '?')}"
+                                    f": invalid snapshot: {exc}") from None
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
         sys.stdout.flush()
         return 0

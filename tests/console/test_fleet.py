@@ -157,6 +157,11 @@ def test_json_on_the_fleet_redacts_secrets(start_service, vhost):
     assert "********" in park["context_data"]["auth_token"]  # a secret-looking key
     assert "u-1" in park["context_data"]["user_id"]
     assert workers["parking.park"]["stack"]  # --stacks all by default, frames written out
+    # the same derived figures as a backdoor TARGET's --json: groups and rates per container
+    (container,) = replica["snapshot"]["containers"]
+    counted = {g["entrypoint"]: g["count"] for g in container["groups"]}
+    assert counted == {"parking.login": 1, "parking.park": 1}
+    assert container["rates"]["source"] == "history"  # a chassis service keeps a history
 
 
 def test_once_on_the_fleet_summarises_then_shows_each_replica(start_service, vhost, fleet):
