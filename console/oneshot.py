@@ -91,17 +91,11 @@ def run_fleet_oneshot(uri: AmqpUri, args: argparse.Namespace) -> int:
                                 f"{uri.redacted()} within {args.deadline:g}s (--deadline), and "
                                 "no nameko service is seen there")
     if args.json:
-        from nameko_chassis.view.derived import with_figures
-        from nameko_chassis.view.model import SnapshotError
-
         for replica in data["replicas"]:
-            if replica.get("snapshot") is None:
-                continue
-            try:  # groups and rates per container, as for a backdoor TARGET (docs/schema.md)
-                replica["snapshot"] = with_figures(replica["snapshot"])
-            except SnapshotError as exc:
-                raise ProtocolError(f"replica {replica.get('host', '?')}:{replica.get('pid', '?')}"
-                                    f": invalid snapshot: {exc}") from None
+            if replica.get("snapshot") is not None:
+                replica["snapshot"] = _with_figures(
+                    replica["snapshot"], f"replica {replica.get('host', '?')}:"
+                                         f"{replica.get('pid', '?')}")
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
         sys.stdout.flush()
         return 0
@@ -116,6 +110,19 @@ def run_fleet_oneshot(uri: AmqpUri, args: argparse.Namespace) -> int:
         if replica.snapshot is not None:
             console.print(render_snapshot(replica.snapshot, slow_after=args.slow))
     return 0
+
+
+def _with_figures(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """``data`` with the groups and rates ``--json`` adds per container (docs/schema.md); a
+    peer that speaks the protocol but sends nonsense is a :class:`ProtocolError` naming
+    ``source``."""
+    from nameko_chassis.view.derived import with_figures
+    from nameko_chassis.view.model import SnapshotError
+
+    try:
+        return with_figures(data)
+    except SnapshotError as exc:
+        raise ProtocolError(f"{source}: invalid snapshot: {exc}") from None
 
 
 def render_fleet_summary(target: Any) -> Any:
@@ -170,16 +177,9 @@ def _run_backdoors(addresses: Sequence[TargetAddress], args: argparse.Namespace)
         # all or nothing: a partial array would shift the positions of the others
         return failures[0].exit_code
     if args.json:
-        from nameko_chassis.view.derived import with_figures
-        from nameko_chassis.view.model import SnapshotError
-
         for i, address in enumerate(addresses):
-            if i in blocked:
-                continue
-            try:  # groups and rates per container (docs/schema.md: added by --json)
-                snapshots[i] = with_figures(snapshots[i])
-            except SnapshotError as exc:
-                raise ProtocolError(f"{address}: invalid snapshot: {exc}") from None
+            if i not in blocked:
+                snapshots[i] = _with_figures(snapshots[i], str(address))
         payload: Any = snapshots[0] if len(snapshots) == 1 else snapshots
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
         sys.stdout.flush()
