@@ -23,10 +23,21 @@ from .targets import TargetAddress
 from .targets.line import BackdoorConnection
 
 
+#: ports this process has handed out: the kernel gives a released port out again, and nameko
+#: listens with SO_REUSEPORT, so two servers handed one port would share it without an error,
+#: each answering some of the other's connections.
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A port free on ``host`` now and not handed out before by this process."""
+    while True:
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 class NamekoProcess:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import Any
 
+from chassis_console.launch import free_port
 from chassis_console.live.app import ChassisConsole
 from chassis_console.live.detail import WorkerDetailScreen
 from chassis_console.live.poller import (
@@ -119,3 +120,11 @@ async def test_every_screen_says_two_processes_answer_in_turn() -> None:
         await pilot.press("escape")
         await pilot.pause(0.1)
         assert NOTE in header(app)
+
+
+def test_free_port_never_hands_one_port_out_twice() -> None:
+    # The kernel gives a released port out again within a few thousand binds; two servers of a
+    # test handed the same one would share it through SO_REUSEPORT and answer each other's
+    # connections (a backdoor reading HTTP, an HTTP client reading the backdoor banner).
+    ports = [free_port() for _ in range(3000)]
+    assert len(set(ports)) == len(ports)
