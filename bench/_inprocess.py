@@ -10,6 +10,8 @@ revision's sources: the probe is standard library only), loaded under a name of 
 - ``live``: a live refresh on a session that has seen every worker (stacks "none");
 - ``first``: the first refresh of a new session;
 - ``full``: a full dump (every stack) as ``--json`` asks it, JSON and compression included;
+- ``turnover``: a live refresh after 10 young workers finished and 10 new ones came (a busy
+  service's usual refresh: 1000 parked and 10 visitors, all listed);
 - ``churn``: a refresh on a session after every worker was replaced by a new one;
 - ``bare``: a bare frame walk + JSON of the same workers, the floor the issue compares with.
 
@@ -49,10 +51,15 @@ SPACING = 0.25
 class Parking:
     name = "parking"
     release = Event()
+    visitors = Event()
 
     @rpc
     def park(self, seconds, note=None):
         descend(DEPTH, Parking.release)
+
+    @rpc
+    def visit(self, note=None):
+        descend(DEPTH, Parking.visitors)
 
 
 def descend(n, event):
@@ -161,6 +168,27 @@ def main() -> None:
         out["first"] = timed(lambda: request(session=uuid.uuid4().hex, stacks="none"), 10)
         out["full"] = timed(lambda: request(stacks="all"), 10)
         out["full_bytes"] = len(request(stacks="all"))
+        (visit,) = [e for e in container.entrypoints if e.method_name == "visit"]
+
+        def visitors() -> None:  # the 10 young ones leave and 10 others come
+            leaving, Parking.visitors = Parking.visitors, Event()
+            for i in range(10):
+                container.spawn_worker(visit, (), {"note": f"visitor {i}"},
+                                       context_data={"user_id": f"v{i}"})
+            leaving.send(None)
+
+        visitors()
+        eventlet.sleep(SPACING)
+        request(session=session, stacks="none", max_workers=listed + 10)
+        turnover = []
+        for _ in range(10):
+            visitors()
+            eventlet.sleep(SPACING)
+            t0 = time.perf_counter()
+            request(session=session, stacks="none", max_workers=listed + 10)
+            turnover.append((time.perf_counter() - t0) * 1000)
+        out["turnover"] = statistics.median(turnover)
+        Parking.visitors.send(None)
         churn = []
         for _ in range(0 if "--no-churn" in sys.argv else 5):
             release_all(container)

@@ -22,7 +22,6 @@ from .errors import ConsoleError, LaunchError
 from .targets import TargetAddress
 from .targets.line import BackdoorConnection
 
-
 #: ports this process has handed out: the kernel gives a released port out again, and nameko
 #: listens with SO_REUSEPORT, so two servers handed one port would share it without an error,
 #: each answering some of the other's connections.

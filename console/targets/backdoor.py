@@ -332,6 +332,8 @@ class BackdoorClient:
         try:
             snapshot = Snapshot.from_wire(data, self._previous)
         except SnapshotError as exc:
+            # the agent thinks this one was taken in: the next refresh starts afresh
+            self._session, self._previous = uuid.uuid4().hex, None
             raise ProtocolError(f"{self.label}: invalid snapshot: {exc}") from None
         self._previous = snapshot
         return snapshot

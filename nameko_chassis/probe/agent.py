@@ -264,13 +264,14 @@ def containers_of(namespace: dict[str, Any]) -> list[Any]:
 
 
 class _Session:
-    """What one client connection was sent: call id -> the ``where`` object of each worker,
-    the watchdog's incident ring state, and per container the finished-worker entries."""
+    """What one client connection was sent: per container its listing of workers
+    (:class:`.collect.Listed`), the watchdog's incident ring state, and per container the
+    finished-worker entries."""
 
-    __slots__ = ("where", "incidents", "history")
+    __slots__ = ("listed", "incidents", "history")
 
     def __init__(self) -> None:
-        self.where: dict[str, Any] = {}
+        self.listed: dict[str, Any] = {}
         self.incidents: Any = None
         self.history: dict[str, list[Any]] = {}
 
@@ -285,7 +286,8 @@ def collect(namespace: dict[str, Any], session: str | None = None,
             **limits: Any) -> wire.Encoded:
     """A snapshot, encoded for the wire. With ``session`` (a client-chosen id, one per
     connection) it is a delta against what that session was sent: workers whose ``where`` has
-    not changed come back only as call ids in their container's ``unchanged`` list, finished
+    not changed are left out, their container saying which the client keeps (``unchanged``
+    or ``unchanged_except``, see ``collect.collect``), finished
     workers it has seen as a count (``history_kept``), and the watchdog's ``incidents`` are left
     out while unchanged; the client merges with what it has (``Snapshot.from_wire``)."""
     stacks = limits.pop("stacks", "all")
@@ -294,15 +296,15 @@ def collect(namespace: dict[str, Any], session: str | None = None,
     containers = containers_of(namespace)
     backlog.touch(containers)  # a console is attached: keep sampling queues
     if not session:
-        return _encoded(containers, stacks, limits, None, None)
+        return _encoded(containers, stacks, limits)
     state = _sessions.pop(session, None)
     if state is None:
         state = _Session()
         while len(_sessions) >= MAX_SESSIONS:
             _sessions.pop(next(iter(_sessions)))
     _sessions[session] = state  # most recently used last
-    current: dict[str, Any] = {}
-    snapshot = _collected(containers, stacks, limits, state.where, current)
+    listed: dict[str, Any] = {}
+    snapshot = _collected(containers, stacks, limits, state.listed, listed)
     if "incidents" in snapshot:
         # the ring changes rarely: send it when it did, and the console keeps what it has
         running = watchdog.current()
@@ -311,31 +313,30 @@ def collect(namespace: dict[str, Any], session: str | None = None,
             del snapshot["incidents"]
         state.incidents = token
     for container in snapshot["containers"]:
-        for call_id in container.get("unchanged", ()):
-            current[call_id] = state.where[call_id]
         _history_delta(state, container)
-    state.where = current
-    return wire.encode_snapshot(snapshot)
+    encoded = wire.encode_snapshot(snapshot)
+    state.listed = listed  # only once the reply is ready: what the client gets is what it has
+    return encoded
 
 
 def _collected(containers: list[Any], stacks: Any, limits: dict[str, Any],
-               known: dict[str, Any] | None, sent: dict[str, Any] | None) -> Any:
+               before: dict[str, Any] | None, after: dict[str, Any] | None) -> Any:
     """collector.collect for the wire; once more if the frame table started afresh meanwhile
     (the indexes of the first pass would point into the old one)."""
     for _ in range(2):
         epoch = frame_table.table_epoch()
-        snapshot = collector.collect(containers, stacks=stacks, known=known, encoded=True,
-                                     sent=sent, **limits)
+        snapshot = collector.collect(containers, stacks=stacks, encoded=True,
+                                     session_before=before, session_after=after, **limits)
         if epoch == frame_table.table_epoch():
             break
-        if sent is not None:
-            sent.clear()
+        if after is not None:
+            after.clear()
     return snapshot
 
 
 def _encoded(containers: list[Any], stacks: Any, limits: dict[str, Any],
-             known: dict[str, Any] | None, sent: dict[str, Any] | None) -> wire.Encoded:
-    return wire.encode_snapshot(_collected(containers, stacks, limits, known, sent))
+             ) -> wire.Encoded:
+    return wire.encode_snapshot(_collected(containers, stacks, limits, None, None))
 
 
 def _history_delta(state: _Session, container: dict[str, Any]) -> None:

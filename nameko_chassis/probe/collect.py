@@ -124,10 +124,13 @@ class _WorkerCache:
     """What may change of a parked worker, remembered with what it depends on: a suspended
     greenthread's stack cannot change while its innermost frame object and that frame's
     instruction offset (``f_lasti``) stay the same, so ``where`` and the stack (as frame-table
-    indexes, and as JSON) are reused until they do. ``head`` is the static fields as JSON."""
+    indexes, and as JSON) are reused until they do. ``head`` is the static fields as JSON;
+    ``line`` the whole worker as a session refresh sends it without a stack (no age: the
+    console derives it), kept until ``where`` or the start stamp changes."""
 
     __slots__ = ("head", "where_frame", "where_lasti", "where", "where_json", "stack_frame",
-                 "stack_lasti", "stack_key", "stack", "stack_json", "stack_top")
+                 "stack_lasti", "stack_key", "stack", "stack_json", "stack_top", "line",
+                 "line_started")
 
     def __init__(self, head: str) -> None:
         self.head = head
@@ -141,6 +144,8 @@ class _WorkerCache:
         self.stack: list[int] = []
         self.stack_json = "[]"
         self.stack_top = -1
+        self.line: str | None = None
+        self.line_started: float | None = None
 
 
 def _worker_static(ctx: Any, container_name: str, opts: dict[str, Any],
@@ -211,6 +216,11 @@ class _Order:
         # bookkeeping stamps ``chassis_started_at`` as soon as the worker first runs)
         self.pending: dict[Any, None] = {}
         self.seq = 0
+        # what oldest() returned last, and for what: while no worker came, went or moved, the
+        # same list object comes back (the wire's delta refresh then checks only the frames)
+        self.version = 0
+        self.listing: list[tuple[Any, tuple[Any, ...]]] | None = None
+        self.listing_for: tuple[int, int, int] = (-1, -1, -1)
 
     def update(self, threads: dict[Any, Any], now: float) -> None:
         meta = self.meta
@@ -234,6 +244,8 @@ class _Order:
             self.seq += 1
             meta[ctx] = (since, self.seq, started, first)
             added.append((since, self.seq, ctx))
+        if added:
+            self.version += 1
         if self.pending:
             self._stamps(threads, added)
         if len(added) > 32:
@@ -249,6 +261,7 @@ class _Order:
                 del meta[ctx]
                 self.pending.pop(ctx, None)
             self.rows = [row for row in self.rows if row[2] in meta]
+            self.version += 1
 
     def _stamps(self, threads: dict[Any, Any], added: list[Any]) -> None:
         """Workers seen before their start stamp (on the previous refresh): placed again by it
@@ -263,6 +276,7 @@ class _Order:
             if old is None or started is None:
                 continue
             self.meta[ctx] = (started, old[1], started, old[3])
+            self.version += 1
             row = (old[0], old[1], ctx)
             rows = self.rows
             i = bisect.bisect_left(rows, _row_key(row), key=_row_key)
@@ -272,7 +286,10 @@ class _Order:
 
     def oldest(self, threads: dict[Any, Any], limit: int) -> list[tuple[Any, tuple[Any, ...]]]:
         """Up to ``limit`` running workers, oldest first: (ctx, (since, seq, started, first));
-        finished workers met on the way are dropped."""
+        finished workers met on the way are dropped. The very list of the last call while no
+        worker came or went since (nor did ``limit`` change)."""
+        if self.listing is not None and self.listing_for == (self.version, limit, len(threads)):
+            return self.listing
         out: list[tuple[Any, tuple[Any, ...]]] = []
         rows: list[Any] = self.rows
         dropped = 0
@@ -289,6 +306,12 @@ class _Order:
             i += 1
         if dropped:
             self.rows = [row for row in rows[:i] if row is not None] + rows[i:]
+            self.version += 1
+        last = self.listing
+        if last is not None and len(last) == len(out) and all(
+                a[0] is b[0] and a[1] is b[1] for a, b in zip(last, out, strict=True)):
+            out = last  # the same workers as before (the ones that came or went are not listed)
+        self.listing, self.listing_for = out, (self.version, limit, len(threads))
         return out
 
 
@@ -320,29 +343,145 @@ def _order_of(container: Any) -> _Order:
     return order
 
 
+class Listed:
+    """What one client session was sent of one container's listing (the wire's delta refresh):
+    the listing it was (``_Order.oldest``'s list), under which per-worker settings, and per
+    listed worker its call id, the ``where`` object sent and the frame that was innermost then,
+    with its instruction offset. While the listing is the same list, a refresh only checks that
+    each worker's innermost frame is still that one at that offset: a parked worker's."""
+
+    __slots__ = ("listing", "key", "ids", "wheres", "rows", "_index")
+
+    def __init__(self, listing: Any, key: Any) -> None:
+        self.listing = listing
+        self.key = key
+        self.ids: list[str] = []
+        self.wheres: list[Any] = []
+        self.rows: list[tuple[Any, Any, int]] = []  # (greenthread, innermost frame, f_lasti)
+        self._index: dict[Any, int] | None = None
+
+    def index(self) -> dict[Any, int]:
+        """Worker context -> its place in ``ids``, ``wheres`` and ``rows``."""
+        if self._index is None:
+            self._index = {ctx: i for i, (ctx, _meta) in enumerate(self.listing)}
+        return self._index
+
+
 def _collect_workers(container: Any, name: str, now: float, opts: dict[str, Any],
-                     errors: list[str]) -> tuple[list[Any], int]:
+                     errors: list[str]) -> tuple[list[Any], int, dict[str, Any]]:
+    """(workers listed in full, workers running, the delta fields: ``unchanged`` or
+    ``unchanged_except``, for a session only)."""
     try:
         threads = privates.worker_table(container)
         order = _order_of(container)
         order.update(threads, now)
-        listed = order.oldest(threads, opts["max_workers"])
+        listing = order.oldest(threads, opts["max_workers"])
     except BaseException as exc:
         errors.append(f"{name}: cannot read worker threads: {type(exc).__name__}: {exc}")
-        return [], 0
+        return [], 0, {}
+    sessions_in, sessions_out = opts["listed_in"], opts["listed_out"]
+    if sessions_in is None:
+        return _list(listing, threads, container, name, now, opts, errors, None)[0], \
+            len(threads), {}
+    memo = sessions_in.get(name)
+    if memo is not None and memo.key != opts["cache_key"]:
+        memo = None  # other limits or redaction: every worker again
+    if memo is not None and memo.listing is listing:
+        try:
+            workers, delta = _relist(memo, listing, threads, container, name, now, opts,
+                                     errors, sessions_out)
+            return workers, len(threads), delta
+        except _Relist:
+            pass
+    workers, listed, unchanged = _list(listing, threads, container, name, now, opts, errors,
+                                       memo)
+    sessions_out[name] = listed
+    if memo is None:
+        return workers, len(threads), {"unchanged": unchanged}
+    # the shorter of "these are unchanged" and "all but these (and those sent) are"
+    now_listed = set(listed.ids)
+    gone = [cid for cid in memo.ids if cid not in now_listed]
+    if len(gone) < len(unchanged):
+        return workers, len(threads), {"unchanged_except": gone}
+    return workers, len(threads), {"unchanged": unchanged}
+
+
+
+class _Relist(Exception):
+    """The quick path of a delta refresh met something it does not handle: list in full."""
+
+
+def _relist(memo: Listed, listing: Any, threads: Any, container: Any, name: str, now: float,
+            opts: dict[str, Any], errors: list[str], sessions_out: dict[str, Any]
+            ) -> tuple[list[Any], dict[str, Any]]:
+    """A delta refresh of the very listing the session was sent: only the workers whose
+    innermost frame moved (or whose stack was asked for) are looked at, and listed in full
+    when their ``where`` changed; the others stay as the session has them."""
+    try:
+        moved = [i for i, (gt, frame, lasti) in enumerate(memo.rows)
+                 if gt.gr_frame is not frame or (frame is not None and frame.f_lasti != lasti)]
+    except BaseException:
+        raise _Relist() from None
+    stacks = opts["stacks"]
+    if not isinstance(stacks, str) and stacks:
+        wanted = [i for i, cid in enumerate(memo.ids) if cid in stacks]
+        if wanted:
+            moved = sorted({*moved, *wanted})
+    out = Listed(listing, memo.key)
+    out.ids, out.wheres, out.rows, out._index = memo.ids, memo.wheres, memo.rows, memo._index
+    if moved:
+        workers, again, _ = _list([listing[i] for i in moved], threads, container, name, now,
+                                  opts, errors, memo, moved=True)
+        if again.ids != [memo.ids[i] for i in moved]:
+            raise _Relist()  # one could not be read now: the full path says which
+        out.wheres, out.rows = list(memo.wheres), list(memo.rows)
+        for j, i in enumerate(moved):
+            out.wheres[i], out.rows[i] = again.wheres[j], again.rows[j]
+    else:
+        workers = []
+    sessions_out[name] = out
+    return workers, {"unchanged_except": []}
+
+
+def _list(listing: Any, threads: Any, container: Any, name: str, now: float,
+          opts: dict[str, Any], errors: list[str], before: Listed | None, moved: bool = False
+          ) -> tuple[list[Any], Listed, list[str]]:
+    """The workers of ``listing`` in full, but those of ``before`` (what the session was sent)
+    still where they were, whose stack was not asked for; what was listed; and the call ids of
+    the workers left out as unchanged. A worker of ``before`` whose innermost frame has not
+    moved is not looked at again; ``moved``: the caller knows they all have."""
     own = package_dirs(getattr(container, "service_cls", None))
     stacks = opts["stacks"]
     all_stacks = stacks == "all"
     some_stacks = not isinstance(stacks, str)
     max_frames = opts["max_frames"]
-    known = opts["known"]
-    unchanged = opts["unchanged"]
     encoded = opts["encoded"]
-    sent = opts["sent"]
+    session = opts["listed_in"] is not None  # no ages: Snapshot.from_wire derives them
     epoch = table_epoch()
     workers: list[Any] = []
     key = opts["cache_key"]
-    for ctx, (since, _seq, started, _first) in listed:
+    listed = Listed(listing, key)
+    ids, wheres, rows = listed.ids, listed.wheres, listed.rows
+    unchanged: list[str] = []
+    index = before.index() if before is not None else None
+    sent_ids, sent_wheres, sent_rows = ((before.ids, before.wheres, before.rows)
+                                        if before is not None else ([], [], []))
+    check = index is not None and not moved and not all_stacks
+    i: int | None = None
+    for ctx, (since, _seq, started, _first) in listing:
+        if index is not None:
+            i = index.get(ctx)
+            if check and i is not None:
+                gt, frame, lasti = row = sent_rows[i]
+                f = gt.gr_frame
+                if f is frame and (f is None or f.f_lasti == lasti):
+                    call_id = sent_ids[i]
+                    if not (some_stacks and call_id in stacks):
+                        ids.append(call_id)
+                        wheres.append(sent_wheres[i])
+                        rows.append(row)
+                        unchanged.append(call_id)
+                        continue
         cached = getattr(ctx, _CACHE_ATTR, None)
         if cached is not None and len(cached) > 3 and cached[0] == key:
             static, first, cache = cached[1], cached[2], cached[3]
@@ -352,16 +491,28 @@ def _collect_workers(container: Any, name: str, now: float, opts: dict[str, Any]
             except BaseException as exc:  # one odd worker never hides the others
                 errors.append(f"{name}: cannot read a worker: {type(exc).__name__}: {exc}")
                 continue
-        frame = privates.greenthread_frame(threads.get(ctx))
+        gt = threads.get(ctx)
+        frame = privates.greenthread_frame(gt)
         call_id = static["call_id"]
         where = _where(frame, cache, own) if frame is not None else None
+        ids.append(call_id)
+        wheres.append(where)
+        rows.append((gt, frame, frame.f_lasti if frame is not None else -1))
         wants_stack = all_stacks or (some_stacks and call_id in stacks)
-        if known is not None and not wants_stack and call_id in known \
-                and known[call_id] is where:
+        if i is not None and not wants_stack and sent_wheres[i] is where:
             unchanged.append(call_id)
             continue
-        if sent is not None:
-            sent[call_id] = where
+        if encoded and session and not wants_stack:
+            line = cache.line
+            if line is None or cache.line_started != started or frame is None:
+                line = (f'{{{cache.head},"started_at":{_number(started)},'
+                        f'"first_seen":{_number(first)},'
+                        f'"where":{cache.where_json if frame is not None else "null"},'
+                        f'"stack":null}}')
+                if frame is not None:
+                    cache.line, cache.line_started = line, started
+            workers.append(line)
+            continue
         age = round(now - since if now > since else 0.0, 3)
         if encoded:
             if not wants_stack:
@@ -392,7 +543,7 @@ def _collect_workers(container: Any, name: str, now: float, opts: dict[str, Any]
         else:
             worker["stack"] = None
         workers.append(cast(WorkerDict, worker))
-    return workers, len(threads)
+    return workers, listed, unchanged
 
 
 def _where(frame: Any, cache: _WorkerCache, own: tuple[str, ...] = ()) -> FrameDict | None:
@@ -403,6 +554,7 @@ def _where(frame: Any, cache: _WorkerCache, own: tuple[str, ...] = ()) -> FrameD
     where = innermost_user_frame(frame, own=own)
     cache.where_frame, cache.where_lasti, cache.where = frame, lasti, where
     cache.where_json = frame_json(where)
+    cache.line = None
     return where
 
 
@@ -491,9 +643,7 @@ def _collect_container(container: Any, now: float, opts: dict[str, Any],
         for d in list(getattr(container, "dependencies", ()) or ()))]
     subextensions: list[SubextensionDict] = [{"type": kind, "details": {}} for kind in sorted(
         _qualified(s) for s in list(getattr(container, "subextensions", ()) or ()))]
-    unchanged: list[str] = []
-    opts["unchanged"] = unchanged
-    workers, running = _collect_workers(container, name, now, opts, errors)
+    workers, running, delta = _collect_workers(container, name, now, opts, errors)
     max_workers = getattr(container, "max_workers", 0)
     result: ContainerDict = {
         "service_name": name,
@@ -508,8 +658,7 @@ def _collect_container(container: Any, now: float, opts: dict[str, Any],
         "managed_threads": _collect_managed(container, name, opts, errors),
         "history": _history(container, opts["encoded"]),
     }
-    if opts["known"] is not None:
-        result["unchanged"] = unchanged
+    result.update(delta)  # type: ignore[typeddict-item]
     if (queues := backlog.of(container)) is not None:  # the sampler's last: a dict lookup
         result["backlog"] = queues
     return result
@@ -518,8 +667,8 @@ def _collect_container(container: Any, now: float, opts: dict[str, Any],
 def _options(*, stacks: Any = "all", max_workers: int = DEFAULT_MAX_WORKERS,
              max_frames: int = DEFAULT_MAX_FRAMES, repr_limit: int = DEFAULT_REPR_LIMIT,
              secret_patterns: Iterable[str] = SECRET_KEY_PATTERNS,
-             known: Mapping[str, Any] | None = None, encoded: bool = False,
-             sent: dict[str, Any] | None = None) -> dict[str, Any]:
+             encoded: bool = False, session_before: Mapping[str, Listed] | None = None,
+             session_after: dict[str, Listed] | None = None) -> dict[str, Any]:
     if not isinstance(stacks, str):
         stacks = frozenset(str(s) for s in stacks)
     elif stacks not in ("all", "none"):
@@ -529,8 +678,9 @@ def _options(*, stacks: Any = "all", max_workers: int = DEFAULT_MAX_WORKERS,
     return {"stacks": stacks, "max_workers": max(int(max_workers), 0),
             "max_frames": max(int(max_frames), 1), "repr_limit": repr_limit,
             # one RedactionPolicy object per settings: per-worker cache keys compare by identity
-            "secret_patterns": policy, "cache_key": (repr_limit, policy), "known": known, "unchanged": [],
-            "encoded": encoded, "sent": sent, "frames_used": -1}
+            "secret_patterns": policy, "cache_key": (repr_limit, policy),
+            "listed_in": session_before, "listed_out": session_after if session_after is not None
+            else {}, "encoded": encoded, "frames_used": -1}
 
 
 _NAMEKO_VERSION: str | None = None
@@ -540,8 +690,8 @@ def collect(target: Any = None, *, namespace: Mapping[str, Any] | None = None,
             stacks: Any = "all", max_workers: int = DEFAULT_MAX_WORKERS,
             max_frames: int = DEFAULT_MAX_FRAMES, repr_limit: int = DEFAULT_REPR_LIMIT,
             secret_patterns: Iterable[str] = SECRET_KEY_PATTERNS,
-            known: Mapping[str, Any] | None = None, encoded: bool = False,
-            sent: dict[str, Any] | None = None) -> SnapshotDict:
+            encoded: bool = False, session_before: Mapping[str, Listed] | None = None,
+            session_after: dict[str, Listed] | None = None) -> SnapshotDict:
     """A schema-v1 snapshot of ``target``: a ServiceRunner, a ServiceContainer, a list of them,
     or None to find them (the ``runner`` in ``namespace``, else a bounded ``gc`` search).
 
@@ -553,11 +703,13 @@ def collect(target: Any = None, *, namespace: Mapping[str, Any] | None = None,
     by default the process's policy; ``"+name"``/``"-name"`` entries edit it, other names
     replace its names (see :func:`.redaction.policy_for` and docs/security.md).
 
-    ``known`` (the wire's delta refresh, used by the agent): call id -> the ``where`` object
-    sent for it before. A listed worker whose ``where`` is still that very object, and whose
-    stack was not asked for, is left out of ``workers`` and its call id put in the container's
-    ``unchanged`` list instead; the console reuses what it has (see ``wire``). ``sent``, when
-    given, gets call id -> ``where`` of every worker listed in full.
+    ``session_before`` (the wire's delta refresh, used by the agent): what a client session
+    was sent, per container name (:class:`Listed`, as ``session_after`` got it the last time).
+    A listed worker whose ``where`` is still the very object sent, and whose stack was not
+    asked for, is left out of ``workers``; the container says which workers the client keeps,
+    as ``unchanged`` (their call ids) or ``unchanged_except`` (all of the previous listing but
+    these call ids and those sent in full), whichever is shorter; the console reuses what it
+    has (see ``wire``). ``session_after`` gets what this snapshot sends, for the next time.
 
     ``encoded`` (the agent's wire path): each container's ``workers`` are JSON texts (cached
     per worker, see :class:`_WorkerCache`), stacks are indexes into the frame table
@@ -567,8 +719,8 @@ def collect(target: Any = None, *, namespace: Mapping[str, Any] | None = None,
     global _NAMEKO_VERSION
     t0 = time.perf_counter()
     opts = _options(stacks=stacks, max_workers=max_workers, max_frames=max_frames,
-                    repr_limit=repr_limit, secret_patterns=secret_patterns, known=known,
-                    encoded=encoded, sent=sent)
+                    repr_limit=repr_limit, secret_patterns=secret_patterns, encoded=encoded,
+                    session_before=session_before, session_after=session_after)
     errors: list[str] = []
     containers, _how = _resolve(target, namespace)
     now = time.time()

@@ -104,6 +104,7 @@ class ContainerDict(TypedDict):
     managed_threads: list[ManagedThreadDict]
     history: list[FinishedWorkerDict] | None
     unchanged: NotRequired[list[str]]  # wire only: see wire.py
+    unchanged_except: NotRequired[list[str]]  # wire only: see wire.py
     backlog: NotRequired[list[QueueBacklogDict]]  # while a console is attached (added within v1)
 
 

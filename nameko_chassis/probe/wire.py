@@ -25,7 +25,9 @@ Snapshots travel with two optional extras that stay shared up to the console's m
   tracebacks) are lists of indexes into it (the agent sends its process-wide frame table up
   to the highest index used, so a parked worker's stack encodes once);
 - ``unchanged`` (per container): call ids of workers sent before on this connection, still
-  parked where they were (see ``agent.collect``);
+  parked where they were (see ``agent.collect``); or instead ``unchanged_except``: every
+  worker of the container's previous snapshot is, but those named and those sent in full
+  (shorter while few workers come and go: ``[]`` when none did);
 - ``history_kept`` (per container, delta refreshes): the container's ``history`` is the last
   ``history_kept`` entries of the previous snapshot's, then the entries sent in this one.
 

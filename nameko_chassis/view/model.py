@@ -200,6 +200,13 @@ def _stack(r: _Reader, wire: _Wire | None) -> list[Frame] | None:
     return [wire.frame(f, f"{path}[{i}]") for i, f in enumerate(stack)]
 
 
+def _age(now: float, started: float | None, first_seen: float) -> float:
+    """A worker's age at ``now``, as the collector computes it (a session's refreshes leave it
+    out: the snapshot's time and the worker's start say it)."""
+    age = now - (started if started is not None else first_seen)
+    return round(age, 3) if age > 0 else 0.0
+
+
 @dataclass(frozen=True)
 class Worker:
     call_id: str
@@ -219,6 +226,8 @@ class Worker:
     def from_dict(cls, data: Any, path: str = "", wire: _Wire | None = None) -> Worker:
         r = _Reader(data, path)
         where = r.get("where", dict, optional=True)
+        started = r.number("started_at", optional=True)
+        first = r.number("first_seen")
         return cls(
             call_id=r.text("call_id"),
             call_id_stack=[str(c) for c in r.array("call_id_stack")],
@@ -227,9 +236,10 @@ class Worker:
             args=[str(a) for a in r.array("args")],
             kwargs={str(k): str(v) for k, v in r.mapping("kwargs").items()},
             context_data=r.mapping("context_data"),
-            started_at=r.number("started_at", optional=True),
-            first_seen=r.number("first_seen"),
-            age_s=r.number("age_s"),
+            started_at=started,
+            first_seen=first,
+            age_s=(r.number("age_s") if wire is None or "age_s" in r.data
+                   else _age(wire.now, started, first)),
             where=Frame.from_dict(where, f"{r._p('where')}") if where is not None else None,
             stack=_stack(r, wire),
         )
@@ -241,9 +251,7 @@ class Worker:
         copy = object.__new__(Worker)
         d = copy.__dict__
         d.update(self.__dict__)
-        started = d["started_at"]
-        age = now - (started if started is not None else d["first_seen"])
-        d["age_s"] = round(age, 3) if age > 0 else 0.0
+        d["age_s"] = _age(now, d["started_at"], d["first_seen"])
         d["stack"] = None
         return copy
 
@@ -411,6 +419,22 @@ def _unchanged_workers(unchanged: list[Any], wire: _Wire, service_name: Any, pat
     return kept
 
 
+def _kept_but(all_but: list[Any], sent: list[Worker], wire: _Wire, service_name: Any,
+              path: str) -> list[Worker]:
+    """The previous snapshot's workers of this container, aged to now and in its order, but
+    those named by ``all_but`` and those sent again in full (``unchanged_except``)."""
+    container = wire.previous_container(service_name)
+    if container is None:
+        raise SnapshotError(f"{path}: keeps the workers of a container the previous snapshot "
+                            "does not have")
+    if not all_but and not sent:
+        now = wire.now
+        return [w.aged(now) for w in container.workers]
+    left = {str(c) for c in all_but}.union(w.call_id for w in sent)
+    now = wire.now
+    return [w.aged(now) for w in container.workers if w.call_id not in left]
+
+
 @dataclass(frozen=True)
 class QueueBacklog:
     """One queue a container consumes from (``backlog``, added within v1: probe/backlog.py)."""
@@ -458,12 +482,17 @@ class Container:
         workers = [Worker.from_dict(w, f"{r._p('workers')}[{i}]", wire)
                    for i, w in enumerate(r.array("workers"))]
         unchanged = r.array("unchanged")
-        if unchanged:
+        all_but = r.get("unchanged_except", list, optional=True)
+        if unchanged or all_but is not None:
+            field = "unchanged" if unchanged else "unchanged_except"
             if wire is None:
-                raise SnapshotError(f"{r._p('unchanged')}: a delta refresh needs the previous "
+                raise SnapshotError(f"{r._p(field)}: a delta refresh needs the previous "
                                     "snapshot (Snapshot.from_wire)")
-            kept = _unchanged_workers(unchanged, wire, r.data.get("service_name"),
-                                      r._p("unchanged"))
+            if all_but is not None:
+                kept = _kept_but(all_but, workers, wire, r.data.get("service_name"), r._p(field))
+            else:
+                kept = _unchanged_workers(unchanged, wire, r.data.get("service_name"),
+                                          r._p(field))
             if workers:
                 workers += kept
                 workers.sort(key=oldest_first_key)

@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import sys
 import time
+from typing import Any
 
 import pytest
 from chassis_console.errors import ConsoleError, NoRunnerError
 from chassis_console.targets.backdoor import NAMESPACE_NAME, BackdoorClient, _get_payload
 
 from nameko_chassis.probe import privates, wire
+from nameko_chassis.view.model import Snapshot
 from tests.harness import wait_for
 
 MANY = 10_000
@@ -97,6 +99,10 @@ def test_finished_workers_are_a_delta_per_session(start_service):
         assert second.containers[0].history == first.containers[0].history
         for i in range(2):
             service.rpc.call("parking", "park", seconds=0.01, tag=f"n{i}")
+        # the reply leaves before the bookkeeping has the worker in its history
+        with BackdoorClient(service.target) as fresh:
+            wait_for(lambda: len(fresh.collect(stacks="none")["containers"][0]["history"])
+                     == n0 + 2, what="the two in the history")
         third = client.snapshot()
         # the delta merged: the same list a fresh connection gets in full
         with BackdoorClient(service.target) as fresh:
@@ -110,6 +116,8 @@ def test_finished_workers_are_a_delta_per_session(start_service):
         assert len(whole["containers"][0]["history"]) == n0 + 2
         assert "history_kept" not in whole["containers"][0]
         service.rpc.call("parking", "park", seconds=0.01, tag="last")
+        wait_for(lambda: len(client.collect(stacks="none")["containers"][0]["history"])
+                 == n0 + 3, what="the last in the history")
         delta = _raw_collect(client, session=session, stacks="none")
         assert delta["containers"][0]["history_kept"] == n0 + 2
         (new,) = delta["containers"][0]["history"]
@@ -201,3 +209,81 @@ def test_a_backdoor_without_nameko_is_searched_once_and_left_clean(start_service
         if attempt == 0:
             first_search = search
         assert search == first_search  # the gc search ran once, on the first attach
+
+
+def _essentials(workers) -> list[tuple]:
+    """What a listed worker is, but its age (which moves on between two requests) and stack."""
+    return [(w.call_id, w.entrypoint, tuple(w.args), tuple(sorted(w.kwargs.items())),
+             tuple(sorted(w.context_data.items())), w.started_at, w.first_seen,
+             None if w.where is None else (w.where.file, w.where.line, w.where.function))
+            for w in workers]
+
+
+def test_delta_refreshes_merge_to_a_full_dump_whatever_comes_and_goes(start_service):
+    service = start_service()
+    parked = {"park": 0, "walk": 0}
+
+    def settle() -> None:  # every worker parked again where it waits, and no other running
+        wait_for(lambda: service.rpc.call("parking", "parked", tag="walk") == parked["walk"]
+                 and service.rpc.call("parking", "parked", tag="a") == parked["park"],
+                 what="workers parked")
+        wait_for(lambda: service.running_workers("parking") == sum(parked.values()),
+                 what="only the parked workers running")
+
+    with BackdoorClient(service.target) as a, BackdoorClient(service.target) as b, \
+            BackdoorClient(service.target) as full:
+
+        def same(step: str, client: BackdoorClient, **kwargs) -> Any:
+            settle()
+            merged = client.snapshot(**kwargs).containers[0]
+            limit = kwargs.get("max_workers", 1000)
+            dump = Snapshot.from_dict(full.collect(stacks="none", max_workers=limit)).containers[0]
+            assert _essentials(merged.workers) == _essentials(dump.workers), step
+            assert [w.age_s for w in merged.workers] == sorted(
+                (w.age_s for w in merged.workers), reverse=True), step
+            return merged
+
+        same("nothing yet", a)
+        service.hold(3, tag="a")
+        parked["park"] = 3
+        same("three came", a)
+        same("three came", b)
+        service.hold(2, method="walk")
+        parked["walk"] = 2
+        same("two walkers came", a)
+        # nothing changed: the agent sends no worker and an empty "all but" list
+        raw = _raw_collect(a, session=a._session, stacks="none")
+        assert raw["containers"][0]["workers"] == [] and \
+            raw["containers"][0]["unchanged_except"] == []
+        a._session = None  # that raw request was not merged: start this connection afresh
+        a.close()
+        same("a afresh", a)
+        for _ in range(3):  # the walkers move on: sent again, the others kept
+            service.release("walk")
+            same("walkers moved", a)
+        # b saw none of that: one refresh with all of it
+        walked = same("b after the walks", b)
+        assert {w.where.function for w in walked.workers if w.entrypoint == "parking.walk"} \
+            == {"wait_there"}
+        # a watched worker comes with its stack, the others without, and all merge
+        watched = walked.workers[0].call_id
+        merged = same("a watches one", a, stacks=frozenset({watched}))
+        assert [w.call_id for w in merged.workers if w.stack is not None] == [watched]
+        same("a stops watching", a)
+        # a smaller listing and back
+        assert len(same("a lists two", a, max_workers=2).workers) == 2
+        assert len(same("a lists all", a).workers) == 5
+        # three leave, one comes, the walkers move: all in one refresh
+        service.release("a")
+        parked["park"] = 0
+        settle()  # hold() counts from the workers running: the three gone first
+        service.hold(1, tag="a")
+        parked["park"] = 1
+        service.release("walk")
+        same("leave, come and move", a)
+        same("leave, come and move", b)
+        service.release("a")
+        parked["park"] = 0
+        service.rpc.call("parking", "release", tag="walk")
+        parked["walk"] = 2
+        same("one left", b)

@@ -24,6 +24,10 @@ def wait_here(event: Event, seconds: float | None) -> None:
             event.wait()
 
 
+def wait_there(event: Event) -> None:
+    event.wait()
+
+
 class Parking:
     name = "parking"
 
@@ -48,6 +52,19 @@ class Parking:
             if event in _parked["login"]:
                 _parked["login"].remove(event)
         return username
+
+    @rpc
+    def walk(self, tag: str = "walk", steps: int = 100) -> int:
+        """Waits ``steps`` times, by turns in ``wait_here`` and ``wait_there``: each
+        ``release(tag)`` moves the worker on to the other (its ``where`` changes)."""
+        for i in range(steps):
+            event = Event()
+            _parked[tag].append(event)
+            if i % 2:
+                wait_there(event)
+            else:
+                wait_here(event, None)
+        return steps
 
     @rpc
     def release(self, tag: str = "default") -> int:
