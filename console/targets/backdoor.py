@@ -4,9 +4,11 @@
 raw line protocol (:mod:`.line`):
 
 1. connect and read the banner up to the first ``>>> ``;
-2. bootstrap once per service process: ship the probe package's *source* (standard library only)
-   into a private namespace stored under the single name ``__chassis__`` in the backdoor's
-   shared namespace, tagged with a hash of the sources — skipped when the hash already matches;
+2. bootstrap once per service process: ship the probe package (standard library only; compiled
+   here when the service's bytecode is this Python's, else source) in a few lines, each a
+   request of its own, the last of which puts the agent under the single name ``__chassis__``
+   in the backdoor's shared namespace, tagged with a hash of the sources — skipped when the
+   hash already matches;
 3. one line per request, ``__chassis__.handle(globals(), op, b64json)``; one frame back, then
    the prompt.
 
