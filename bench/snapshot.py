@@ -7,8 +7,9 @@ Prints three tables:
    (default c67de0b: its probe sources, loaded the same way), nameko-chassis 3.2.0's
    ``ServiceState.from_container`` + JSON (bench/.venv-ref), and a bare frame walk + JSON of
    the same workers; at 1000 workers (1000 listed) and 5000 (all listed);
-2. **bootstrap**: the hub's hold for the line that ships the probe on a first attach, compiled
-   by the console vs source compiled in the service (what ``--rev`` does);
+2. **bootstrap**: the hub's hold for each line that ships the probe on a first attach (the
+   largest and the total), compiled by the console vs source compiled in the service, in the
+   chunks this tree ships and in one chunk;
 3. **over a real backdoor**: ``bench/vs_rev.py`` — this tree against ``--rev``, each on a real
    ``nameko run`` with 1000 parked workers, taking turns, spaced like a 1 Hz console (this
    tree's stall is the whole hold; the revision's as it reported it, which left part out).
@@ -16,18 +17,23 @@ Prints three tables:
     .ci/with-broker .venv/bin/python bench/snapshot.py [--rev c67de0b] [--skip-backdoor]
 
 Goals (issue 13, 1000 workers): full dump <= 0.5x a bare walk + JSON and <= 0.08x 3.2.0;
-live refresh <= 1 ms; first refresh <= 3 ms; churn <= 10 ms; bootstrap <= 5 ms. The turnover
-row is the live refresh of a busy service (10 young workers came and went since the last).
+live refresh <= 1 ms; first refresh <= 3 ms; churn <= 10 ms; bootstrap <= 5 ms a line. The
+turnover row is the live refresh of a busy service (10 young workers came and went since the last).
 """
 
 from __future__ import annotations
 
 import argparse
+import code
+import contextlib
+import io
 import json
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -112,37 +118,64 @@ def table_inprocess(rev: str) -> None:
           "timed in the service's process (not the socket).")
 
 
-def table_bootstrap() -> None:
+def _push_timed(namespace: dict[str, object], line: str) -> tuple[float, str]:
+    """One bootstrap line as eventlet's backdoor runs it, and the hub's hold for it (ms): read
+    from a socket whose buffer already holds it, then ``InteractiveConsole.push`` (the
+    backdoor's compile of the line, then its exec) — what the line prints, too."""
+    reader, writer = socket.socketpair()
+    with reader, writer, reader.makefile("rb") as lines:
+        sender = threading.Thread(target=writer.sendall, args=(line.encode() + b"\n",))
+        sender.start()
+        time.sleep(0.05)  # all of it in the socket buffers: reading it is not waiting for it
+        out = io.StringIO()
+        t0 = time.perf_counter()
+        text = lines.readline().decode("utf-8").replace("\r\n", "\n")
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            code.InteractiveConsole(namespace).push(text.rstrip("\n"))
+        took = (time.perf_counter() - t0) * 1000
+        sender.join()
+    return took, out.getvalue()
+
+
+def table_bootstrap(rounds: int = 7) -> None:
+    """Every line of a first attach's bootstrap, each timed as the hold it is: the largest
+    line's hold and the total, as this tree ships the probe (in chunks) and in one chunk."""
     from chassis_console.targets.backdoor import _Payload, _shipped_sources
 
-    payload = _Payload(_shipped_sources())
-    root = f"nameko_chassis_probe_{payload.version}"
-
-    def boot(line: str) -> float:
-        for key in [k for k in sys.modules if k == root or k.startswith(root + ".")]:
-            del sys.modules[key]
-        namespace: dict[str, object] = {}
-        t0 = time.perf_counter()
-        exec(compile(line, "<backdoor>", "single"), namespace)
-        took = (time.perf_counter() - t0) * 1000
-        assert "__chassis__" in namespace
-        return took
-
-    compiled = payload.compiled_line()
-    rows = {"compiled by the console (this tree)": [], "source, compiled in the service": []}
-    for _ in range(7):
-        rows["compiled by the console (this tree)"].append(boot(compiled))
-        rows["source, compiled in the service"].append(boot(payload.line))
+    sources = _shipped_sources()
+    variants = {
+        "compiled by the console, in chunks (this tree)": (_Payload(sources), True),
+        "compiled by the console, one chunk": (_Payload(sources, chunk_bytes=1 << 30), True),
+        "source, compiled in the service, in chunks": (_Payload(sources), False),
+        "source, compiled in the service, one chunk": (
+            _Payload(sources, chunk_bytes=1 << 30), False),
+    }
+    holds: dict[str, list[list[float]]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, (payload, compiled) in variants.items():
+            for key in [k for k in sys.modules
+                        if k == payload.root or k.startswith(payload.root + ".")]:
+                del sys.modules[key]
+            namespace: dict[str, object] = {}
+            samples = []
+            for line in payload.lines("bench", compiled=compiled):
+                took, out = _push_timed(namespace, line)
+                assert not out.strip(), out
+                samples.append(took)
+            assert "__chassis__" in namespace
+            holds[name].append(samples)
         time.sleep(0.2)
-    print("\n## Bootstrap: the hub's hold for the line that ships the probe (median ms of 7; "
-          "reading the line from the socket not included)\n")
-    print("| probe shipped as | line bytes | hold |")
-    print("|---|---:|---:|")
-    for (name, samples), line in zip(rows.items(), (compiled, payload.line), strict=True):
-        print(f"| {name} | {len(line):,} | {ms(statistics.median(samples))} |")
-    ratio_text = ratio(statistics.median(rows["compiled by the console (this tree)"]),
-                       statistics.median(rows["source, compiled in the service"]))
-    print(f"\ncompiled / source: {ratio_text}")
+    print(f"\n## Bootstrap: the hub's hold for each line that ships the probe on a first attach "
+          f"(median ms of {rounds}; each line read from a socket, compiled and run as the "
+          "backdoor does)\n")
+    print("| probe shipped as | lines | largest line bytes | largest line's hold | total hold |")
+    print("|---|---:|---:|---:|---:|")
+    for name, (payload, compiled) in variants.items():
+        lines = payload.lines("bench", compiled=compiled)
+        per_line = [statistics.median(col) for col in zip(*holds[name], strict=True)]
+        total = statistics.median(sum(r) for r in holds[name])
+        print(f"| {name} | {len(lines)} | {max(map(len, lines)):,} | {ms(max(per_line))} | "
+              f"{ms(total)} |")
 
 
 def main() -> int:

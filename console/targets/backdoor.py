@@ -4,9 +4,11 @@
 raw line protocol (:mod:`.line`):
 
 1. connect and read the banner up to the first ``>>> ``;
-2. bootstrap once per service process: ship the probe package's *source* (standard library only)
-   into a private namespace stored under the single name ``__chassis__`` in the backdoor's
-   shared namespace, tagged with a hash of the sources — skipped when the hash already matches;
+2. bootstrap once per service process: ship the probe package (standard library only; compiled
+   here when the service's bytecode is this Python's, else source) in a few lines, each a
+   request of its own, the last of which puts the agent under the single name ``__chassis__``
+   in the backdoor's shared namespace, tagged with a hash of the sources — skipped when the
+   hash already matches;
 3. one line per request, ``__chassis__.handle(globals(), op, b64json)``; one frame back, then
    the prompt.
 
@@ -63,82 +65,159 @@ def _shipped_sources() -> list[tuple[str, str]]:
 # sys.modules: its relative imports resolve, and the classes it defines can be found by module
 # name — nameko serialises an exception by its module path, and a worker killed from the
 # console fails with the probe's WorkerKilled. The backdoor namespace holds the agent under
-# one name, and nothing else. A package of the same hash booted before (an agent that left a
-# backdoor without a nameko runner) is linked again rather than booted twice. Each module is
-# a code object compiled by the console when the service's bytecode magic is the console's
-# (compiling 180 KB of source on the service's hub was most of the first attach's stall), else
-# its source.
+# one name, and nothing else.
+#
+# It is shipped in several lines, each a backdoor request of its own, so that no line holds
+# the service's hub for long (the hub runs the service between them): the first line
+# (``begin``) stages an empty package tagged with this attach's token; each next one unmarshals
+# and runs a few module bodies into it; the last one installs the agent, marks the package
+# ready and puts the agent in the namespace — the only step a later attach trusts. A package
+# of the same hash marked ready (an agent that left a backdoor without a nameko runner) is
+# linked again by ``begin`` rather than booted twice; one that never got ready (an attach cut
+# off halfway) is dropped and staged afresh. A line whose stage another attach replaced
+# answers ``superseded``. Each module is a code object compiled by the console when the
+# service's bytecode magic is the console's (compiling 180 KB of source on the service's hub
+# was most of the first attach's stall), else its source.
 _BOOT = '''
-def __chassis_boot(modules, version):
+def __chassis_begin(namespace, name, root, version, token):
     import sys, types
-    root = "nameko_chassis_probe_" + version
+
+    def drop():
+        for key in [k for k in sys.modules if k == root or k.startswith(root + ".")]:
+            del sys.modules[key]
+
     booted = sys.modules.get(root)
-    if booted is not None and getattr(booted, "agent", None) is not None:
-        return booted.agent
+    if getattr(booted, "__chassis_ready__", False):
+        namespace[name] = booted.agent
+        return "linked"
+    drop()
     package = types.ModuleType(root)
     package.__path__ = []
     mods = {}
+
+    def ours(their_token):
+        return their_token == token and sys.modules.get(root) is package
+
+    def load(their_token, modules):
+        if not ours(their_token):
+            return "superseded"
+        try:
+            for mod_name, code in modules:
+                mod = types.ModuleType(root + "." + mod_name)
+                mod.__file__ = "<nameko_chassis/probe/" + mod_name + ".py>"
+                mod.__package__ = root
+                sys.modules[mod.__name__] = mod
+                if isinstance(code, str):
+                    code = compile(code, mod.__file__, "exec")
+                exec(code, mod.__dict__)
+                setattr(package, mod_name, mod)
+                mods[mod_name] = mod
+        except BaseException:
+            drop()
+            raise
+
+    def finish(their_token, namespace):
+        if not ours(their_token):
+            return "superseded"
+        del package.__chassis_load__, package.__chassis_finish__
+        agent = mods["agent"]
+        agent.VERSION = version
+        agent.install(mods)
+        package.__chassis_ready__ = True
+        namespace[name] = agent
+
+    package.__chassis_load__ = load
+    package.__chassis_finish__ = finish
     sys.modules[root] = package
-    try:
-        for name, code in modules:
-            mod = types.ModuleType(root + "." + name)
-            mod.__file__ = "<nameko_chassis/probe/" + name + ".py>"
-            mod.__package__ = root
-            sys.modules[mod.__name__] = mod
-            if isinstance(code, str):
-                code = compile(code, mod.__file__, "exec")
-            exec(code, mod.__dict__)
-            setattr(package, name, mod)
-            mods[name] = mod
-    except BaseException:
-        for key in [k for k in sys.modules if k == root or k.startswith(root + ".")]:
-            del sys.modules[key]
-        raise
-    agent = mods["agent"]
-    agent.VERSION = version
-    agent.install(mods)
-    return agent
-globals()[%(name)r] = __chassis_boot(__chassis_modules, %(version)r)
+result = __chassis_begin(*args)
 '''
+#: What the service's line evaluates to (its repr is the backdoor's output) when another
+#: attach's stage replaced this one's, and when ``begin`` found the probe booted and linked it.
+SUPERSEDED, LINKED = "'superseded'", "'linked'"
+#: Marshalled module bytes per shipped line: each line's hold (reading and compiling the line,
+#: unmarshalling, running the module bodies) stays near 3 ms on a 2020s core.
+CHUNK_BYTES = 96_000
 
 
 def _module_file(name: str) -> str:
     return f"<nameko_chassis/probe/{name}.py>"
 
 
+def _blob(obj: Any) -> str:
+    """``obj`` marshalled, compressed and in base64: one string literal of a line. Strings and
+    tuples marshal alike on every Python 3; code objects only for the same bytecode magic."""
+    return base64.b64encode(zlib.compress(marshal.dumps(obj), 6)).decode("ascii")
+
+
+def _chunks(modules: list[tuple[str, Any]], size: int) -> list[list[tuple[str, Any]]]:
+    """The modules in boot order, cut where a line would pass ``size`` marshalled bytes (a
+    module larger than that goes alone)."""
+    chunks: list[list[tuple[str, Any]]] = [[]]
+    used = 0
+    for name, code in modules:
+        cost = len(marshal.dumps(code))
+        if chunks[-1] and used + cost > size:
+            chunks.append([])
+            used = 0
+        chunks[-1].append((name, code))
+        used += cost
+    return chunks
+
+
 class _Payload:
-    def __init__(self, sources: list[tuple[str, str]]) -> None:
+    """The probe's bootstrap lines for one set of sources, tagged with their hash."""
+
+    def __init__(self, sources: list[tuple[str, str]], *, chunk_bytes: int = CHUNK_BYTES
+                 ) -> None:
         digest = hashlib.sha256()
         for name, src in sources:
             digest.update(name.encode() + b"\0" + src.encode() + b"\0")
         self.version = digest.hexdigest()[:16]
-        boot = _BOOT % {"name": NAMESPACE_NAME, "version": self.version}
-        # exec with a locals dict of its own: the boot function and the modules stay there,
-        # only __chassis__ lands in the backdoor namespace
-        program = f"exec({boot!r}, globals(), {{'__chassis_modules': {sources!r}}})"
-        blob = base64.b64encode(zlib.compress(program.encode("utf-8"), 9)).decode("ascii")
-        # one physical line
-        self.line = (f"exec(__import__('zlib').decompress(__import__('base64')"
-                     f".b64decode('{blob}')).decode('utf-8'))")
+        self.root = f"nameko_chassis_probe_{self.version}"
         self._sources = sources
-        self._compiled: str | None = None
+        self._chunk_bytes = chunk_bytes
+        self._compiled: tuple[str, list[str]] | None = None
 
-    def compiled_line(self) -> str:
-        """The same boot with the modules compiled here, for a service whose bytecode magic
-        is this Python's (checked again there before anything is unmarshalled)."""
+    def lines(self, token: str, *, compiled: bool) -> list[str]:
+        """The lines of one attach, in order: ``begin`` (which checks the service's bytecode
+        magic first when ``compiled``, printing ``chassis: bytecode magic differs``), one line
+        per chunk of modules, ``finish``. Each prints nothing when it worked, but the answers
+        :data:`LINKED` and :data:`SUPERSEDED`."""
+        boot, chunks = self._compiled_parts() if compiled else self._source_parts()
+        args = (NAMESPACE_NAME, self.root, self.version, token)
+        # exec in a dict of its own: the stage lives on the staged package, the backdoor
+        # namespace gets only the agent, from finish
+        begin = (f"(lambda c, env: (exec(c, env), env['result'])[1])({_unpack(boot)}, "
+                 f"{{'args': (globals(), *{args!r})}})")
+        if compiled:
+            begin += (f" if __import__('importlib.util').util.MAGIC_NUMBER.hex() == {MAGIC!r}"
+                      " else print('chassis: bytecode magic differs')")
+        stage = f"getattr(__import__('sys').modules.get({self.root!r}), "
+        superseded = f"lambda *a: {SUPERSEDED})({token!r}"
+        return ([begin]
+                + [f"{stage}'__chassis_load__', {superseded}, {_unpack(chunk)})"
+                   for chunk in chunks]
+                + [f"{stage}'__chassis_finish__', {superseded}, globals())"])
+
+    def _compiled_parts(self) -> tuple[str, list[str]]:
         if self._compiled is None:
-            modules = tuple((name, compile(src, _module_file(name), "exec", dont_inherit=True,
-                                           optimize=0)) for name, src in self._sources)
-            boot = compile(_BOOT % {"name": NAMESPACE_NAME, "version": self.version},
-                           "<chassis boot>", "exec", dont_inherit=True, optimize=0)
-            blob = base64.b64encode(zlib.compress(marshal.dumps((boot, modules)), 6)
-                                    ).decode("ascii")
-            self._compiled = (
-                "(lambda c: exec(c[0], globals(), {'__chassis_modules': c[1]}))("
-                "__import__('marshal').loads(__import__('zlib').decompress(__import__('base64')"
-                f".b64decode('{blob}')))) if __import__('importlib.util').util.MAGIC_NUMBER"
-                f".hex() == {MAGIC!r} else print('chassis: bytecode magic differs')")
+            modules = [(name, compile(src, _module_file(name), "exec", dont_inherit=True,
+                                      optimize=0)) for name, src in self._sources]
+            boot = compile(_BOOT, "<chassis boot>", "exec", dont_inherit=True, optimize=0)
+            self._compiled = (_blob(boot),
+                              [_blob(c) for c in _chunks(modules, self._chunk_bytes)])
         return self._compiled
+
+    def _source_parts(self) -> tuple[str, list[str]]:
+        # source costs the service ~6x its marshalled code per byte (it compiles it), so a
+        # line carries a quarter as much (a module larger than that still goes whole)
+        return _blob(_BOOT), [_blob(c) for c in _chunks(self._sources, self._chunk_bytes // 4)]
+
+
+def _unpack(blob: str) -> str:
+    """The expression that turns a :func:`_blob` back into its object in the service."""
+    return ("__import__('marshal').loads(__import__('zlib').decompress(__import__('base64')"
+            f".b64decode('{blob}')))")
 
 
 _payload: _Payload | None = None
@@ -209,15 +288,7 @@ class BackdoorClient:
                 return self.connect(_retried=True)
             raise BlockedError(self.label, hello)
         if hello is None or hello.get("version") != payload.version:
-            line = payload.compiled_line() if magic == MAGIC else payload.line
-            out = self.conn.command(line, timeout=self.conn.timeout + 10)
-            if out.strip() and line is not payload.line:  # compiled for another Python
-                out = self.conn.command(payload.line, timeout=self.conn.timeout + 10)
-            if out.strip():
-                self.close()
-                raise ProtocolError(
-                    f"{self.label}: the backdoor did not accept the collector "
-                    f"({_last_line(out)}) — is this a nameko backdoor on Python >= 3.11?")
+            self._bootstrap(payload, compiled=magic == MAGIC)
             hello = self.request("hello")
         self.info = hello
         if not hello.get("services"):
@@ -225,6 +296,26 @@ class BackdoorClient:
             raise NoRunnerError(
                 f"{self.label} is a Python backdoor, but no nameko service runner or container "
                 "was found in it — is this `nameko run --backdoor-port`?")
+
+    def _bootstrap(self, payload: _Payload, *, compiled: bool, retried: bool = False) -> None:
+        """Ship the probe line by line (see ``_BOOT``): each line a request of its own, so the
+        service's hub runs between them. Source instead when the service's bytecode differs;
+        once more from the start when another attach replaced this one's stage."""
+        lines = payload.lines(self._session or uuid.uuid4().hex, compiled=compiled)
+        for i, line in enumerate(lines):
+            out = self.conn.command(line, timeout=self.conn.timeout + 10).strip()
+            if not out:
+                continue
+            if i == 0 and out == LINKED:  # booted before in this process: linked again
+                return
+            if i == 0 and compiled:  # compiled for another Python
+                return self._bootstrap(payload, compiled=False, retried=retried)
+            if out == SUPERSEDED and not retried:
+                return self._bootstrap(payload, compiled=compiled, retried=True)
+            self.close()
+            raise ProtocolError(
+                f"{self.label}: the backdoor did not accept the collector "
+                f"({_last_line(out)}) — is this a nameko backdoor on Python >= 3.11?")
 
     def check_blocked(self, timeout: float = 2.0) -> dict[str, Any] | None:
         """On a connection of its own (the main one may be waiting for the hub): the hub
