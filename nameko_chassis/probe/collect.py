@@ -406,7 +406,6 @@ def _collect_workers(container: Any, name: str, now: float, opts: dict[str, Any]
     return workers, len(threads), {"unchanged": unchanged}
 
 
-
 class _Relist(Exception):
     """The quick path of a delta refresh met something it does not handle: list in full."""
 
@@ -473,7 +472,7 @@ def _list(listing: Any, threads: Any, container: Any, name: str, now: float,
             i = index.get(ctx)
             if check and i is not None:
                 gt, frame, lasti = row = sent_rows[i]
-                f = gt.gr_frame
+                f = getattr(gt, "gr_frame", None)  # as _relist's check, but per worker
                 if f is frame and (f is None or f.f_lasti == lasti):
                     call_id = sent_ids[i]
                     if not (some_stacks and call_id in stacks):

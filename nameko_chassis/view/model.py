@@ -427,9 +427,6 @@ def _kept_but(all_but: list[Any], sent: list[Worker], wire: _Wire, service_name:
     if container is None:
         raise SnapshotError(f"{path}: keeps the workers of a container the previous snapshot "
                             "does not have")
-    if not all_but and not sent:
-        now = wire.now
-        return [w.aged(now) for w in container.workers]
     left = {str(c) for c in all_but}.union(w.call_id for w in sent)
     now = wire.now
     return [w.aged(now) for w in container.workers if w.call_id not in left]
@@ -484,7 +481,7 @@ class Container:
         unchanged = r.array("unchanged")
         all_but = r.get("unchanged_except", list, optional=True)
         if unchanged or all_but is not None:
-            field = "unchanged" if unchanged else "unchanged_except"
+            field = "unchanged_except" if all_but is not None else "unchanged"
             if wire is None:
                 raise SnapshotError(f"{r._p(field)}: a delta refresh needs the previous "
                                     "snapshot (Snapshot.from_wire)")
