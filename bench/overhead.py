@@ -8,8 +8,11 @@ one service ``bench`` with ``echo(x)``:
   exporting (``/metrics`` served, Sentry DSN and OTLP endpoint pointing at local sinks in this
   process), tracing always on (the default sampler: every span sampled and exported);
 - ``chassis, tracing off``: the same with no OTLP endpoint;
+- ``chassis Service, every provider off``: the control, ``Service`` with every provider set to
+  ``None``: it should cost what bare nameko costs, so its ratio is the run's noise floor, and
+  every chassis row is also given against it (``x control``);
 - ``before, all on`` / ``before, tracing off``: the same two from an earlier revision
-  (``--before REV``, default c67de0b, the tree before issue 13's chassis work), checked out in
+  (``--before REV``, default af4d268, main before the second round of issue 13), checked out in
   ``bench/.rev-<sha>`` with a virtualenv of its own (as bench/vs_rev.py does);
 - ``nameko-chassis 3.2.0``: 3.2.0's ``Service`` (Prometheus metrics), run from
   ``bench/.venv-ref``, a bench-only virtualenv — it has the same import name, so it never mixes
@@ -26,7 +29,7 @@ per second reached.
 Targets (docs/chassis.md, DESIGN.md): CPU per RPC vs bare <= +20% all on, <= +5% tracing off;
 RPC p99 with a console at 10 Hz <= +10%, with 10 polls/s reached.
 
-    .venv/bin/python bench/overhead.py [--calls 1500] [--rounds 3] [--before c67de0b|'']
+    .venv/bin/python bench/overhead.py [--calls 1500] [--rounds 3] [--before af4d268|'']
 """
 
 from __future__ import annotations
@@ -73,6 +76,20 @@ from nameko_chassis.service import Service
 
 class Bench(Service):
     name = "bench"
+
+    @rpc
+    def echo(self, x):
+        return x
+''',
+    # the control: the chassis base class with every provider switched off (the noise floor of
+    # a run: it should cost what bare nameko costs)
+    "bench_control": '''
+from nameko.rpc import rpc
+from nameko_chassis.service import Service
+
+class Bench(Service):
+    name = "bench"
+    chassis = metrics = sentry = tracing = health = container = hub_watchdog = fleet = None
 
     @rpc
     def echo(self, x):
@@ -225,7 +242,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--console-seconds", type=float, default=5.0,
                         help="seconds of sequential calls per round with and without a console")
-    parser.add_argument("--before", default="c67de0b",
+    parser.add_argument("--before", default="af4d268",
                         help="an earlier revision measured beside this tree ('' for none)")
     args = parser.parse_args()
 
@@ -240,8 +257,11 @@ def main() -> int:
 
     all_on = Variant("chassis, all on", "bench_chassis", sys.executable,
                      chassis_config(sentry, otlp), env)
+    control = Variant("chassis Service, every provider off", "bench_control", sys.executable,
+                      {}, env)
     variants = [
         Variant("bare nameko", "bench_bare", sys.executable, {}, env),
+        control,
         all_on,
         Variant("chassis, tracing off", "bench_chassis", sys.executable,
                 chassis_config(sentry, None), env),
@@ -316,18 +336,24 @@ def main() -> int:
           f"{args.concurrency}, + {args.latency_calls} sequential calls per round "
           f"(CPU: median over rounds; latency: percentiles over all rounds)\n")
     bare_hub = statistics.median(bare.hub_cpu_ms)
-    print("| variant | CPU ms/call | x bare | hub thread CPU ms/call | x bare | p50 ms | x bare "
-          "| p99 ms | x bare | calls/s | x bare |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    control_cpu = statistics.median(control.cpu_ms)
+    control_hub = statistics.median(control.hub_cpu_ms)
+    control_rate = statistics.median(control.rates)
+    print("| variant | CPU ms/call | x bare | x control | hub thread CPU ms/call | x bare "
+          "| x control | p50 ms | x bare | p99 ms | x bare | calls/s | x bare | x control |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for v in variants:
         rate, cpu = statistics.median(v.rates), statistics.median(v.cpu_ms)
         hub = statistics.median(v.hub_cpu_ms)
         p50, p99 = percentile(v.latencies, 50), percentile(v.latencies, 99)
-        print(f"| {v.label} | {cpu:.3f} | {cpu / bare_cpu:.2f} | {hub:.3f} | {hub / bare_hub:.2f} "
+        print(f"| {v.label} | {cpu:.3f} | {cpu / bare_cpu:.2f} | {cpu / control_cpu:.2f} "
+              f"| {hub:.3f} | {hub / bare_hub:.2f} | {hub / control_hub:.2f} "
               f"| {p50:.2f} | {p50 / bare_p50:.2f} | {p99:.2f} | {p99 / bare_p99:.2f} "
-              f"| {rate:.0f} | {rate / bare_rate:.2f} |")
+              f"| {rate:.0f} | {rate / bare_rate:.2f} | {rate / control_rate:.2f} |")
     print("\nCPU: the service process, every thread (the OTLP export thread included); hub "
-          "thread: its main thread alone, where every worker runs.")
+          "thread: its main thread alone, where every worker runs. x control: against "
+          f"'{control.label}', which costs what bare nameko does but for noise (its own x bare "
+          "is the run's noise floor).")
     quiet50, quiet99 = percentile(all_on.quiet, 50), percentile(all_on.quiet, 99)
     busy50, busy99 = percentile(all_on.polled, 50), percentile(all_on.polled, 99)
     polls = statistics.median(all_on.polls_per_s)
