@@ -39,6 +39,8 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
 
+from .spans import WorkerSpan
+
 log = logging.getLogger(__name__)
 
 #: Loggers the export thread's records come from: the OpenTelemetry SDK and exporter, and the
@@ -268,7 +270,9 @@ class OffHubSpanProcessor(SpanProcessor):
             batch = []
             try:
                 for _ in range(size):
-                    batch.append(queue.popleft())
+                    span = queue.popleft()
+                    # a worker span's SDK objects are made here, off the hub (spans.py)
+                    batch.append(span.readable() if type(span) is WorkerSpan else span)
             except IndexError:
                 pass
             try:

@@ -43,6 +43,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace import sampling as otel_sampling
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -53,6 +54,7 @@ from ..probe.redaction import exception_attributes, exception_text
 from . import privates
 from .bookkeeping import EXPECTED_ERROR, outcome_of
 from .export import OffHubSpanProcessor
+from .spans import SpanFactory
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,8 @@ TRACER_NAME = "nameko_chassis"
 _NO_OP_TRACER = trace.NoOpTracer()
 
 _providers: dict[tuple[Any, ...], TracerProvider] = {}
+#: each provider's export processor, which the worker spans are handed to as they end
+_processors: dict[TracerProvider, OffHubSpanProcessor] = {}
 
 #: W3C trace context (``traceparent``/``tracestate``), used directly: the composite global
 #: propagator would also carry baggage, at a cost on every call
@@ -199,8 +203,9 @@ def tracer_provider(settings: TracingSettings, service_name: str, version: str =
                                   sampler=make_sampler(settings))
         exporter = OTLPSpanExporter(endpoint=settings.traces_endpoint,
                                     headers=settings.headers or None, timeout=settings.timeout)
-        provider.add_span_processor(OffHubSpanProcessor(exporter,
-                                                        exit_timeout_ms=EXIT_TIMEOUT_MS))
+        processor = OffHubSpanProcessor(exporter, exit_timeout_ms=EXIT_TIMEOUT_MS)
+        provider.add_span_processor(processor)
+        _processors[provider] = processor
         _providers[key] = provider
     return provider
 
@@ -319,6 +324,7 @@ class Tracing(DependencyProvider):
     def __init__(self) -> None:
         self.provider: TracerProvider | None = None
         self.tracer: trace.Tracer | None = None
+        self._worker_spans: SpanFactory | None = None  # the entrypoint spans' maker
         self._active: dict[Any, tuple[Any, Any]] = {}
         #: correlation id -> CLIENT span of an RPC call whose reply is not read yet
         self._calls: OrderedDict[str, Any] = OrderedDict()
@@ -341,11 +347,13 @@ class Tracing(DependencyProvider):
             self.provider = tracer_provider(settings.tracing, self.container.service_name,
                                             version)
             self.tracer = self.provider.get_tracer(TRACER_NAME, __version__)
+            self._worker_spans = SpanFactory(self.tracer, _processors[self.provider],
+                                             InstrumentationScope(TRACER_NAME, __version__))
             privates.warn_untested()
             self.instrumented()  # logs which one traces
         except Exception:
             log.exception("chassis: tracing off for %s", self.container.service_name)
-            self.provider = self.tracer = None
+            self.provider = self.tracer = self._worker_spans = None
 
     def instrumented(self) -> bool:
         """Whether opentelemetry-instrumentation-nameko traces this container's workers now (then
@@ -475,15 +483,16 @@ class Tracing(DependencyProvider):
         return self.tracer or _NO_OP_TRACER
 
     def worker_setup(self, worker_ctx: Any) -> None:
-        if self.tracer is None or self.instrumented():
+        worker_spans = self._worker_spans
+        if worker_spans is None or self.instrumented():
             return
         try:
             static = self._spans.get(worker_ctx.entrypoint)
             if static is None:
                 static = self._spans[worker_ctx.entrypoint] = _EntrypointSpan(worker_ctx)
             name, attributes = static.name_and_attributes(worker_ctx)
-            span = self.tracer.start_span(name, context=_parent_context(worker_ctx, static.kind),
-                                          kind=static.span_kind, attributes=attributes)
+            span = worker_spans.start(name, _parent_context(worker_ctx, static.kind),
+                                      static.span_kind, attributes)
             ctx = trace.set_span_in_context(span)
             token = otel_context.attach(ctx)
             self._active[worker_ctx] = (span, token)
