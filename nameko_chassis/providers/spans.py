@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from time import time_ns
 from typing import Any
 
@@ -33,6 +33,19 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 log = logging.getLogger(__name__)
+
+#: attribute values kept as given; any other is cleaned on the hub when it is set, as the SDK
+#: cleans it (a user's ``__str__`` must not run later on the export thread)
+_PLAIN = frozenset((str, int, float, bool, bytes, type(None)))
+
+
+def _cleaned(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """``attributes`` as a dict of its own, values the SDK would clean (sequences, mappings,
+    other objects) cleaned now by the SDK's ``BoundedAttributes`` (limits apply at export)."""
+    if all(type(value) in _PLAIN for value in attributes.values()):
+        return dict(attributes)
+    return dict(BoundedAttributes(None, attributes, immutable=False))
+
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
@@ -125,9 +138,10 @@ class WorkerSpan(trace.Span):
     def set_attribute(self, key: str, value: Any) -> None:
         if self._ended("Setting attribute"):
             return
-        if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
-            value = tuple(value)  # the SDK keeps a copy of a list too
-        self._attributes[key] = value
+        if type(value) in _PLAIN:
+            self._attributes[key] = value
+        else:
+            self._attributes.update(_cleaned({key: value}))
 
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
         for key, value in attributes.items():
@@ -139,7 +153,7 @@ class WorkerSpan(trace.Span):
             return
         if self._events is None:
             self._events = []
-        self._events.append((name, dict(attributes) if attributes else None,
+        self._events.append((name, _cleaned(attributes) if attributes else None,
                              timestamp if timestamp is not None else time_ns()))
 
     def add_link(self, context: SpanContext, attributes: Any = None) -> None:
@@ -149,7 +163,7 @@ class WorkerSpan(trace.Span):
             return
         if self._links is None:
             self._links = []
-        self._links.append(Link(context, dict(attributes) if attributes else None))
+        self._links.append(Link(context, _cleaned(attributes) if attributes else None))
 
     def update_name(self, name: str) -> None:
         if not self._ended("Calling update_name"):
