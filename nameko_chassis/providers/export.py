@@ -7,6 +7,10 @@ on the hub (~10 ms during which no worker ran). Here a worker's finished span co
 takes the spans in batches, encodes and exports them. The queue is bounded: when it is full a
 span is dropped and counted (:attr:`OffHubSpanProcessor.dropped`), a worker never waits.
 
+Worker spans are written to OTLP protobuf by :mod:`.otlp` and posted by the exporter's own
+HTTP client (:func:`.privates.otlp_poster`); any other exporter gets ``export(spans)`` with the
+SDK's ``ReadableSpan``s.
+
 Encoding is CPU work, and the thread holds the GIL while it encodes: the hub, waking meanwhile,
 waits for it at most one switch interval, which the thread lowers to 1 ms while it exports
 (:data:`EXPORT_SWITCH_INTERVAL`; 5 ms otherwise).
@@ -39,7 +43,8 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from .spans import WorkerSpan
+from . import privates
+from .otlp import encode_request, spans_of
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +120,9 @@ class OffHubSpanProcessor(SpanProcessor):
                  max_export_batch_size: int | None = None,
                  schedule_delay_ms: int | None = None, exit_timeout_ms: int = 30000) -> None:
         self.exporter = exporter
+        #: the OTLP/HTTP exporter's client, for requests written by otlp.py (else None: the
+        #: exporter's export() is given the spans)
+        self._post = privates.otlp_poster(exporter)
         self.exit_timeout_ms = exit_timeout_ms
         self.max_queue_size = max_queue_size or _env_int("OTEL_BSP_MAX_QUEUE_SIZE", 2048)
         self.max_export_batch_size = min(
@@ -270,17 +278,24 @@ class OffHubSpanProcessor(SpanProcessor):
             batch = []
             try:
                 for _ in range(size):
-                    span = queue.popleft()
-                    # a worker span's SDK objects are made here, off the hub (spans.py)
-                    batch.append(span.readable() if type(span) is WorkerSpan else span)
+                    batch.append(queue.popleft())
             except IndexError:
                 pass
             try:
-                result = self.exporter.export(batch)
-                if getattr(result, "name", "") == "SUCCESS":
+                if self._post is not None:
+                    # written by otlp.py, sent by the exporter's own HTTP client
+                    done = self._post(encode_request(batch))
+                else:
+                    # a worker span's SDK objects are made here, off the hub (spans.py)
+                    done = getattr(self.exporter.export(spans_of(batch)), "name", "") == \
+                        "SUCCESS"
+                if done:
                     self.exported += len(batch)
                 else:
                     self.failed_batches += 1
+            except privates.RefusedBatch as refused:
+                self.failed_batches += 1
+                log.warning("chassis: %d spans not exported: %s", len(batch), refused)
             except Exception:
                 self.failed_batches += 1
                 log.exception("chassis: exporting %d spans failed", len(batch))

@@ -7,9 +7,11 @@ installed (tests/providers/test_privates.py runs it, so an upgrade that moves on
 rather than a health check in production), and :func:`warn_untested` logs once per process when
 the service runs other versions.
 
-OpenTelemetry: none. The SDK's batch processor's private ``_batch_processor`` (reached to bound
-its exit wait) is gone with it: spans are exported by :mod:`.export`, through the public
-``SpanProcessor`` and ``SpanExporter`` interfaces only. sentry-sdk: none.
+OpenTelemetry: one. The OTLP/HTTP span exporter's HTTP client (``_client``), which
+:mod:`.export` hands a request encoded by :mod:`.otlp` (the exporter's public ``export()``
+encodes with the SDK's slower encoder); without it, spans go through ``export()``. The SDK's
+batch processor's private ``_batch_processor`` (reached to bound its exit wait) is gone: spans
+are exported by :mod:`.export`. sentry-sdk: none.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ TESTED_WITH: dict[str, tuple[str, ...]] = {
     "nameko": ("3.0.0rc11",),
     "kombu": ("5.7.0",),
     "amqp": ("5.4.2",),
+    "opentelemetry-exporter-otlp-proto-http": ("1.45.2",),
 }
 
 
@@ -136,6 +139,37 @@ def publish_options(publisher: Any) -> dict[str, Any]:
     return options if isinstance(options, dict) else {}
 
 
+# -- opentelemetry-exporter-otlp-proto-http: a request encoded elsewhere (export.py) -------------
+
+
+class RefusedBatch(Exception):
+    """A span batch the exporter's own checks refuse (see :func:`otlp_poster`)."""
+
+
+def otlp_poster(exporter: Any) -> Any:
+    """``post(data: bytes) -> bool``: the OTLP/HTTP span exporter's own HTTP client
+    (``exporter._client.export``: its endpoint, headers, compression, TLS, timeout and retries)
+    sending an ExportTraceServiceRequest encoded elsewhere, after the exporter's own checks
+    (shut down, or larger than its ``_max_request_size``: :class:`RefusedBatch`). None
+    for an exporter without that client (any other exporter: it gets ``export(spans)``)."""
+    client = getattr(exporter, "_client", None)
+    send = getattr(client, "export", None)
+    if not callable(send) or not hasattr(exporter, "_shutdown"):
+        return None
+
+    def post(data: bytes) -> bool:
+        # no logging here: this runs on the export thread, whose records export.py holds
+        if getattr(exporter, "_shutdown", False):
+            raise RefusedBatch("the span exporter is shut down")
+        limit = getattr(exporter, "_max_request_size", 0)
+        if isinstance(limit, int) and 0 < limit < len(data):
+            raise RefusedBatch(f"a span batch of {len(data)} bytes is larger than the "
+                               f"exporter's max_request_size ({limit} bytes)")
+        return bool(getattr(send(data), "success", False))
+
+    return post
+
+
 # -- the shape check -------------------------------------------------------------------------
 
 
@@ -195,4 +229,21 @@ def shape_problems() -> list[str]:
         need("publish_kwargs" in vars(Publisher(None)), "Publisher.publish_kwargs")
     except Exception as exc:
         problems.append(f"nameko: {type(exc).__name__}: {exc}")
+    try:
+        import inspect
+
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        exporter = OTLPSpanExporter(endpoint="http://127.0.0.1:1/v1/traces")  # sends nothing
+        send = getattr(getattr(exporter, "_client", None), "export", None)
+        need(callable(send) and list(inspect.signature(send).parameters) == ["data"],
+             "OTLPSpanExporter._client.export(data)")
+        need(getattr(exporter, "_shutdown", None) is False, "OTLPSpanExporter._shutdown")
+        need(isinstance(getattr(exporter, "_max_request_size", None), int),
+             "OTLPSpanExporter._max_request_size")
+        need("_client.export(serialized_data)" in inspect.getsource(OTLPSpanExporter.export),
+             "OTLPSpanExporter.export posts through _client.export")
+        exporter.shutdown()
+    except Exception as exc:
+        problems.append(f"opentelemetry-exporter-otlp-proto-http: {type(exc).__name__}: {exc}")
     return problems

@@ -4,8 +4,9 @@ The SDK's span does on the hub what only the exported copy needs: four (green) l
 ``BoundedAttributes`` that checks every attribute of every span, an event list and a link list,
 then a ``ReadableSpan`` copy at the end. A worker span records the facts instead — ids, name,
 kind, parent, times, attributes as given, events, links, status — and the export thread
-(:mod:`.export`) turns it into the SDK's ``ReadableSpan`` with the same limits and checks
-(:meth:`WorkerSpan.readable`), off the hub, just before encoding it.
+(:mod:`.export`) writes it: straight to OTLP protobuf when it is plain (:mod:`.otlp`), else as
+the SDK's ``ReadableSpan`` with the same limits and checks (:meth:`WorkerSpan.readable`), off
+the hub.
 
 It is a ``opentelemetry.trace.Span``: ``trace.get_current_span()`` in a worker returns it, user
 code may set attributes, add events and links, record exceptions and set the status on it as on
@@ -73,7 +74,7 @@ class SpanFactory:
         ``NonRecordingSpan`` that still carries its context to the next hop. ``attributes``
         becomes the span's own: a fresh dict per span."""
         tracer = self.tracer
-        parent = trace.get_current_span(context).get_span_context()
+        parent: SpanContext | None = trace.get_current_span(context).get_span_context()
         ids = tracer.id_generator
         if parent is None or not parent.is_valid:
             parent = None

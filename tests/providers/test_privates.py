@@ -38,11 +38,13 @@ def test_the_reaches_answer_on_real_objects_and_never_raise() -> None:
     assert privates.publish_options(object()) == {}
     assert privates.dependency_publisher(object()) is None
     assert privates.worker_hooks_wrapped(privates.container_class_dict()) is False
+    assert privates.otlp_poster(object()) is None
 
 
 def test_no_provider_reads_those_internals_but_through_privates() -> None:
     reaches = ('"_connection"', "._worker_threads", '"publish_kwargs"', '"reply_listener"',
-               '"publisher"', "_batch_processor", "ServiceContainer.__dict__")
+               '"publisher"', "_batch_processor", "ServiceContainer.__dict__", "._client",
+               '"_client"', "_max_request_size")
     for path in PROVIDERS.glob("*.py"):
         if path.name == "privates.py":
             continue
