@@ -11,9 +11,11 @@ Worker spans are written to OTLP protobuf by :mod:`.otlp` and posted by the expo
 HTTP client (:func:`.privates.otlp_poster`); any other exporter gets ``export(spans)`` with the
 SDK's ``ReadableSpan``s.
 
-Encoding is CPU work, and the thread holds the GIL while it encodes: the hub, waking meanwhile,
-waits for it at most one switch interval, which the thread lowers to 1 ms while it exports
-(:data:`EXPORT_SWITCH_INTERVAL`; 5 ms otherwise).
+Encoding is CPU work, and the thread holds the GIL while it encodes: it hands the GIL over
+every :data:`PAUSE_EVERY` spans (a real ``time.sleep(0)``, ~0.5 ms of encoding apart), so the
+hub, waking meanwhile, waits about that long at most, and the interpreter's switch interval (a
+process-wide setting) is left alone. An exporter of another kind is given the whole batch in
+one ``export()`` call: the hub then waits at most one switch interval (5 ms by default).
 
 The exporter's HTTP client runs in that thread with eventlet's green sockets, which then use a
 hub of that thread's own (eventlet keeps one hub per OS thread). What must not cross threads is
@@ -34,7 +36,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 from collections import deque
 from typing import Any
@@ -55,9 +56,8 @@ THREAD_LOGGERS = ("opentelemetry", "urllib3", "requests", "charset_normalizer")
 #: Log records of the export thread kept for the hub at most (older ones are dropped).
 MAX_HELD_RECORDS = 100
 
-#: The interpreter's thread switch interval (s) while the export thread encodes and posts: the
-#: longest the hub waits for the GIL when it wakes meanwhile (the default is 5 ms).
-EXPORT_SWITCH_INTERVAL = 0.001
+#: Spans the export thread encodes between two hand-overs of the GIL to the hub (~10 µs each).
+PAUSE_EVERY = 48
 
 #: Seconds between two "spans dropped" warnings.
 DROP_WARNING_INTERVAL = 10.0
@@ -80,6 +80,17 @@ def _original_threading() -> Any:
         import threading
 
         return threading
+
+
+def _original_sleep() -> None:
+    """Hand the GIL to a thread waiting for it (the hub): a real ``time.sleep(0)`` releases
+    it; eventlet's green one, in a patched process, would not."""
+    try:
+        from eventlet import patcher
+
+        patcher.original("time").sleep(0)
+    except ImportError:
+        time.sleep(0)
 
 
 def _green_threads() -> bool:
@@ -138,6 +149,7 @@ class OffHubSpanProcessor(SpanProcessor):
         self.queue: deque[ReadableSpan] = deque()
         self.held_records: deque[logging.LogRecord] = deque(maxlen=MAX_HELD_RECORDS)
         self._threading = _original_threading()
+        self._pause = _original_sleep
         self._wake = self._threading.Event()
         self._flush_asked = 0  # generation numbers: the thread answers the last one it saw
         self._flush_done = 0
@@ -260,19 +272,6 @@ class OffHubSpanProcessor(SpanProcessor):
             log.exception("chassis: span exporter shutdown failed")
 
     def _export_queued(self, everything: bool) -> None:
-        queue = self.queue
-        if not queue:
-            return
-        # while this thread encodes, the hub waits for the GIL each time it wakes: at most one
-        # switch interval (5 ms by default), 1 ms while an export runs
-        interval = sys.getswitchinterval()
-        sys.setswitchinterval(min(interval, EXPORT_SWITCH_INTERVAL))
-        try:
-            self._export_batches(everything)
-        finally:
-            sys.setswitchinterval(interval)
-
-    def _export_batches(self, everything: bool) -> None:
         queue, size = self.queue, self.max_export_batch_size
         while len(queue) >= size or (everything and queue):
             batch = []
@@ -284,7 +283,7 @@ class OffHubSpanProcessor(SpanProcessor):
             try:
                 if self._post is not None:
                     # written by otlp.py, sent by the exporter's own HTTP client
-                    done = self._post(encode_request(batch))
+                    done = self._post(encode_request(batch, self._pause, PAUSE_EVERY))
                 else:
                     # a worker span's SDK objects are made here, off the hub (spans.py)
                     done = getattr(self.exporter.export(spans_of(batch)), "name", "") == \

@@ -13,7 +13,7 @@ encoder, so the request is the one ``encode_spans(spans)`` makes, field for fiel
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -186,12 +186,16 @@ def _sdk_span(span: Any) -> tuple[Any, Any, bytes]:
             b"".join(_field(2, s.SerializeToString()) for s in scoped.spans))
 
 
-def encode_request(spans: Sequence[Any]) -> bytes:
+def encode_request(spans: Sequence[Any], pause: Callable[[], None] | None = None,
+                   pause_every: int = 64) -> bytes:
     """The ExportTraceServiceRequest of ``spans`` (WorkerSpans and SDK ReadableSpans), as the
     SDK's ``encode_spans(spans).SerializePartialToString()`` would decode: spans grouped by
-    resource, then by instrumentation scope, in the order first seen."""
+    resource, then by instrumentation scope, in the order first seen. ``pause()`` is called
+    after every ``pause_every`` spans (the export thread hands the GIL over there)."""
     groups: dict[Any, dict[Any, list[bytes]]] = {}
-    for span in spans:
+    for n, span in enumerate(spans, 1):
+        if pause is not None and not n % pause_every:
+            pause()
         encoded = _plain_span(span) if type(span) is WorkerSpan else None
         if encoded is None:
             resource, scope, encoded = _sdk_span(span)

@@ -105,3 +105,17 @@ def test_a_mixed_batch_keeps_the_sdks_grouping() -> None:
     assert names == ["one", "two"]
     assert [len(r.scope_spans) for r in request.resource_spans] == [1, 1]
     assert sum(len(s.spans) for r in request.resource_spans for s in r.scope_spans) == 20
+
+
+def test_the_encoder_pauses_every_so_many_spans_and_writes_the_same() -> None:
+    _, spans = factory(Resource.create({"service.name": "s"}))
+    batch = []
+    for i in range(130):
+        span = spans.start("s/m", None, SpanKind.SERVER, {"nameko.call_id": f"c{i}"})
+        span.end()
+        batch.append(span)
+    pauses: list[int] = []
+    paused = otlp.encode_request(batch, lambda: pauses.append(1), pause_every=64)
+    assert len(pauses) == 2  # after the 64th and the 128th
+    assert paused == otlp.encode_request(batch)
+    same(batch)
