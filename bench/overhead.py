@@ -155,6 +155,8 @@ class Poller:
         self.client.snapshot()  # bootstrap and the first full refresh happen before timing
         self.period = 1.0 / hz
         self.polls = 0
+        #: the hub's hold per poll, as the service's agent reports it (read to write, ms)
+        self.stalls: list[float] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -163,6 +165,8 @@ class Poller:
         while not self._stop.is_set():
             self.client.snapshot()
             self.polls += 1
+            if self.client.last_stall_ms is not None:
+                self.stalls.append(self.client.last_stall_ms)
             next_at = max(next_at + self.period, time.perf_counter())
             self._stop.wait(max(0.0, next_at - time.perf_counter()))
 
@@ -365,6 +369,12 @@ def main() -> int:
     print(f"| no console | {quiet50:.2f} | {quiet99:.2f} | |")
     print(f"| console at 10 Hz | {busy50:.2f} | {busy99:.2f} | {polls:.1f} |")
     print(f"| ratio | {busy50 / quiet50:.2f} | {busy99 / quiet99:.2f} | |")
+    if poller is not None and poller.stalls:
+        stalls = poller.stalls
+        print(f"\nthe hub's hold per poll (the agent's stall: read, collect, encode, write), "
+              f"{len(stalls)} polls: p50 {percentile(stalls, 50):.2f} ms, p99 "
+              f"{percentile(stalls, 99):.2f} ms, max {max(stalls):.2f} ms; polls x hold = "
+              f"{statistics.mean(stalls) * polls / 10:.1f}% of the hub's time")
     print(f"\nchassis exporting: /metrics {calls_line.strip() or '(no echo line!)'}; "
           f"OTLP sink got {otlp.requests} requests ({otlp.bytes} bytes); "
           f"Sentry sink got {sentry.requests} (no errors expected)")

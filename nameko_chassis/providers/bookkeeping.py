@@ -69,6 +69,12 @@ def outcome_of(worker_ctx: Any, exc_info: Any) -> Outcome:
 #: Seconds a finished worker's entry may wait before its arguments are redacted into it.
 MATERIALISE_AFTER = 1.0
 
+#: While a console reads the history (within the last :data:`WATCHED_FOR` seconds), entries are
+#: made this soon instead: in small steps between workers, rather than all at once inside the
+#: console's next refresh, which holds the hub (at 10 Hz and ~1000 calls/s, ~80 entries a read).
+MATERIALISE_WATCHED_AFTER = 0.02
+WATCHED_FOR = 5.0
+
 
 class _Finished:
     """One finished worker, as recorded on its way out: what its history entry is made of.
@@ -112,6 +118,7 @@ class FinishedWorkers:
     def __init__(self, maxlen: int) -> None:
         self._items: deque[_Finished] = deque(maxlen=maxlen)
         self._scheduled = False
+        self._read_at = float("-inf")  # monotonic time of the last read
 
     @property
     def maxlen(self) -> int | None:
@@ -121,6 +128,7 @@ class FinishedWorkers:
         return len(self._items)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        self._read_at = time.monotonic()
         return iter([item.materialise() for item in list(self._items)])
 
     def append(self, item: _Finished | dict[str, Any]) -> None:
@@ -130,7 +138,8 @@ class FinishedWorkers:
         self._items.append(item)
         if item.entry is None and not self._scheduled:
             self._scheduled = True
-            _later(MATERIALISE_AFTER, self.materialise)
+            watched = time.monotonic() - self._read_at < WATCHED_FOR
+            _later(MATERIALISE_WATCHED_AFTER if watched else MATERIALISE_AFTER, self.materialise)
 
     def materialise(self) -> None:
         """Make every pending entry now: a green timer calls this within a second, and lets

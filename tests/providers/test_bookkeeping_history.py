@@ -84,3 +84,21 @@ def test_a_read_makes_pending_entries_and_failures_are_made_at_once() -> None:
     assert entries[0]["exc_type"] == "ValueError" and entries[0]["traceback"]
     assert entries[1]["args"] == ["'works'"]
     assert items[1].entry is entries[1]  # made once
+
+
+def test_while_a_console_reads_the_history_entries_are_made_soon_between_workers() -> None:
+    container = ServiceContainer(Keeper)
+    provider = next(d for d in container.dependencies if isinstance(d, WorkerBookkeeping))
+    provider.setup()
+    entrypoint = next(e for e in container.entrypoints if e.method_name == "store")
+    history = provider.chassis_history
+    finish(provider, entrypoint, "before")
+    eventlet.sleep(bookkeeping.MATERIALISE_AFTER + 0.3)  # nobody reads: the 1 s timer made it
+    assert list(history)[0]["args"] == ["'before'"]  # a read: a console is watching now
+    finish(provider, entrypoint, "watched")
+    assert history._items[-1].entry is None
+    # not left for the next read (a console refresh, on the hub): made within the short delay
+    eventlet.sleep(bookkeeping.MATERIALISE_WATCHED_AFTER + 0.2)
+    assert bookkeeping.MATERIALISE_WATCHED_AFTER + 0.2 < bookkeeping.MATERIALISE_AFTER
+    assert history._items[-1].entry is not None and history._items[-1].worker_ctx is None
+    assert history._items[-1].entry["args"] == ["'watched'"]
