@@ -71,8 +71,7 @@ class SpanFactory:
               attributes: dict[str, Any]) -> trace.Span:
         """A started span, as ``tracer.start_span(name, context, kind, attributes)`` would
         sample and identify it: a :class:`WorkerSpan` when the sampler records it, else a
-        ``NonRecordingSpan`` that still carries its context to the next hop. ``attributes``
-        becomes the span's own: a fresh dict per span."""
+        ``NonRecordingSpan`` that still carries its context to the next hop."""
         tracer = self.tracer
         parent: SpanContext | None = trace.get_current_span(context).get_span_context()
         ids = tracer.id_generator
@@ -91,10 +90,8 @@ class SpanFactory:
                                    trace_flags=flags, trace_state=result.trace_state)
         if not result.decision.is_recording():
             return trace.NonRecordingSpan(span_context)
-        # the sampler's attributes are the ones given unless it added some
-        given = result.attributes
-        return WorkerSpan(self, name, span_context, parent, kind,
-                          attributes if len(given) == len(attributes) else dict(given))
+        # the span's attributes are the sampler's (the ones given, unless it changed them)
+        return WorkerSpan(self, name, span_context, parent, kind, dict(result.attributes))
 
 
 class WorkerSpan(trace.Span):
@@ -111,7 +108,7 @@ class WorkerSpan(trace.Span):
         self.context = context
         self.parent = parent
         self.kind = kind
-        self._attributes = attributes  # a dict of its own (start() is given a fresh one)
+        self._attributes = attributes  # a dict of its own
         self._events: list[tuple[str, Any, int]] | None = None
         self._links: list[Link] | None = None
         self.status = Status(StatusCode.UNSET)

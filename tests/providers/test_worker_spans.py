@@ -172,3 +172,27 @@ def test_a_worker_using_its_span_exports_it_whole(start_service: Any, otlp: Otlp
     assert worker["status_code"] == StatusCode.ERROR.value and worker["status_message"] == \
         "partly"
     assert worker["service"] == "spans"
+
+
+class Tagging(otel_sampling.Sampler):
+    """Samples everything and adds an attribute of its own, as a sampler may."""
+
+    def should_sample(self, parent_context: Any, trace_id: int, name: str, kind: Any = None,
+                      attributes: Any = None, links: Any = None, trace_state: Any = None
+                      ) -> otel_sampling.SamplingResult:
+        return otel_sampling.SamplingResult(otel_sampling.Decision.RECORD_AND_SAMPLE,
+                                            {**(attributes or {}), "sampled.by": "tagging"})
+
+    def get_description(self) -> str:
+        return "Tagging"
+
+
+def test_a_samplers_own_attributes_are_the_spans_as_with_the_sdk() -> None:
+    tracer, factory, _ = pair(Tagging())
+    sdk_span = tracer.start_span("s/m", kind=SpanKind.SERVER, attributes={"a": "1"})
+    span = factory.start("s/m", None, SpanKind.SERVER, {"a": "1"})
+    for one in (sdk_span, span):
+        one.end()
+    assert isinstance(span, WorkerSpan)
+    assert facts(span.readable())["attributes"] == facts(sdk_span)["attributes"] == {
+        "a": "1", "sampled.by": "tagging"}
