@@ -29,7 +29,7 @@ per second reached.
 Targets (docs/chassis.md, DESIGN.md): CPU per RPC vs bare <= +20% all on, <= +5% tracing off;
 RPC p99 with a console at 10 Hz <= +10%, with 10 polls/s reached.
 
-    .venv/bin/python bench/overhead.py [--calls 1500] [--rounds 3] [--before af4d268|'']
+    .venv/bin/python bench/overhead.py [--calls 1500] [--rounds 3] [--before af4d268|''] [--only LABEL ...]
 """
 
 from __future__ import annotations
@@ -248,6 +248,10 @@ def main() -> int:
                         help="seconds of sequential calls per round with and without a console")
     parser.add_argument("--before", default="af4d268",
                         help="an earlier revision measured beside this tree ('' for none)")
+    parser.add_argument("--only", nargs="*", default=None, metavar="LABEL",
+                        help="measure only these rows (labels as printed, e.g. 'chassis, all on' "
+                             "'af4d268, all on'), beside bare nameko and the control: more "
+                             "rounds of a few rows in the same time")
     args = parser.parse_args()
 
     base = amqp_uri_from_env()
@@ -284,6 +288,13 @@ def main() -> int:
                                 {"WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}"}, env))
     else:
         print("nameko-chassis 3.2.0 unavailable: no 3.2.0 column", file=sys.stderr)
+
+    if args.only is not None:
+        keep = {"bare nameko", control.label, all_on.label, *args.only}
+        unknown = set(args.only) - {v.label for v in variants}
+        if unknown:
+            parser.error(f"no such rows: {sorted(unknown)}; rows: {[v.label for v in variants]}")
+        variants = [v for v in variants if v.label in keep]
 
     vhosts = []
     poller: Poller | None = None
