@@ -23,6 +23,7 @@ import logging
 import traceback
 from collections.abc import Mapping
 from time import time_ns
+from types import MappingProxyType
 from typing import Any
 
 from opentelemetry import trace
@@ -118,6 +119,11 @@ class WorkerSpan(trace.Span):
 
     def __repr__(self) -> str:
         return f'WorkerSpan(name="{self.name}", context={self.context})'
+
+    @property
+    def attributes(self) -> Mapping[str, Any]:
+        """The attributes set so far, read-only (as the SDK's span's; limits apply at export)."""
+        return MappingProxyType(self._attributes)
 
     # -- the API ------------------------------------------------------------------------
 

@@ -103,6 +103,7 @@ def test_a_worker_span_exports_what_the_sdk_span_exports(use: str) -> None:
     assert not span.is_recording()
     span.set_attribute("after", "end")  # ignored, as on the SDK's span
     assert ours.ended == [span]
+    assert dict(span.attributes).keys() >= attributes.keys()  # readable as on the SDK's span
     expected = facts(sdk_span)
     got = facts(span.readable())
     assert got == expected
