@@ -21,10 +21,12 @@ one service ``bench`` with ``echo(x)``:
 The variants are measured in interleaved rounds (the machine is shared, so drift hits all of them
 alike): throughput with ``--concurrency`` calls in flight and the service process's CPU time
 (``/proc/<pid>/stat``, every thread of it) per call, then latency one call at a time. Then, on
-``chassis, all on``: RPC latency one call at a time for ``--console-seconds`` while a console
-polls its backdoor at 10 Hz (``BackdoorClient.snapshot()`` in a thread, the live refresh a
-console makes), against the same service unpolled for as long in the same rounds, and the polls
-per second reached.
+``chassis, all on`` and the ``--before`` tree's ``all on``: RPC latency one call at a time for
+``--console-seconds`` while a console polls its backdoor at 10 Hz (``BackdoorClient.snapshot()``
+in a thread, the live refresh a console makes), against the same service unpolled for as long in
+the same rounds, the polls per second reached and the hub's hold per poll as the service's agent
+reports it. The console (this tree's client and probe) is the same for both services: what
+differs is the service's own work during a poll (its providers').
 
 Targets (docs/chassis.md, DESIGN.md): CPU per RPC vs bare <= +20% all on, <= +5% tracing off;
 RPC p99 with a console at 10 Hz <= +10%, with 10 polls/s reached.
@@ -140,6 +142,7 @@ class Variant:
     quiet: list[float] = field(default_factory=list)  # latencies beside the console case
     polled: list[float] = field(default_factory=list)  # latencies under a 10 Hz console
     polls_per_s: list[float] = field(default_factory=list)
+    poller: Poller | None = None  # a 10 Hz console on its backdoor (the console case)
 
 
 
@@ -277,8 +280,9 @@ def main() -> int:
     before = before_python(args.before)
     if before is not None:
         rev, python = before
-        variants.append(Variant(f"{rev}, all on", "bench_chassis", python,
-                                chassis_config(sentry, otlp), env))
+        before_on = Variant(f"{rev}, all on", "bench_chassis", python,
+                            chassis_config(sentry, otlp), env)
+        variants.append(before_on)
         variants.append(Variant(f"{rev}, tracing off", "bench_chassis", python,
                                 chassis_config(sentry, None), env))
     ref_python = ensure_ref_venv()
@@ -296,8 +300,10 @@ def main() -> int:
             parser.error(f"no such rows: {sorted(unknown)}; rows: {[v.label for v in variants]}")
         variants = [v for v in variants if v.label in keep]
 
+    # the console case: this tree's all-on service, and the earlier tree's beside it (the same
+    # console and probe against each: what differs is the service's own work per poll)
+    polled = [v for v in variants if v is all_on or (before is not None and v is before_on)]
     vhosts = []
-    poller: Poller | None = None
     try:
         for v in variants:
             vhost = f"chassis-bench-{os.getpid()}-{len(vhosts)}"
@@ -305,8 +311,9 @@ def main() -> int:
             vhosts.append(vhost)
             v.config = {"AMQP_URI": str(base.with_vhost(vhost)), **v.config}
             start(v, workdir)
-        assert all_on.process is not None and all_on.client is not None
-        poller = Poller(all_on.process.address)
+        for v in polled:
+            assert v.process is not None
+            v.poller = Poller(v.process.address)
         for r in range(args.rounds):
             order = variants[r % len(variants):] + variants[: r % len(variants)]
             for v in order:
@@ -320,10 +327,12 @@ def main() -> int:
                 v.latencies += latencies(v.client, args.latency_calls)
             # the console case: the same service's latencies unpolled, then polled, each for
             # --console-seconds (long enough for the poll rate to mean something)
-            all_on.quiet += latencies_for(all_on.client, args.console_seconds)
-            with poller:
-                all_on.polled += latencies_for(all_on.client, args.console_seconds)
-            all_on.polls_per_s.append(poller.polls / poller.elapsed)
+            for v in polled:
+                assert v.client is not None and v.poller is not None
+                v.quiet += latencies_for(v.client, args.console_seconds)
+                with v.poller:
+                    v.polled += latencies_for(v.client, args.console_seconds)
+                v.polls_per_s.append(v.poller.polls / v.poller.elapsed)
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
         time.sleep(1.5)  # let the export thread export
         port = all_on.config["CHASSIS"]["HTTP_ADDRESS"].rpartition(":")[2]
@@ -333,8 +342,9 @@ def main() -> int:
                            if line.startswith("nameko_worker_calls_total{") and 'entrypoint="echo"'
                            in line), "")
     finally:
-        if poller is not None:
-            poller.close()
+        for v in variants:
+            if v.poller is not None:
+                v.poller.close()
         for v in variants:
             if v.client is not None:
                 v.client.close()
@@ -369,23 +379,29 @@ def main() -> int:
           "thread: its main thread alone, where every worker runs. x control: against "
           f"'{control.label}', which costs what bare nameko does but for noise (its own x bare "
           "is the run's noise floor).")
-    quiet50, quiet99 = percentile(all_on.quiet, 50), percentile(all_on.quiet, 99)
-    busy50, busy99 = percentile(all_on.polled, 50), percentile(all_on.polled, 99)
-    polls = statistics.median(all_on.polls_per_s)
-    print(f"\n## RPC latency of '{all_on.label}' with a console polling its backdoor at 10 Hz "
-          f"({args.rounds} x {args.console_seconds:g} s of sequential calls each way, "
-          f"{len(all_on.quiet)} and {len(all_on.polled)} calls)\n")
-    print("| | p50 ms | p99 ms | polls/s |")
-    print("|---|---:|---:|---:|")
-    print(f"| no console | {quiet50:.2f} | {quiet99:.2f} | |")
-    print(f"| console at 10 Hz | {busy50:.2f} | {busy99:.2f} | {polls:.1f} |")
-    print(f"| ratio | {busy50 / quiet50:.2f} | {busy99 / quiet99:.2f} | |")
-    if poller is not None and poller.stalls:
-        stalls = poller.stalls
-        print(f"\nthe hub's hold per poll (the agent's stall: read, collect, encode, write), "
-              f"{len(stalls)} polls: p50 {percentile(stalls, 50):.2f} ms, p99 "
-              f"{percentile(stalls, 99):.2f} ms, max {max(stalls):.2f} ms; polls x hold = "
-              f"{statistics.mean(stalls) * polls / 10:.1f}% of the hub's time")
+    print(f"\n## RPC latency with a console polling the backdoor at 10 Hz ({args.rounds} x "
+          f"{args.console_seconds:g} s of sequential calls each way per service; the same "
+          "console and probe against each)\n")
+    print("| service | p50 ms no console | p50 at 10 Hz | ratio | p99 ms no console "
+          "| p99 at 10 Hz | ratio | polls/s | hub hold per poll p50 / p99 / max ms "
+          "| polls x hold |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+    console: dict[str, Any] = {}
+    for v in polled:
+        if not v.polled or v.poller is None:
+            continue
+        quiet50, quiet99 = percentile(v.quiet, 50), percentile(v.quiet, 99)
+        busy50, busy99 = percentile(v.polled, 50), percentile(v.polled, 99)
+        polls = statistics.median(v.polls_per_s)
+        stalls = v.poller.stalls or [0.0]
+        print(f"| {v.label} | {quiet50:.2f} | {busy50:.2f} | {busy50 / quiet50:.2f} "
+              f"| {quiet99:.2f} | {busy99:.2f} | {busy99 / quiet99:.2f} | {polls:.1f} "
+              f"| {percentile(stalls, 50):.2f} / {percentile(stalls, 99):.2f} / "
+              f"{max(stalls):.2f} | {statistics.mean(stalls) * polls / 10:.1f}% |")
+        console[v.label] = {"p99_ratio": busy99 / quiet99, "polls_per_s": polls,
+                            "hold_p50_ms": percentile(stalls, 50)}
+    print("\nhub hold per poll: the agent's stall (read, collect, encode, write), as the "
+          "service reports it; polls x hold: the share of the hub's time the console takes.")
     print(f"\nchassis exporting: /metrics {calls_line.strip() or '(no echo line!)'}; "
           f"OTLP sink got {otlp.requests} requests ({otlp.bytes} bytes); "
           f"Sentry sink got {sentry.requests} (no errors expected)")
@@ -394,7 +410,7 @@ def main() -> int:
                                 "hub_cpu_ms_per_call": statistics.median(v.hub_cpu_ms),
                                 "p50_ms": percentile(v.latencies, 50),
                                 "p99_ms": percentile(v.latencies, 99)} for v in variants}
-                     | {"console_10hz": {"p99_ratio": busy99 / quiet99, "polls_per_s": polls}}))
+                     | {"console_10hz": console}))
     return 0
 
 
