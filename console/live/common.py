@@ -11,9 +11,11 @@ from rich.console import RenderableType
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual._segment_tools import line_crop
 from textual.app import App
 from textual.cache import LRUCache
 from textual.geometry import Region
+from textual.strip import Strip
 from textual.widgets import DataTable, Static
 from textual.widgets.data_table import CellDoesNotExist
 
@@ -78,15 +80,44 @@ def pool_colour(running: int, max_workers: int, palette: Palette) -> str:
             "full": palette.error}[pool_level(running, max_workers)]
 
 
+@dataclass(frozen=True)
+class _Paint:
+    """What every body line of one paint of a :class:`CellCachingTable` shares: read once per
+    paint, where DataTable reads the styles again for every line."""
+
+    width: int
+    scroll_x: int
+    first_row: int  # row index of the first line below the header
+    header_lines: int
+    base_style: Style
+    even_style: Style
+    odd_style: Style
+    widths: tuple[int, ...]
+    remaining: int  # blank cells after the last column, up to the widget's width
+    cursor_row: int
+    hover_row: int
+    #: (hover, cursor) -> the component style of the blank after the last column
+    extend: dict[tuple[bool, bool], Style]
+
+
 class CellCachingTable(DataTable[Text]):
-    """A DataTable that draws again only the cells that changed.
+    """A DataTable that draws again only the cells that changed, one line at a time.
 
     DataTable renders every visible cell again after any ``update_cell`` (its caches are keyed
     by an update counter). The console's tables change a cell or two per row per refresh (an
     age, a "finished ago"), so a cell's rendered lines are kept for as long as the cell object
     is the same one, and a one-line cell of one style that fits its column is drawn without
     rich's layout machinery, segment for segment as DataTable would (tests/console pins it).
+
+    A body line (one-line rows, a row cursor, no fixed rows or columns, no row labels: every
+    table of the console) is put together from those cells by :meth:`render_line` with the
+    styles read once per paint (:class:`_Paint`): DataTable looks up its component styles,
+    the widget's style and its background again for every line, which was most of what a
+    refresh cost once the ages on screen changed. Anything else is left to DataTable.
     """
+
+    _painting = False  # class level: DataTable may render before __init__ has finished
+    _paint: _Paint | None = None
 
     #: Rendered cells kept (a few screens' worth).
     CELL_LINES_CACHED = 2000
@@ -131,6 +162,72 @@ class CellCachingTable(DataTable[Text]):
                                          hover)
         self._cell_lines[key] = (value, lines)
         return lines
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        self._painting = True
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._painting = False
+            self._paint = None
+
+    def render_line(self, y: int) -> Strip:
+        if not self._painting:  # outside a paint: DataTable's own way
+            return super().render_line(y)
+        paint = self._paint
+        if paint is None:
+            paint = self._paint = self._paint_now()
+            if paint is None:
+                self._painting = False  # not a table this path draws: DataTable's way
+                return super().render_line(y)
+        if y < paint.header_lines:
+            return super().render_line(y)
+        return self._render_body_line(paint, paint.first_row + y - paint.header_lines)
+
+    def _paint_now(self) -> _Paint | None:
+        """The styles and geometry of this paint, or None when DataTable has to draw."""
+        if (self.cursor_type != "row" or self.fixed_rows or self.fixed_columns
+                or self._row_label_column_width or len(self._y_offsets) != self.row_count):
+            return None
+        width = self.size.width
+        scroll_x, scroll_y = self.scroll_offset
+        header_lines = self.header_height if self.show_header else 0
+        base_style = self.rich_style
+        if self.zebra_stripes:
+            even = self.get_component_styles("datatable--even-row").rich_style
+            odd = self.get_component_styles("datatable--odd-row").rich_style
+        else:
+            even = odd = base_style
+        widths = tuple(column.get_render_width(self) for column in self.ordered_columns)
+        show_cursor, show_hover = self.show_cursor, self._show_hover_cursor
+        extend = {(hover, cursor): self._get_styles_to_render_cell(
+            False, False, False, hover, cursor, show_cursor, show_hover, False, False)[0]
+            for hover in (False, True) for cursor in (False, True)}
+        return _Paint(width=width, scroll_x=scroll_x, first_row=scroll_y,
+                      header_lines=header_lines, base_style=base_style, even_style=even,
+                      odd_style=odd, widths=widths, remaining=max(0, width - sum(widths)),
+                      cursor_row=self.cursor_coordinate.row,
+                      hover_row=self.hover_coordinate.row, extend=extend)
+
+    def _render_body_line(self, paint: _Paint, row_index: int) -> Strip:
+        """Row ``row_index`` as one line, as DataTable's ``_render_line`` draws it."""
+        width = paint.width
+        if not 0 <= row_index < self.row_count:
+            return Strip.blank(width, paint.base_style)
+        cursor = row_index == paint.cursor_row
+        hover = row_index == paint.hover_row
+        row_style = paint.odd_style if row_index % 2 else paint.even_style
+        render_cell = self._render_cell
+        segments: list[Segment] = []
+        for column_index, column_width in enumerate(paint.widths):
+            segments += render_cell(row_index, column_index, row_style, column_width, cursor,
+                                    hover)[0]
+        extend = row_style + paint.extend[hover, cursor] + Style.from_meta(
+            {"row": row_index, "column": 0, "out_of_bounds": True})
+        segments.append(Segment(" " * paint.remaining, extend))
+        x = paint.scroll_x
+        return Strip(line_crop(segments, x, x + width, width)).adjust_cell_length(
+            width, paint.base_style).simplify()
 
     def _render_plain_cell(self, value: object, row_index: int, column_index: int,
                            base_style: Style, width: int, cursor: bool, hover: bool

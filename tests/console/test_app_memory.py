@@ -143,6 +143,57 @@ async def test_the_tables_draw_plain_cells_as_datatable_does():
             assert plain_cells_compared(t) >= t.row_count * 3  # one column at least
 
 
+@sync
+async def test_the_tables_draw_whole_lines_as_datatable_does():
+    # a body line is put together from the cells with the styles read once per paint: every
+    # line must be DataTable's own, scrolled, with the cursor, the hover and zebra stripes, on
+    # a wide and on an 80x24 screen, in every table the console shows
+    for size in (SIZE, (80, 24)):
+        app = make_app(MemoryTarget(sample_snapshot(workers_per_service=40)))
+        async with app.run_test(size=size) as pilot:
+            await polled(pilot)
+            await pilot.press("g")
+            await pilot.pause(0.1)
+            lines = lines_compared(app.query_one("#groups"))
+            await pilot.press("g", "e")
+            await pilot.pause(0.1)
+            lines += lines_compared(app.query_one("#rates"))
+            await pilot.press("e")
+            await pilot.pause(0.1)
+            t = table(app)
+            assert t.row_count > 2 * t.size.height
+            t.move_cursor(row=t.row_count // 2)  # scrolls
+            await pilot.pause(0.1)
+            assert t.scroll_y > 0
+            t.hover_coordinate = Coordinate(t.cursor_row - 1, 2)  # on screen, above it
+            t._show_hover_cursor = True
+            lines += lines_compared(t)
+            if t.max_scroll_x:  # 80x24: the last column is cut, left/right scroll it
+                t.scroll_to(x=t.max_scroll_x, animate=False, immediate=True)
+                assert t.scroll_x > 0
+                lines += lines_compared(t)
+            lines += lines_compared(app.query_one(HistoryPanel))
+            assert lines >= t.size.height + 3
+
+
+def lines_compared(t: Any) -> int:
+    """Compare every line the fast path draws with DataTable's own; how many body lines."""
+    from textual.widgets import DataTable
+
+    t._pseudo_class_state = t.get_pseudo_class_state()
+    t._painting, t._paint = True, None
+    try:
+        fast = [list(t.render_line(y)) for y in range(t.size.height)]
+        assert t._paint is not None, f"{t.id}: drawn by DataTable, not line by line"
+    finally:
+        t._painting, t._paint = False, None
+    t._update_count += 1  # DataTable's own caches: render afresh
+    slow = [list(DataTable.render_line(t, y)) for y in range(t.size.height)]
+    for y, (a, b) in enumerate(zip(fast, slow, strict=True)):
+        assert a == b, (t.id, y)
+    return sum(1 for y in range(t.size.height) if t.header_height <= y < t.row_count)
+
+
 def plain_cells_compared(t: Any) -> int:
     """Compare every cell the fast path draws with DataTable's drawing; how many matched."""
     from rich.segment import Segment
