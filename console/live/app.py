@@ -26,6 +26,7 @@ from nameko_chassis.view.text import pool_level
 from ..targets import Target, TargetAddress
 from .backlog import backlog_note
 from .calls import downstream
+from .common import set_border
 from .detail import ManagedThreadScreen, WorkerDetailScreen
 from .dialogs import ConfirmKillScreen, HelpScreen, SortPickerScreen, describe_worker
 from .groups import GroupsTable
@@ -230,7 +231,7 @@ class ChassisConsole(App[int]):
             shown += " · ≥ age: since first seen (no start times recorded)"
         # a fleet target says per service: replicas, running, the oldest worker and where
         shown += "".join(f" · {note}" for t in self.targets if (note := getattr(t, "summary", "")))
-        table.border_title = f"workers {shown}"
+        title = f"workers {shown}"
         subtitle = f"sorted by {table.sort_label}"
         if table.narrow:  # no pool gauges on screen: name the pools that need attention
             alerts = [f"{c.service_name} {c.workers_running}/{c.max_workers}"
@@ -240,7 +241,7 @@ class ChassisConsole(App[int]):
                       in ("full", "warning")]
             if alerts:
                 subtitle = "pools: " + ", ".join(alerts) + " · " + subtitle
-        table.border_subtitle = subtitle
+        set_border(table, title, subtitle)
 
     # -- drilling in ----------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from textual.app import App
 from textual.cache import LRUCache
 from textual.geometry import Region
 from textual.strip import Strip
+from textual.widget import Widget
 from textual.widgets import DataTable, Static
 from textual.widgets.data_table import CellDoesNotExist
 
@@ -57,14 +58,39 @@ def cell(value: Any, style: str = "", *, limit: int = 80, sort: Any = None) -> S
     return text
 
 
-def update_static(widget: Static, content: RenderableType, shape: Hashable) -> None:
+def update_static(widget: Static, content: RenderableType, shape: Hashable,
+                  drawn_from: Hashable = None) -> None:
     """``widget.update(content)``, laying the screen out again only when ``shape`` (whatever
     decides the widget's height) changed: an update of the same size repaints that widget
-    alone, where a layout repaints every widget on the screen (most of a refresh's cost)."""
+    alone, where a layout repaints every widget on the screen (most of a refresh's cost).
+    With ``drawn_from`` (what the content is made of, e.g. :func:`text_key` of its texts), an
+    update drawn from the same as the last one is skipped: no render, no repaint."""
     shape = (widget.size.width, shape)
+    if (drawn_from is not None and widget.__dict__.get("_chassis_shape") == shape
+            and widget.__dict__.get("_chassis_drawn_from") == drawn_from):
+        return
     layout = widget.__dict__.get("_chassis_shape") != shape
     widget.__dict__["_chassis_shape"] = shape
+    widget.__dict__["_chassis_drawn_from"] = drawn_from
     widget.update(content, layout=layout)
+
+
+def set_border(widget: Widget, title: str | None, subtitle: str | None) -> None:
+    """Set a panel's border title and subtitle, only when they change: textual repaints the
+    whole widget on every assignment, even of the same text (a table: every line on screen)."""
+    if widget.__dict__.get("_chassis_border") == (title, subtitle):
+        return
+    widget.__dict__["_chassis_border"] = (title, subtitle)
+    widget.border_title = title
+    widget.border_subtitle = subtitle
+
+
+def text_key(text: Text | str) -> Hashable:
+    """What a ``Text`` draws as (its characters, styles and layout options), to compare."""
+    if isinstance(text, str):
+        return text
+    return (text.plain, str(text.style), tuple(text.spans), text.no_wrap, text.overflow,
+            text.justify, text.end)
 
 
 def age_style(seconds: float, slow: float, palette: Palette) -> str:
@@ -82,7 +108,7 @@ def pool_colour(running: int, max_workers: int, palette: Palette) -> str:
 
 @dataclass(frozen=True)
 class _Paint:
-    """What every body line of one paint of a :class:`CellCachingTable` shares: read once per
+    """What every line of one paint of a :class:`CellCachingTable` shares: read once per
     paint, where DataTable reads the styles again for every line."""
 
     width: int
@@ -92,12 +118,16 @@ class _Paint:
     base_style: Style
     even_style: Style
     odd_style: Style
-    widths: tuple[int, ...]
+    columns: tuple[tuple[Any, int], ...]  # (column key, width), in order
     remaining: int  # blank cells after the last column, up to the widget's width
     cursor_row: int
     hover_row: int
     #: (hover, cursor) -> the component style of the blank after the last column
     extend: dict[tuple[bool, bool], Style]
+    #: changes when anything but a cell's value, row and cursor changes how a cell is drawn
+    token: int
+    #: what the header line is drawn from
+    header: tuple[object, ...]
 
 
 class CellCachingTable(DataTable[Text]):
@@ -118,6 +148,7 @@ class CellCachingTable(DataTable[Text]):
 
     _painting = False  # class level: DataTable may render before __init__ has finished
     _paint: _Paint | None = None
+    _tall_rows = False  # a row of more than one line was added: DataTable draws
 
     #: Rendered cells kept (a few screens' worth).
     CELL_LINES_CACHED = 2000
@@ -126,16 +157,35 @@ class CellCachingTable(DataTable[Text]):
         # before DataTable's __init__, whose reactive settings clear the caches already
         self._cell_lines: LRUCache[tuple[object, ...], tuple[object, list[list[Segment]]]] = \
             LRUCache(self.CELL_LINES_CACHED)
+        #: the line path's cells: (row index, column index) -> (value, (cursor, hover, paint
+        #: token), segments), valid while the cell object and the state are the same
+        self._line_cells: dict[tuple[int, int], tuple[object, tuple[object, ...],
+                                                       list[Segment]]] = {}
+        self._header_lines: dict[int, tuple[tuple[object, ...], Strip]] = {}
+        self._paint_signature: tuple[object, ...] = ()
+        self._paint_token = 0
         super().__init__(*args, **kwargs)
 
     # DataTable clears its own caches when its settings or styles change (theme): ours too
     def _clear_caches(self) -> None:
         super()._clear_caches()
-        self._cell_lines.clear()
+        self._forget_lines()
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
+        self._forget_lines()
+
+    def _forget_lines(self) -> None:
         self._cell_lines.clear()
+        self._line_cells.clear()
+        self._header_lines.clear()
+        self._paint_signature = ()
+
+    def add_row(self, *cells: Text, height: int | None = 1, key: str | None = None,
+                label: Any = None) -> Any:
+        if height != 1:
+            self._tall_rows = True
+        return super().add_row(*cells, height=height, key=key, label=label)
 
     def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
                      cursor: bool = False, hover: bool = False) -> list[list[Segment]]:
@@ -181,13 +231,19 @@ class CellCachingTable(DataTable[Text]):
                 self._painting = False  # not a table this path draws: DataTable's way
                 return super().render_line(y)
         if y < paint.header_lines:
-            return super().render_line(y)
+            # the same until a column, the header's style or the geometry changes
+            cached = self._header_lines.get(y)
+            if cached is not None and cached[0] == paint.header:
+                return cached[1]
+            strip = super().render_line(y)
+            self._header_lines[y] = (paint.header, strip)
+            return strip
         return self._render_body_line(paint, paint.first_row + y - paint.header_lines)
 
     def _paint_now(self) -> _Paint | None:
         """The styles and geometry of this paint, or None when DataTable has to draw."""
         if (self.cursor_type != "row" or self.fixed_rows or self.fixed_columns
-                or self._row_label_column_width or len(self._y_offsets) != self.row_count):
+                or self._tall_rows or self._row_label_column_width):
             return None
         width = self.size.width
         scroll_x, scroll_y = self.scroll_offset
@@ -198,16 +254,29 @@ class CellCachingTable(DataTable[Text]):
             odd = self.get_component_styles("datatable--odd-row").rich_style
         else:
             even = odd = base_style
-        widths = tuple(column.get_render_width(self) for column in self.ordered_columns)
+        ordered = self.ordered_columns
+        columns = tuple((column.key, column.get_render_width(self)) for column in ordered)
         show_cursor, show_hover = self.show_cursor, self._show_hover_cursor
+        signature = (base_style, even, odd, columns, show_cursor, show_hover,
+                     self._pseudo_class_state, self.cell_padding, self.cursor_foreground_priority,
+                     self.cursor_background_priority)
+        if signature != self._paint_signature:
+            self._paint_signature = signature
+            self._paint_token += 1
         extend = {(hover, cursor): self._get_styles_to_render_cell(
             False, False, False, hover, cursor, show_cursor, show_hover, False, False)[0]
             for hover in (False, True) for cursor in (False, True)}
+        cursor_row, hover_row = self.cursor_coordinate.row, self.hover_coordinate.row
+        header = (self._paint_token, width, scroll_x, header_lines, cursor_row == -1,
+                  hover_row == -1, self.get_component_styles("datatable--header").rich_style,
+                  tuple((c.label.plain, c.label.style, tuple(c.label.spans), c.label.justify)
+                        for c in ordered))
         return _Paint(width=width, scroll_x=scroll_x, first_row=scroll_y,
                       header_lines=header_lines, base_style=base_style, even_style=even,
-                      odd_style=odd, widths=widths, remaining=max(0, width - sum(widths)),
-                      cursor_row=self.cursor_coordinate.row,
-                      hover_row=self.hover_coordinate.row, extend=extend)
+                      odd_style=odd, columns=columns,
+                      remaining=max(0, width - sum(w for _, w in columns)), cursor_row=cursor_row,
+                      hover_row=hover_row, extend=extend, token=self._paint_token,
+                      header=header)
 
     def _render_body_line(self, paint: _Paint, row_index: int) -> Strip:
         """Row ``row_index`` as one line, as DataTable's ``_render_line`` draws it."""
@@ -217,15 +286,31 @@ class CellCachingTable(DataTable[Text]):
         cursor = row_index == paint.cursor_row
         hover = row_index == paint.hover_row
         row_style = paint.odd_style if row_index % 2 else paint.even_style
-        render_cell = self._render_cell
+        row = self._data[self._row_locations.get_key(row_index)]
+        state = (cursor, hover, paint.token)
+        cells = self._line_cells
+        if len(cells) > 4 * self.CELL_LINES_CACHED:
+            cells.clear()
         segments: list[Segment] = []
-        for column_index, column_width in enumerate(paint.widths):
-            segments += render_cell(row_index, column_index, row_style, column_width, cursor,
-                                    hover)[0]
+        for column_index, (column_key, column_width) in enumerate(paint.columns):
+            value = row.get(column_key)
+            cached = cells.get((row_index, column_index))
+            if cached is not None and cached[0] is value and cached[1] == state:
+                segments += cached[2]
+                continue
+            line = self._render_plain_cell(value, row_index, column_index, row_style,
+                                           column_width, cursor, hover)
+            if line is None:
+                line = DataTable._render_cell(self, row_index, column_index, row_style,
+                                              column_width, cursor, hover)
+            cells[row_index, column_index] = (value, state, line[0])
+            segments += line[0]
         extend = row_style + paint.extend[hover, cursor] + Style.from_meta(
             {"row": row_index, "column": 0, "out_of_bounds": True})
         segments.append(Segment(" " * paint.remaining, extend))
         x = paint.scroll_x
+        if not x and paint.remaining:  # the line is the widget's width: nothing to cut
+            return Strip(segments, width).simplify()
         return Strip(line_crop(segments, x, x + width, width)).adjust_cell_length(
             width, paint.base_style).simplify()
 
@@ -374,5 +459,5 @@ __all__ = [
     "CellCachingTable",
     "KeyedTable",
     "sortable",
-    "sort_key", "update_static", "Palette", "SortText", "cell", "age_style", "pool_colour",
-    "format_age", "clip"]
+    "sort_key", "update_static", "text_key", "set_border", "Palette", "SortText", "cell",
+    "age_style", "pool_colour", "format_age", "clip"]

@@ -35,7 +35,7 @@ from nameko_chassis.view.page import (
     render_traceback,
 )
 
-from .common import KeyedTable, Palette, clip, format_age, sortable
+from .common import KeyedTable, Palette, clip, format_age, set_border, sortable
 from .poller import TargetStatus
 from .status import ConsoleView, StatusBar
 from .workers import WorkerRef, parse_terms
@@ -165,10 +165,10 @@ class HistoryPanel(KeyedTable):
             # nobody is reading it: the newest stay in view (with focus, the row is followed)
             self.move_cursor(row=0, scroll=False)
             self.scroll_home(animate=False, immediate=True)
-        self.border_title = "recently finished" + (" · hub blocks" if blocks else "")
         counts = "  ".join(f"{k} {v}" for k, v in outcome_counts(
             [e for _, e in entries] + [b for _, b in shown_blocks]).items())
-        self.border_subtitle = (counts + "  · enter opens") if counts else None
+        set_border(self, "recently finished" + (" · hub blocks" if blocks else ""),
+                   (counts + "  · enter opens") if counts else None)
 
 
 class FinishedWorkerScreen(Screen[None]):
