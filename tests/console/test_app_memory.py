@@ -249,6 +249,17 @@ async def test_pool_gauge_warns_near_saturation():
         pools = app.query_one(PoolGauges)
         assert pools.has_class("-warning")  # payments: 3 of 4
         assert pools.border_subtitle == "1 near saturation"
+        assert "3/4 !" in plain(pools)
+        # an unchanged refresh leaves the panel as it is; a changed pool is drawn again
+        target = app.pollers[0].target
+        await pilot.press("r")
+        await polled(pilot, 2)
+        assert "3/4 !" in plain(pools) and pools.border_subtitle == "1 near saturation"
+        target.state = state  # payments: 3 of its own 20
+        await pilot.press("r")
+        await polled(pilot, 3)
+        assert "3/4 !" not in plain(pools) and "3/20" in plain(pools)
+        assert not pools.has_class("-warning") and pools.border_subtitle is None
 
 
 @sync
