@@ -2,10 +2,10 @@
 
 A :class:`TargetPoller` owns one :class:`~chassis_console.client.Target` and one daemon thread
 that makes every call to it (the client is blocking and serves one request at a time, so kills
-queue behind polls instead of racing them). Its loop polls, then sleeps for the interval (or until
-woken by "refresh now"), so the next poll is armed only when the previous one has finished. On a
-failure it keeps the last snapshot (now stale), closes the connection and tries again with
-exponential backoff.
+queue behind polls instead of racing them). Its loop polls, then sleeps until one interval after
+that poll started (at least half an interval; or until woken by "refresh now"), so the next poll
+is armed only when the previous one has finished. On a failure it keeps the last snapshot (now
+stale), closes the connection and tries again with exponential backoff.
 
 A poll that has not come back after :data:`BLOCKED_CHECK_AFTER` asks the target, on a connection
 of its own, whether the service's hub watchdog says the hub is blocked; if so the state is
@@ -236,8 +236,14 @@ class TargetPoller:
                 pass
 
     async def poll_once(self) -> float:
-        """One refresh (connecting first when needed); returns the delay before the next."""
+        """One refresh (connecting first when needed); returns the delay before the next.
+
+        After a refresh, the next starts one interval after this one started (a refresh every
+        interval, not every interval plus a round trip: 10/s asked is 10/s had), but never
+        sooner than half an interval after this one ended: a service slower to answer than
+        its interval still gets a pause between two polls, and polls never overlap."""
         status = self.status
+        started = time.monotonic()
         try:
             if not self._connected:
                 await self._calls.call(self.target.connect)
@@ -278,7 +284,8 @@ class TargetPoller:
         status.received_at = time.time()
         status.polls += 1
         self.on_change(status)
-        return self.options.interval
+        interval = self.options.interval
+        return max(interval - (time.monotonic() - started), interval / 2)
 
     async def _while_checking(self, call: Any) -> Any:
         """Await ``call``; while it is slow, ask the target (on the side) whether its hub is

@@ -152,8 +152,9 @@ class WorkersTable(CellCachingTable):
         self.filter = ""
         self._cells: dict[str, tuple[Text, ...]] = {}
         self._static: dict[str, tuple[tuple[object, ...], dict[str, SortText]]] = {}
-        #: per row: what its age cell is drawn from (the latest worker, dim, slow)
-        self._latest: dict[str, tuple[Worker, str, str]] = {}
+        #: per row of the latest refresh: its static cells and what its age cell is drawn from
+        #: (the latest worker, dim, target label)
+        self._latest: dict[str, tuple[dict[str, SortText], Worker, str, str]] = {}
         #: per row: the refresh (generation) its age cell was last written for
         self._age_drawn: dict[str, int] = {}
         self._generation = 0
@@ -294,6 +295,9 @@ class WorkersTable(CellCachingTable):
         service, needle = terms.service, terms.needle
         self.lower_bounds = False  # some age is counted from first sight (plain service)
         wanted: dict[str, tuple[dict[str, SortText], Worker, str, str]] = {}
+        # rows whose static cells are not those on screen (the usual refresh: none)
+        changed: list[str] = []
+        applied = self._applied
         total = 0
         for status in statuses:
             if status.snapshot is None:
@@ -314,8 +318,10 @@ class WorkersTable(CellCachingTable):
                     key = f"{status.index}|{worker.call_id}"  # WorkerRef(...).key
                     static, dim = self._static_cells(key, status, container, worker)
                     wanted[key] = (static, worker, dim, status.label)
+                    if applied.get(key) is not static:
+                        changed.append(key)
         self.total, self.shown = total, len(wanted)
-        self._apply(wanted)
+        self._apply(wanted, changed)
 
     def refresh(self, *regions: Region, repaint: bool = True, layout: bool = False,
                 recompose: bool = False) -> Self:
@@ -325,36 +331,38 @@ class WorkersTable(CellCachingTable):
             return self
         return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
 
-    def _apply(self, wanted: dict[str, tuple[dict[str, SortText], Worker, str, str]]) -> None:
+    def _apply(self, wanted: dict[str, tuple[dict[str, SortText], Worker, str, str]],
+               changed: list[str]) -> None:
         self._batching = True
         try:
-            self._apply_rows(wanted)
+            self._apply_rows(wanted, changed)
         finally:
             self._batching = False
         if self._batched_refresh:
             self._batched_refresh = False
             self.refresh()
 
-    def _apply_rows(self, wanted: dict[str, tuple[dict[str, SortText], Worker, str, str]]
-                    ) -> None:
+    def _apply_rows(self, wanted: dict[str, tuple[dict[str, SortText], Worker, str, str]],
+                    changed: list[str]) -> None:
+        """``wanted``: every row of this refresh, in order; ``changed``: those of its rows
+        whose static cells are not the ones applied (new rows included)."""
         following = self.current_ref()
         old_index = self.cursor_row
         column_keys = [key for key, _ in self._columns]
         sorted_by = self.sort_column if self.sort_column in column_keys else "age"
         self._generation += 1
         resort = False
-        for key in [k for k in self._cells if k not in wanted]:
+        for key in self._cells.keys() - wanted.keys():
             self.remove_row(key)
             del self._cells[key]
             self._static.pop(key, None)
-            self._latest.pop(key, None)
             self._age_drawn.pop(key, None)
             self._applied.pop(key, None)
+        self._latest = wanted
         applied = self._applied
-        for key, (static, worker, dim, label) in wanted.items():
-            self._latest[key] = (worker, dim, label)
-            if applied.get(key) is static:
-                continue  # nothing but the age changed: _freshen_ages sees to it
+        # a row not changed: nothing but its age changed, which _freshen_ages sees to
+        for key in changed:
+            static, worker, dim, label = wanted[key]
             applied[key] = static
             previous = self._cells.get(key)
             if previous is None:
@@ -404,7 +412,7 @@ class WorkersTable(CellCachingTable):
             if self._age_drawn.get(key) == generation or key not in self._latest:
                 continue
             self._age_drawn[key] = generation
-            worker, dim, label = self._latest[key]
+            _, worker, dim, label = self._latest[key]
             age = self._age_cell(worker, dim, label)
             cells = self._cells[key]
             i = self._age_index

@@ -20,7 +20,7 @@ from chassis_console.live.app import INTERVALS, ChassisConsole
 from chassis_console.live.detail import WorkerDetailScreen
 from chassis_console.live.dialogs import ConfirmKillScreen, HelpScreen
 from chassis_console.live.history import HistoryPanel
-from chassis_console.live.poller import MIN_INTERVAL, ConsoleOptions
+from chassis_console.live.poller import MIN_INTERVAL, ConsoleOptions, TargetPoller
 from chassis_console.live.services import PoolGauges
 from chassis_console.live.status import StatusBar
 from chassis_console.live.workers import WorkerRef, WorkersTable
@@ -319,6 +319,23 @@ async def test_unresponsive_target_is_named_so():
         status = app.pollers[0].status
         await until(pilot, lambda: status.failures >= 1)
         assert status.state == "unresponsive"
+
+
+@sync
+async def test_a_refresh_starts_one_interval_after_the_last_one_started():
+    # the interval counts from the start of a poll (10/s asked is 10/s had), but a service
+    # slower than half its interval still gets half an interval between two polls
+    target = MemoryTarget()
+    poller = TargetPoller(target, 0, ConsoleOptions(interval=10.0), lambda status: None)
+    try:
+        target.delay = 0.3
+        waited = await poller.poll_once()
+        assert poller.status.state == "live"
+        assert 9.0 < waited <= 10.0 - 0.3  # the poll's own time is taken off
+        poller.options.interval = 0.4
+        assert await poller.poll_once() == 0.2  # 0.3 s of 0.4: half an interval, not 0.1
+    finally:
+        poller.stop()
 
 
 @sync
