@@ -6,7 +6,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
-from rich.cells import cell_len
+from rich.cells import cell_len, set_cell_size
 from rich.console import RenderableType
 from rich.segment import Segment
 from rich.style import Style
@@ -120,6 +120,7 @@ class _Paint:
     odd_style: Style
     columns: tuple[tuple[Any, int], ...]  # (column key, width), in order
     remaining: int  # blank cells after the last column, up to the widget's width
+    line_length: int  # cells of a line: the columns and the blank after them
     cursor_row: int
     hover_row: int
     #: (hover, cursor) -> the component style of the blank after the last column
@@ -271,22 +272,25 @@ class CellCachingTable(DataTable[Text]):
                   hover_row == -1, self.get_component_styles("datatable--header").rich_style,
                   tuple((c.label.plain, c.label.style, tuple(c.label.spans), c.label.justify)
                         for c in ordered))
+        columns_width = sum(w for _, w in columns)
+        remaining = max(0, width - columns_width)
         return _Paint(width=width, scroll_x=scroll_x, first_row=scroll_y,
                       header_lines=header_lines, base_style=base_style, even_style=even,
-                      odd_style=odd, columns=columns,
-                      remaining=max(0, width - sum(w for _, w in columns)), cursor_row=cursor_row,
+                      odd_style=odd, columns=columns, remaining=remaining,
+                      line_length=columns_width + remaining, cursor_row=cursor_row,
                       hover_row=hover_row, extend=extend, token=self._paint_token,
                       header=header)
 
     def _render_body_line(self, paint: _Paint, row_index: int) -> Strip:
         """Row ``row_index`` as one line, as DataTable's ``_render_line`` draws it."""
         width = paint.width
-        if not 0 <= row_index < self.row_count:
+        row_key = self._row_locations.get_key(row_index)
+        if row_key is None:  # below the last row
             return Strip.blank(width, paint.base_style)
         cursor = row_index == paint.cursor_row
         hover = row_index == paint.hover_row
         row_style = paint.odd_style if row_index % 2 else paint.even_style
-        row = self._data[self._row_locations.get_key(row_index)]
+        row = self._data[row_key]
         state = (cursor, hover, paint.token)
         cells = self._line_cells
         if len(cells) > 4 * self.CELL_LINES_CACHED:
@@ -308,11 +312,30 @@ class CellCachingTable(DataTable[Text]):
         extend = row_style + paint.extend[hover, cursor] + Style.from_meta(
             {"row": row_index, "column": 0, "out_of_bounds": True})
         segments.append(Segment(" " * paint.remaining, extend))
+        # as DataTable's Strip(line_crop(...)).adjust_cell_length(...).simplify(), but the
+        # line's length is known (every cell is drawn to its column's width): one Strip, not
+        # three, and no measuring
         x = paint.scroll_x
-        if not x and paint.remaining:  # the line is the widget's width: nothing to cut
-            return Strip(segments, width).simplify()
-        return Strip(line_crop(segments, x, x + width, width)).adjust_cell_length(
-            width, paint.base_style).simplify()
+        length = paint.line_length
+        if x:
+            segments = line_crop(segments, x, x + width, width)
+            length = max(0, length - x)
+        if length > width:  # cut at the widget's edge (adjust_cell_length)
+            kept: list[Segment] = []
+            used = 0
+            for segment in segments:
+                size = cell_len(segment.text)
+                if used + size < width:
+                    kept.append(segment)
+                    used += size
+                else:
+                    kept.append(Segment(set_cell_size(segment.text, width - used),
+                                        segment.style))
+                    break
+            segments = kept
+        elif length < width:
+            segments.append(Segment(" " * (width - length), paint.base_style))
+        return Strip(Segment.simplify(segments), width)
 
     def _render_plain_cell(self, value: object, row_index: int, column_index: int,
                            base_style: Style, width: int, cursor: bool, hover: bool

@@ -298,14 +298,20 @@ class WorkersTable(CellCachingTable):
         # rows whose static cells are not those on screen (the usual refresh: none)
         changed: list[str] = []
         applied = self._applied
+        cached_static = self._static.get
+        slow_after = self.slow
         total = 0
         for status in statuses:
             if status.snapshot is None:
                 continue
+            dim = "dim" if status.stale else ""
+            label = status.label
+            prefix = f"{status.index}|"  # WorkerRef(...).key
             for container in status.snapshot.containers:
+                name = container.service_name
                 for worker in container.workers:
                     total += 1
-                    if service is not None and container.service_name != service:
+                    if service is not None and name != service:
                         continue
                     if terms.entrypoint is not None and worker.entrypoint != terms.entrypoint:
                         continue
@@ -313,11 +319,21 @@ class WorkersTable(CellCachingTable):
                         continue
                     if worker.started_at is None:
                         self.lower_bounds = True
-                    if needle and needle not in worker_text(container, worker, status.label):
+                    if needle and needle not in worker_text(container, worker, label):
                         continue
-                    key = f"{status.index}|{worker.call_id}"  # WorkerRef(...).key
-                    static, dim = self._static_cells(key, status, container, worker)
-                    wanted[key] = (static, worker, dim, status.label)
+                    key = prefix + worker.call_id
+                    # the usual refresh: a worker the agent reported unchanged shares its
+                    # where and arguments with the last snapshot's (see _static_cells)
+                    cached = cached_static(key)
+                    if cached is not None and (
+                            (sig := cached[0])[2] is (worker.where or where_of(worker))
+                            and sig[3] is worker.args and sig[4] is worker.kwargs
+                            and sig[1] == (worker.age_s >= slow_after) and sig[0] == dim
+                            and sig[5] == name and sig[6] == label):
+                        static = cached[1]
+                    else:
+                        static, _ = self._static_cells(key, status, container, worker)
+                    wanted[key] = (static, worker, dim, label)
                     if applied.get(key) is not static:
                         changed.append(key)
         self.total, self.shown = total, len(wanted)
