@@ -212,6 +212,7 @@ class TargetPoller:
         self.watched: set[str] = set()  # call ids whose full stack the screen shows
         self.paused = False
         self._connected = False
+        self._due: float | None = None  # when the next refresh is due (monotonic)
         self._wake = asyncio.Event()
         self._calls = _CallThread(f"chassis-poll {target.label}")
 
@@ -238,10 +239,11 @@ class TargetPoller:
     async def poll_once(self) -> float:
         """One refresh (connecting first when needed); returns the delay before the next.
 
-        After a refresh, the next starts one interval after this one started (a refresh every
-        interval, not every interval plus a round trip: 10/s asked is 10/s had), but never
-        sooner than half an interval after this one ended: a service slower to answer than
-        its interval still gets a pause between two polls, and polls never overlap."""
+        After a refresh, the next starts one interval after this one was due to start (a
+        refresh every interval, not every interval plus a round trip: 10/s asked is 10/s had),
+        but never sooner than half an interval after this one ended: a service slower to
+        answer than its interval still gets a pause between two polls, and polls never
+        overlap."""
         status = self.status
         started = time.monotonic()
         try:
@@ -284,8 +286,12 @@ class TargetPoller:
         status.received_at = time.time()
         status.polls += 1
         self.on_change(status)
-        interval = self.options.interval
-        return max(interval - (time.monotonic() - started), interval / 2)
+        # on the grid of the refreshes before (a start a little late, as the UI thread was
+        # busy, is made up for by the next wait), unless woken early or far behind
+        interval, due, now = self.options.interval, self._due, time.monotonic()
+        base = due if due is not None and 0 <= started - due < interval else started
+        self._due = max(base + interval, now + interval / 2)
+        return self._due - now
 
     async def _while_checking(self, call: Any) -> Any:
         """Await ``call``; while it is slow, ask the target (on the side) whether its hub is

@@ -332,8 +332,12 @@ async def test_a_refresh_starts_one_interval_after_the_last_one_started():
         waited = await poller.poll_once()
         assert poller.status.state == "live"
         assert 9.0 < waited <= 10.0 - 0.3  # the poll's own time is taken off
-        poller.options.interval = 0.4
-        assert await poller.poll_once() == 0.2  # 0.3 s of 0.4: half an interval, not 0.1
+        poller.options.interval = 0.4  # (a refresh asked for now: a new start)
+        assert await poller.poll_once() == pytest.approx(0.2)  # 0.3 s of 0.4: half, not 0.1
+        target.delay = 0.0
+        await asyncio.sleep(0.25)  # this start is 0.05 s late...
+        waited = await poller.poll_once()
+        assert 0.2 <= waited <= 0.35  # ...so the next one waits less: 0.4 s after the last was due
     finally:
         poller.stop()
 
