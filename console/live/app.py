@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 #: What `+` and `-` step through (seconds between refreshes): from MIN_INTERVAL, the fastest
 #: the console sustains at 1000 workers, which is also the shortest --interval.
-INTERVALS = tuple(sorted({MIN_INTERVAL, *(i for i in (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+INTERVALS = tuple(sorted({MIN_INTERVAL, *(i for i in (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
                                           if i > MIN_INTERVAL)}))
 
 
