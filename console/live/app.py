@@ -18,7 +18,7 @@ from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input
+from textual.widgets import DataTable, Input
 
 from nameko_chassis.amqp.management import AmqpUri
 from nameko_chassis.view.text import pool_level
@@ -26,7 +26,7 @@ from nameko_chassis.view.text import pool_level
 from ..targets import Target, TargetAddress
 from .backlog import backlog_note
 from .calls import downstream
-from .common import set_border
+from .common import KeysFooter, set_border
 from .detail import ManagedThreadScreen, WorkerDetailScreen
 from .dialogs import ConfirmKillScreen, HelpScreen, SortPickerScreen, describe_worker
 from .groups import GroupsTable
@@ -136,7 +136,7 @@ class ChassisConsole(App[int]):
                 yield RatesTable(id="rates", slow=self.options.slow)
                 yield LogPanel(id="logs")
                 yield HistoryPanel(id="history", slow=self.options.slow)
-        yield Footer()
+        yield KeysFooter()
 
     def on_resize(self, event: Any) -> None:
         self._fit(event.size.width, event.size.height)

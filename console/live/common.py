@@ -15,9 +15,10 @@ from textual._segment_tools import line_crop
 from textual.app import App
 from textual.cache import LRUCache
 from textual.geometry import Region
+from textual.screen import Screen
 from textual.strip import Strip
 from textual.widget import Widget
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Footer, Static
 from textual.widgets.data_table import CellDoesNotExist
 
 from nameko_chassis.view.text import clip, format_age, pool_level
@@ -91,6 +92,24 @@ def text_key(text: Text | str) -> Hashable:
         return text
     return (text.plain, str(text.style), tuple(text.spans), text.no_wrap, text.overflow,
             text.justify, text.end)
+
+
+class KeysFooter(Footer):
+    """textual's Footer, composed again only when the keys it shows change. textual composes
+    it again (some fifteen widgets mounted and styled) whenever the bindings may have changed:
+    on every screen switch and focus change, most often to show the same keys."""
+
+    _shown: tuple[object, ...] | None = None
+
+    def bindings_changed(self, screen: Screen[Any]) -> None:
+        if screen.app.app_focus and self.is_attached and screen is self.screen:
+            shown = tuple((binding.key, binding.action, binding.description,
+                           binding.key_display, binding.group, binding.show, enabled, tooltip)
+                          for _, binding, enabled, tooltip in screen.active_bindings.values())
+            if shown == self._shown:
+                return
+            self._shown = shown
+        super().bindings_changed(screen)
 
 
 def age_style(seconds: float, slow: float, palette: Palette) -> str:
@@ -482,5 +501,6 @@ __all__ = [
     "CellCachingTable",
     "KeyedTable",
     "sortable",
-    "sort_key", "update_static", "text_key", "set_border", "Palette", "SortText", "cell",
+    "sort_key", "update_static", "text_key", "set_border", "KeysFooter", "Palette", "SortText",
+    "cell",
     "age_style", "pool_colour", "format_age", "clip"]

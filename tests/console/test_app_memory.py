@@ -293,6 +293,33 @@ async def test_detail_asks_for_one_stack_and_says_when_the_worker_finished():
 
 
 @sync
+async def test_each_footer_shows_the_keys_of_its_screen_after_every_switch():
+    # the footer is composed again only when its keys change: switching screens and back, and
+    # moving the focus to the filter box and back, must still show the right keys
+    from textual.widgets._footer import FooterKey
+
+    def keys() -> list[str]:
+        return [k.description for k in app.screen.query(FooterKey)]
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await polled(pilot)
+        await pilot.pause(0.2)
+        main = keys()
+        assert "Sort" in main and "Back" not in main
+        for _ in range(2):
+            await pilot.press("enter")
+            await until(pilot, lambda: "Back" in keys(), what="the worker screen's keys")
+            assert "Caller ↑" in keys() and "Sort" not in keys()
+            await pilot.press("escape")
+            await until(pilot, lambda: keys() == main, what="the table's keys again")
+        await pilot.press("slash")  # the filter box has the focus: its own keys
+        await until(pilot, lambda: keys() != main, what="the filter box's keys")
+        await pilot.press("escape")
+        await until(pilot, lambda: keys() == main, what="the table's keys after the filter")
+
+
+@sync
 async def test_lost_target_keeps_its_snapshot_marked_stale_and_backs_off():
     target = MemoryTarget()
     app = make_app(target, interval=0.05)
