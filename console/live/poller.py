@@ -3,7 +3,7 @@
 A :class:`TargetPoller` owns one :class:`~chassis_console.client.Target` and one daemon thread
 that makes every call to it (the client is blocking and serves one request at a time, so kills
 queue behind polls instead of racing them). Its loop polls, then sleeps until one interval after
-that poll started (at least half an interval; or until woken by "refresh now"), so the next poll
+that poll was due (at least half an interval; or until woken by "refresh now"), so the next poll
 is armed only when the previous one has finished. On a failure it keeps the last snapshot (now
 stale), closes the connection and tries again with exponential backoff.
 
