@@ -15,11 +15,14 @@ revision side by side in one run, and keypress latencies at 1000 workers.
    - TUI CPU: the console process's CPU time over wall time while it refreshes at 1 Hz and no key
      is pressed (the compositor's painting, the backdoor client's thread and parsing included).
    Targets (issue 13): parse <= 2 ms and TUI CPU <= 3% at 1000 workers.
+   At 1000 workers (``--workers``), each tree's run then presses keys: keypress → repaint for
+   cursor moves, ``s``, enter and esc, in the same turns (skipped with ``--no-latency``).
 2. **Fastest refresh** at 1000 workers, this tree: refreshes per second reached at intervals of
    0.1, 0.25 and 0.5 s; an interval is sustained when at least 90% of the refreshes asked for
    happen (the console's floor, ``poller.MIN_INTERVAL``, should be the shortest one sustained).
 3. **Keypress → repaint** at 1000 workers, this tree only: from sending a key to the first frame
    the compositor renders after it; round trip and service stall per refresh.
+   (``--no-latency`` skips this part and the keypresses of part 1.)
 
 Run with ``.ci/with-broker .venv/bin/python bench/console.py [--rev REV] [--seconds S]
 [--sizes 100,1000,5000] [--no-latency]``.
@@ -170,6 +173,7 @@ from nameko_chassis.amqp.rpc import RpcClient
 from nameko_chassis.view import model
 
 uri, n, seconds, interval = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+with_keys = sys.argv[5:] == ["keys"]
 parse_ms = []
 from_wire = model.Snapshot.from_wire.__func__
 
@@ -206,6 +210,8 @@ def parse_alone():
     # the last refresh parsed again against the snapshot before it, the app gone: the parsing
     # itself, without the UI thread taking turns on the GIL
     data, previous = last[0], client._previous
+    import gc
+    gc.collect()  # the closed app's garbage is not collected during the timed parses
     times = []
     for _ in range(200):
         t0 = time.perf_counter()
@@ -213,9 +219,41 @@ def parse_alone():
         times.append((time.perf_counter() - t0) * 1000)
     return statistics.median(times)
 
+async def keypresses(app, pilot, frames):
+    # keypress -> the first frame the compositor renders after it (as in latency() below)
+    from chassis_console.live.detail import WorkerDetailScreen
+
+    async def latency(*keys):
+        await pilot.pause(0.05)
+        before = len(frames)
+        t0 = time.perf_counter()
+        for key in keys:
+            await pilot.press(key)
+        while len(frames) == before:
+            await asyncio.sleep(0.001)
+        return (frames[before] - t0) * 1000
+
+    out = {"move": [await latency("down" if i % 2 else "up") for i in range(20)],
+           "sort": [await latency("s") for _ in range(8)], "open": [], "close": []}
+    for _ in range(5):
+        out["open"].append(await latency("enter"))
+        assert isinstance(app.screen, WorkerDetailScreen)
+        await pilot.pause(1.2)  # a refresh with the one worker's full stack
+        out["close"].append(await latency("escape"))
+    return out
+
 async def measure():
     app = ChassisConsole([client],
                          ConsoleOptions(interval=interval, max_workers=n))
+    frames = []
+    display = app._display
+
+    def displayed(screen, renderable):
+        if renderable is not None:
+            frames.append(time.perf_counter())
+        display(screen, renderable)
+
+    app._display = displayed
     redraw_ms = []
     original = app.redraw
 
@@ -239,8 +277,12 @@ async def measure():
         await asyncio.sleep(seconds)
         cpu = (time.process_time() - cpu0) / (time.perf_counter() - wall0) * 100
         wall = time.perf_counter() - wall0
-        return {"parse_ms": statistics.median(parse_ms), "redraw_ms": statistics.median(redraw_ms),
-                "cpu": cpu, "per_s": len(parse_ms) / wall}
+        figures = {"parse_ms": statistics.median(parse_ms),
+                   "redraw_ms": statistics.median(redraw_ms), "cpu": cpu,
+                   "per_s": len(parse_ms) / wall}
+        if with_keys:
+            figures["keys"] = await keypresses(app, pilot, frames)
+        return figures
 
 try:
     figures = asyncio.run(measure())
@@ -253,10 +295,11 @@ finally:
 """
 
 
-def run_child(tree: Path, workers: int, seconds: float, interval: float = 1.0
-              ) -> dict[str, float]:
+def run_child(tree: Path, workers: int, seconds: float, interval: float = 1.0,
+              keys: bool = False) -> dict[str, Any]:
     """One tree's console attached to a service of ``workers`` parked workers (a vhost of its
-    own) for ``seconds`` of refreshes every ``interval``."""
+    own) for ``seconds`` of refreshes every ``interval``; with ``keys``, then the keypress
+    latencies (lists of ms under ``"keys"``)."""
     base = amqp_uri_from_env()
     api = ManagementApi(base)
     vhost = f"chassis-bench-{uuid.uuid4().hex[:8]}"
@@ -264,23 +307,27 @@ def run_child(tree: Path, workers: int, seconds: float, interval: float = 1.0
     try:
         out = subprocess.run([str(tree / ".venv" / "bin" / "python"), "-c", CHILD,
                               str(base.with_vhost(vhost)), str(workers), str(seconds),
-                              str(interval)], cwd=tree, check=True, capture_output=True,
+                              str(interval), *(["keys"] if keys else [])], cwd=tree,
+                             check=True, capture_output=True,
                              text=True, timeout=600)
     finally:
         api.delete_vhost(vhost)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def versus(rev: str, sizes: list[int], seconds: float, rounds: int) -> list[str]:
-    """The per-refresh cost table, this tree against ``rev``, turn by turn."""
+def versus(rev: str, sizes: list[int], seconds: float, rounds: int,
+           keys_at: int | None = None) -> list[str]:
+    """The per-refresh cost table, this tree against ``rev``, turn by turn; with ``keys_at``
+    (a size of ``sizes``), the keypress latencies at that size too, in the same turns."""
     from vs_rev import tree_for
 
     trees = {"this tree": REPO, rev: tree_for(rev)}
-    results: dict[tuple[str, int], list[dict[str, float]]] = {}
+    results: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for n in sizes:
         for _ in range(rounds):
             for name, tree in trees.items():  # turns: the same noise for both
-                results.setdefault((name, n), []).append(run_child(tree, n, seconds))
+                results.setdefault((name, n), []).append(
+                    run_child(tree, n, seconds, keys=n == keys_at))
     lines = [f"\n## Console cost per refresh at 1 Hz: this tree vs {rev} (median of {rounds} "
              f"run(s) of {seconds:g} s each, taken in turns)\n",
              f"| workers | parse alone (this) | ({rev}) | ratio | parse in app (this) | ({rev}) "
@@ -301,6 +348,32 @@ def versus(rev: str, sizes: list[int], seconds: float, rounds: int) -> list[str]
                  "redraw: every panel's update per refresh; TUI CPU: console process CPU time "
                  "/ wall time, painting included. "
                  "Targets at 1000 workers: parse <= 2 ms, TUI CPU <= 3%.")
+    if keys_at in sizes:
+        lines += keys_table(rev, keys_at, rounds, results[("this tree", keys_at)],
+                            results[(rev, keys_at)])
+    return lines
+
+
+#: The keys of the keypress table: (what, key in the child's figures).
+KEYS = (("cursor ↑/↓", "move"), ("`s` (re-sort every row)", "sort"),
+        ("enter (open worker detail)", "open"), ("esc (back to the table)", "close"))
+
+
+def keys_table(rev: str, workers: int, rounds: int, ours: list[dict[str, Any]],
+               theirs: list[dict[str, Any]]) -> list[str]:
+    """Keypress -> repaint, this tree against ``rev``: every press of every round pooled."""
+    lines = [f"\n## Keypress → repaint at {workers} workers, refresh every 1 s: this tree vs "
+             f"{rev} ({rounds} run(s) each, taken in turns)\n",
+             f"| key | median (this) | ({rev}) | ratio | p95 (this) | ({rev}) | ratio | n |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for what, key in KEYS:
+        a = [v for r in ours for v in r["keys"][key]]
+        b = [v for r in theirs for v in r["keys"][key]]
+        ma, mb, pa, pb = statistics.median(a), statistics.median(b), pct(a, 0.95), pct(b, 0.95)
+        lines.append(f"| {what} | {ma:.1f} ms | {mb:.1f} ms | {ma / mb:.2f}x | {pa:.1f} ms "
+                     f"| {pb:.1f} ms | {pa / pb:.2f}x | {len(a)} |")
+    lines.append("\nkeypress → repaint: from sending the key to the first frame the compositor "
+                 "renders after it (headless, 160x45).")
     return lines
 
 
@@ -368,7 +441,8 @@ def main() -> int:
     parser.add_argument("--no-latency", action="store_true", help="skip the keypress latencies")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO / "bench"))
-    lines = versus(args.rev, [int(n) for n in args.sizes.split(",")], args.seconds, args.rounds)
+    lines = versus(args.rev, [int(n) for n in args.sizes.split(",")], args.seconds, args.rounds,
+                   keys_at=None if args.no_latency else args.workers)
     print("\n".join(lines), flush=True)
     if args.intervals:
         print("\n".join(fastest(args.workers, [float(i) for i in args.intervals.split(",")],

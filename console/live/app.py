@@ -18,7 +18,7 @@ from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input
+from textual.widgets import DataTable, Input
 
 from nameko_chassis.amqp.management import AmqpUri
 from nameko_chassis.view.text import pool_level
@@ -26,6 +26,7 @@ from nameko_chassis.view.text import pool_level
 from ..targets import Target, TargetAddress
 from .backlog import backlog_note
 from .calls import downstream
+from .common import KeysFooter, set_border
 from .detail import ManagedThreadScreen, WorkerDetailScreen
 from .dialogs import ConfirmKillScreen, HelpScreen, SortPickerScreen, describe_worker
 from .groups import GroupsTable
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 
 #: What `+` and `-` step through (seconds between refreshes): from MIN_INTERVAL, the fastest
 #: the console sustains at 1000 workers, which is also the shortest --interval.
-INTERVALS = tuple(sorted({MIN_INTERVAL, *(i for i in (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+INTERVALS = tuple(sorted({MIN_INTERVAL, *(i for i in (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
                                           if i > MIN_INTERVAL)}))
 
 
@@ -135,7 +136,7 @@ class ChassisConsole(App[int]):
                 yield RatesTable(id="rates", slow=self.options.slow)
                 yield LogPanel(id="logs")
                 yield HistoryPanel(id="history", slow=self.options.slow)
-        yield Footer()
+        yield KeysFooter()
 
     def on_resize(self, event: Any) -> None:
         self._fit(event.size.width, event.size.height)
@@ -230,7 +231,7 @@ class ChassisConsole(App[int]):
             shown += " · ≥ age: since first seen (no start times recorded)"
         # a fleet target says per service: replicas, running, the oldest worker and where
         shown += "".join(f" · {note}" for t in self.targets if (note := getattr(t, "summary", "")))
-        table.border_title = f"workers {shown}"
+        title = f"workers {shown}"
         subtitle = f"sorted by {table.sort_label}"
         if table.narrow:  # no pool gauges on screen: name the pools that need attention
             alerts = [f"{c.service_name} {c.workers_running}/{c.max_workers}"
@@ -240,7 +241,7 @@ class ChassisConsole(App[int]):
                       in ("full", "warning")]
             if alerts:
                 subtitle = "pools: " + ", ".join(alerts) + " · " + subtitle
-        table.border_subtitle = subtitle
+        set_border(table, title, subtitle)
 
     # -- drilling in ----------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from nameko_chassis.view.model import Container, FinishedWorker, Frame, ManagedThread, Worker
 from nameko_chassis.view.page import (
@@ -26,7 +26,7 @@ from nameko_chassis.view.page import (
 from nameko_chassis.view.text import age_text
 
 from .calls import CallLink, chain_text, downstream, locate, upstream
-from .common import Palette, age_style, clip, format_age
+from .common import KeysFooter, Palette, age_style, clip, format_age
 from .poller import TargetStatus
 from .services import ManagedRef
 from .status import ConsoleView, StatusBar
@@ -90,7 +90,7 @@ class WorkerDetailScreen(Screen[None]):
             yield Static(id="detail-args", classes="panel")
             yield Static(id="detail-context", classes="panel")
             yield Static(id="detail-stack", classes="panel")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.query_one("#detail-worker").border_title = "worker"
@@ -258,7 +258,7 @@ class ManagedThreadScreen(Screen[None]):
         yield Static(id="detail-title")
         with VerticalScroll(id="detail-body"):
             yield Static(id="managed-stacks", classes="panel")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.query_one("#managed-stacks").border_title = "stacks (outermost first)"

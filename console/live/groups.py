@@ -18,7 +18,7 @@ from nameko_chassis.view.text import (
     where_text,
 )
 
-from .common import KeyedTable, Palette, SortText, age_style, cell
+from .common import KeyedTable, Palette, SortText, age_style, cell, set_border
 from .poller import TargetStatus
 from .workers import parse_terms, worker_text
 
@@ -97,5 +97,5 @@ class GroupsTable(KeyedTable):
                     oldest,
                 )
         self.apply(wanted)
-        self.border_title = f"groups: {len(wanted)} of {self.total} workers"
-        self.border_subtitle = "by entrypoint and where · enter shows a group's workers · g back"
+        set_border(self, f"groups: {len(wanted)} of {self.total} workers",
+                   "by entrypoint and where · enter shows a group's workers · g back")

@@ -16,7 +16,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from nameko_chassis.view.page import (
     NOT_DETAILED,
@@ -35,7 +35,7 @@ from nameko_chassis.view.page import (
     render_traceback,
 )
 
-from .common import KeyedTable, Palette, clip, format_age, sortable
+from .common import KeyedTable, KeysFooter, Palette, clip, format_age, set_border, sortable
 from .poller import TargetStatus
 from .status import ConsoleView, StatusBar
 from .workers import WorkerRef, parse_terms
@@ -165,10 +165,10 @@ class HistoryPanel(KeyedTable):
             # nobody is reading it: the newest stay in view (with focus, the row is followed)
             self.move_cursor(row=0, scroll=False)
             self.scroll_home(animate=False, immediate=True)
-        self.border_title = "recently finished" + (" · hub blocks" if blocks else "")
         counts = "  ".join(f"{k} {v}" for k, v in outcome_counts(
             [e for _, e in entries] + [b for _, b in shown_blocks]).items())
-        self.border_subtitle = (counts + "  · enter opens") if counts else None
+        set_border(self, "recently finished" + (" · hub blocks" if blocks else ""),
+                   (counts + "  · enter opens") if counts else None)
 
 
 class FinishedWorkerScreen(Screen[None]):
@@ -195,7 +195,7 @@ class FinishedWorkerScreen(Screen[None]):
             yield Static(id="finished-args", classes="panel")
             yield Static(id="finished-context", classes="panel")
             yield Static(id="finished-traceback", classes="panel")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.query_one("#finished-worker").border_title = "finished worker"

@@ -30,6 +30,8 @@ from textual.widgets import Input, RichLog, Static
 
 from nameko_chassis.view.text import call_id_tail, clip, sanitize
 
+from .common import set_border
+
 if TYPE_CHECKING:
     from .poller import TargetPoller
 
@@ -177,8 +179,8 @@ class LogPanel(RichLog):
                  "worker's)")
         missed = sum(t.missed for t in self.tails.values())
         errors = [t.error for t in self.tails.values() if t.error]
-        self.border_title = f"log · {which}" + (f" · {missed} missed" if missed else "")
-        self.border_subtitle = clip(errors[0], 120) if errors else "L: set a logger's level"
+        set_border(self, f"log · {which}" + (f" · {missed} missed" if missed else ""),
+                   clip(errors[0], 120) if errors else "L: set a logger's level")
 
     # -- fetching --------------------------------------------------------------------------------
 

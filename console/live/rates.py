@@ -21,7 +21,7 @@ from nameko_chassis.view.model import Snapshot
 from nameko_chassis.view.rates import WINDOW_S, Call, EntrypointRate, entrypoint_rates, spark
 from nameko_chassis.view.text import format_age, short_entrypoint
 
-from .common import KeyedTable, Palette, SortText, cell
+from .common import KeyedTable, Palette, SortText, cell, set_border
 from .poller import TargetStatus
 
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -170,11 +170,11 @@ class RatesTable(KeyedTable):
                          sort=(-running.get(r.entrypoint, 0), key)),
                 )
         self.apply(wanted)
-        self.border_title = f"entrypoints: last {WINDOW_S:g}s, most in need of attention first"
         notes = []
         if any_estimate:
             notes.append("~ estimated from successive snapshots (plain service: no outcomes, "
                          "calls shorter than a refresh unseen)")
         if any_incomplete:
             notes.append("≥ some calls unseen (history turned over between refreshes)")
-        self.border_subtitle = " · ".join(notes) or "e back"
+        set_border(self, f"entrypoints: last {WINDOW_S:g}s, most in need of attention first",
+                   " · ".join(notes) or "e back")

@@ -23,7 +23,7 @@ from nameko_chassis.view.text import (
 )
 
 from .backlog import backlog_alarm, backlog_line
-from .common import Palette, clip, pool_colour, update_static
+from .common import Palette, clip, pool_colour, set_border, text_key, update_static
 from .poller import TargetStatus
 
 GAUGE_WIDTH = 8
@@ -114,13 +114,15 @@ class PoolGauges(Static):
                 if line is not None:
                     rows.append(line)
                     piling += backlog_alarm(c)
-        self.border_title = "worker pools"
         said = [f"{full} full" if full else "", f"{near} near saturation" if near else "",
                 f"{piling} full with a growing backlog" if piling else ""]
-        self.border_subtitle = " · ".join(s for s in said if s) or None
+        set_border(self, "worker pools", " · ".join(s for s in said if s) or None)
         self.set_class(bool(full or near), "-warning")
         self.set_class(bool(piling), "-backlog")
-        update_static(self, _pool_rows(rows, spark), (len(rows), spark))
+        # unchanged pools (the usual refresh) are not rendered again
+        drawn_from = (spark, tuple(text_key(row) if isinstance(row, Text)
+                                   else tuple(text_key(cell) for cell in row) for row in rows))
+        update_static(self, _pool_rows(rows, spark), (len(rows), spark), drawn_from)
 
 
 def _pool_rows(rows: Sequence[list[Any] | Text], spark: bool) -> Group:

@@ -18,7 +18,7 @@ from textual.widgets import Static
 from nameko_chassis.view.model import Incident
 from nameko_chassis.view.text import process_summary
 
-from .common import Palette, clip, format_age, update_static
+from .common import Palette, clip, format_age, text_key, update_static
 from .poller import TargetStatus
 
 #: Innermost frames of the culprit's stack the banner shows.
@@ -188,4 +188,4 @@ class StatusBar(Static):
         # a Group keeps each line's own wrapping: the header lines are cut, never wrapped
         # the height changes with the lines, and with a wrapped line's length
         shape = tuple((t.plain.count("\n"), t.no_wrap or len(t.plain)) for t in lines)
-        update_static(self, Group(*lines), shape)
+        update_static(self, Group(*lines), shape, tuple(text_key(line) for line in lines))

@@ -152,8 +152,9 @@ class WorkersTable(CellCachingTable):
         self.filter = ""
         self._cells: dict[str, tuple[Text, ...]] = {}
         self._static: dict[str, tuple[tuple[object, ...], dict[str, SortText]]] = {}
-        #: per row: what its age cell is drawn from (the latest worker, dim, slow)
-        self._latest: dict[str, tuple[Worker, str, str]] = {}
+        #: per row of the latest refresh: its static cells and what its age cell is drawn from
+        #: (the latest worker, dim, target label)
+        self._latest: dict[str, tuple[dict[str, SortText], Worker, str, str]] = {}
         #: per row: the refresh (generation) its age cell was last written for
         self._age_drawn: dict[str, int] = {}
         self._generation = 0
@@ -294,14 +295,23 @@ class WorkersTable(CellCachingTable):
         service, needle = terms.service, terms.needle
         self.lower_bounds = False  # some age is counted from first sight (plain service)
         wanted: dict[str, tuple[dict[str, SortText], Worker, str, str]] = {}
+        # rows whose static cells are not those on screen (the usual refresh: none)
+        changed: list[str] = []
+        applied = self._applied
+        cached_static = self._static.get
+        slow_after = self.slow
         total = 0
         for status in statuses:
             if status.snapshot is None:
                 continue
+            dim = "dim" if status.stale else ""
+            label = status.label
+            prefix = f"{status.index}|"  # WorkerRef(...).key
             for container in status.snapshot.containers:
+                name = container.service_name
                 for worker in container.workers:
                     total += 1
-                    if service is not None and container.service_name != service:
+                    if service is not None and name != service:
                         continue
                     if terms.entrypoint is not None and worker.entrypoint != terms.entrypoint:
                         continue
@@ -309,13 +319,25 @@ class WorkersTable(CellCachingTable):
                         continue
                     if worker.started_at is None:
                         self.lower_bounds = True
-                    if needle and needle not in worker_text(container, worker, status.label):
+                    if needle and needle not in worker_text(container, worker, label):
                         continue
-                    key = f"{status.index}|{worker.call_id}"  # WorkerRef(...).key
-                    static, dim = self._static_cells(key, status, container, worker)
-                    wanted[key] = (static, worker, dim, status.label)
+                    key = prefix + worker.call_id
+                    # the usual refresh: a worker the agent reported unchanged shares its
+                    # where and arguments with the last snapshot's (see _static_cells)
+                    cached = cached_static(key)
+                    if cached is not None and (
+                            (sig := cached[0])[2] is (worker.where or where_of(worker))
+                            and sig[3] is worker.args and sig[4] is worker.kwargs
+                            and sig[1] == (worker.age_s >= slow_after) and sig[0] == dim
+                            and sig[5] == name and sig[6] == label):
+                        static = cached[1]
+                    else:
+                        static, _ = self._static_cells(key, status, container, worker)
+                    wanted[key] = (static, worker, dim, label)
+                    if applied.get(key) is not static:
+                        changed.append(key)
         self.total, self.shown = total, len(wanted)
-        self._apply(wanted)
+        self._apply(wanted, changed)
 
     def refresh(self, *regions: Region, repaint: bool = True, layout: bool = False,
                 recompose: bool = False) -> Self:
@@ -325,36 +347,38 @@ class WorkersTable(CellCachingTable):
             return self
         return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
 
-    def _apply(self, wanted: dict[str, tuple[dict[str, SortText], Worker, str, str]]) -> None:
+    def _apply(self, wanted: dict[str, tuple[dict[str, SortText], Worker, str, str]],
+               changed: list[str]) -> None:
         self._batching = True
         try:
-            self._apply_rows(wanted)
+            self._apply_rows(wanted, changed)
         finally:
             self._batching = False
         if self._batched_refresh:
             self._batched_refresh = False
             self.refresh()
 
-    def _apply_rows(self, wanted: dict[str, tuple[dict[str, SortText], Worker, str, str]]
-                    ) -> None:
+    def _apply_rows(self, wanted: dict[str, tuple[dict[str, SortText], Worker, str, str]],
+                    changed: list[str]) -> None:
+        """``wanted``: every row of this refresh, in order; ``changed``: those of its rows
+        whose static cells are not the ones applied (new rows included)."""
         following = self.current_ref()
         old_index = self.cursor_row
         column_keys = [key for key, _ in self._columns]
         sorted_by = self.sort_column if self.sort_column in column_keys else "age"
         self._generation += 1
         resort = False
-        for key in [k for k in self._cells if k not in wanted]:
+        for key in self._cells.keys() - wanted.keys():
             self.remove_row(key)
             del self._cells[key]
             self._static.pop(key, None)
-            self._latest.pop(key, None)
             self._age_drawn.pop(key, None)
             self._applied.pop(key, None)
+        self._latest = wanted
         applied = self._applied
-        for key, (static, worker, dim, label) in wanted.items():
-            self._latest[key] = (worker, dim, label)
-            if applied.get(key) is static:
-                continue  # nothing but the age changed: _freshen_ages sees to it
+        # a row not changed: nothing but its age changed, which _freshen_ages sees to
+        for key in changed:
+            static, worker, dim, label = wanted[key]
             applied[key] = static
             previous = self._cells.get(key)
             if previous is None:
@@ -404,7 +428,7 @@ class WorkersTable(CellCachingTable):
             if self._age_drawn.get(key) == generation or key not in self._latest:
                 continue
             self._age_drawn[key] = generation
-            worker, dim, label = self._latest[key]
+            _, worker, dim, label = self._latest[key]
             age = self._age_cell(worker, dim, label)
             cells = self._cells[key]
             i = self._age_index

@@ -20,7 +20,7 @@ from chassis_console.live.app import INTERVALS, ChassisConsole
 from chassis_console.live.detail import WorkerDetailScreen
 from chassis_console.live.dialogs import ConfirmKillScreen, HelpScreen
 from chassis_console.live.history import HistoryPanel
-from chassis_console.live.poller import MIN_INTERVAL, ConsoleOptions
+from chassis_console.live.poller import MIN_INTERVAL, ConsoleOptions, TargetPoller
 from chassis_console.live.services import PoolGauges
 from chassis_console.live.status import StatusBar
 from chassis_console.live.workers import WorkerRef, WorkersTable
@@ -143,6 +143,63 @@ async def test_the_tables_draw_plain_cells_as_datatable_does():
             assert plain_cells_compared(t) >= t.row_count * 3  # one column at least
 
 
+@sync
+async def test_the_tables_draw_whole_lines_as_datatable_does():
+    # a body line is put together from the cells with the styles read once per paint: every
+    # line must be DataTable's own, scrolled, with the cursor, the hover and zebra stripes, on
+    # a wide and on an 80x24 screen, in every table the console shows
+    for size in (SIZE, (80, 24)):
+        app = make_app(MemoryTarget(sample_snapshot(workers_per_service=40)))
+        async with app.run_test(size=size) as pilot:
+            await polled(pilot)
+            await pilot.press("g")
+            await pilot.pause(0.1)
+            lines = lines_compared(app.query_one("#groups"))
+            await pilot.press("g", "e")
+            await pilot.pause(0.1)
+            lines += lines_compared(app.query_one("#rates"))
+            await pilot.press("e")
+            await pilot.pause(0.1)
+            t = table(app)
+            assert t.row_count > 2 * t.size.height
+            t.move_cursor(row=t.row_count // 2)  # scrolls
+            await pilot.pause(0.1)
+            assert t.scroll_y > 0
+            t.hover_coordinate = Coordinate(t.cursor_row - 1, 2)  # on screen, above it
+            t._show_hover_cursor = True
+            lines += lines_compared(t)
+            # the lines just drawn again with the hover and the cursor elsewhere: no line
+            # kept from before may show them where they were
+            t.hover_coordinate = Coordinate(t.cursor_row - 2, 0)
+            t.move_cursor(row=t.cursor_row - 1)
+            await pilot.pause(0.1)
+            lines += lines_compared(t)
+            if t.max_scroll_x:  # 80x24: the last column is cut, left/right scroll it
+                t.scroll_to(x=t.max_scroll_x, animate=False, immediate=True)
+                assert t.scroll_x > 0
+                lines += lines_compared(t)
+            lines += lines_compared(app.query_one(HistoryPanel))
+            assert lines >= t.size.height + 3
+
+
+def lines_compared(t: Any) -> int:
+    """Compare every line the fast path draws with DataTable's own; how many body lines."""
+    from textual.widgets import DataTable
+
+    t._pseudo_class_state = t.get_pseudo_class_state()
+    t._painting, t._paint = True, None
+    try:
+        fast = [list(t.render_line(y)) for y in range(t.size.height)]
+        assert t._paint is not None, f"{t.id}: drawn by DataTable, not line by line"
+    finally:
+        t._painting, t._paint = False, None
+    t._update_count += 1  # DataTable's own caches: render afresh
+    slow = [list(DataTable.render_line(t, y)) for y in range(t.size.height)]
+    for y, (a, b) in enumerate(zip(fast, slow, strict=True)):
+        assert a == b, (t.id, y)
+    return sum(1 for y in range(t.size.height) if t.header_height <= y < t.row_count)
+
+
 def plain_cells_compared(t: Any) -> int:
     """Compare every cell the fast path draws with DataTable's drawing; how many matched."""
     from rich.segment import Segment
@@ -192,6 +249,17 @@ async def test_pool_gauge_warns_near_saturation():
         pools = app.query_one(PoolGauges)
         assert pools.has_class("-warning")  # payments: 3 of 4
         assert pools.border_subtitle == "1 near saturation"
+        assert "3/4 !" in plain(pools)
+        # an unchanged refresh leaves the panel as it is; a changed pool is drawn again
+        target = app.pollers[0].target
+        await pilot.press("r")
+        await polled(pilot, 2)
+        assert "3/4 !" in plain(pools) and pools.border_subtitle == "1 near saturation"
+        target.state = state  # payments: 3 of its own 20
+        await pilot.press("r")
+        await polled(pilot, 3)
+        assert "3/4 !" not in plain(pools) and "3/20" in plain(pools)
+        assert not pools.has_class("-warning") and pools.border_subtitle is None
 
 
 @sync
@@ -225,6 +293,33 @@ async def test_detail_asks_for_one_stack_and_says_when_the_worker_finished():
 
 
 @sync
+async def test_each_footer_shows_the_keys_of_its_screen_after_every_switch():
+    # the footer is composed again only when its keys change: switching screens and back, and
+    # moving the focus to the filter box and back, must still show the right keys
+    from textual.widgets._footer import FooterKey
+
+    def keys() -> list[str]:
+        return [k.description for k in app.screen.query(FooterKey)]
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await polled(pilot)
+        await pilot.pause(0.2)
+        main = keys()
+        assert "Sort" in main and "Back" not in main
+        for _ in range(2):
+            await pilot.press("enter")
+            await until(pilot, lambda: "Back" in keys(), what="the worker screen's keys")
+            assert "Caller ↑" in keys() and "Sort" not in keys()
+            await pilot.press("escape")
+            await until(pilot, lambda: keys() == main, what="the table's keys again")
+        await pilot.press("slash")  # the filter box has the focus: its own keys
+        await until(pilot, lambda: keys() != main, what="the filter box's keys")
+        await pilot.press("escape")
+        await until(pilot, lambda: keys() == main, what="the table's keys after the filter")
+
+
+@sync
 async def test_lost_target_keeps_its_snapshot_marked_stale_and_backs_off():
     target = MemoryTarget()
     app = make_app(target, interval=0.05)
@@ -251,6 +346,27 @@ async def test_unresponsive_target_is_named_so():
         status = app.pollers[0].status
         await until(pilot, lambda: status.failures >= 1)
         assert status.state == "unresponsive"
+
+
+@sync
+async def test_a_refresh_starts_one_interval_after_the_last_one_started():
+    # the interval counts from the start of a poll (10/s asked is 10/s had), but a service
+    # slower than half its interval still gets half an interval between two polls
+    target = MemoryTarget()
+    poller = TargetPoller(target, 0, ConsoleOptions(interval=10.0), lambda status: None)
+    try:
+        target.delay = 0.3
+        waited = await poller.poll_once()
+        assert poller.status.state == "live"
+        assert 9.0 < waited <= 10.0 - 0.3  # the poll's own time is taken off
+        poller.options.interval = 0.4  # (a refresh asked for now: a new start)
+        assert await poller.poll_once() == pytest.approx(0.2)  # 0.3 s of 0.4: half, not 0.1
+        target.delay = 0.0
+        await asyncio.sleep(0.25)  # this start is 0.05 s late...
+        waited = await poller.poll_once()
+        assert 0.2 <= waited <= 0.35  # ...so the next one waits less: 0.4 s after the last was due
+    finally:
+        poller.stop()
 
 
 @sync
