@@ -12,7 +12,7 @@ one service ``bench`` with ``echo(x)``:
   ``None``: it should cost what bare nameko costs, so its ratio is the run's noise floor, and
   every chassis row is also given against it (``x control``);
 - ``before, all on`` / ``before, tracing off``: the same two from an earlier revision
-  (``--before REV``, default af4d268, main before the second round of issue 13), checked out in
+  (``--before REV``, default c67de0b, the tree before issue 13's work, as the other benches), checked out in
   ``bench/.rev-<sha>`` with a virtualenv of its own (as bench/vs_rev.py does);
 - ``nameko-chassis 3.2.0``: 3.2.0's ``Service`` (Prometheus metrics), run from
   ``bench/.venv-ref``, a bench-only virtualenv — it has the same import name, so it never mixes
@@ -31,7 +31,7 @@ differs is the service's own work during a poll (its providers').
 Targets (docs/chassis.md, DESIGN.md): CPU per RPC vs bare <= +20% all on, <= +5% tracing off;
 RPC p99 with a console at 10 Hz <= +10%, with 10 polls/s reached.
 
-    .venv/bin/python bench/overhead.py [--calls 1500] [--rounds 3] [--before af4d268|''] [--only LABEL ...]
+    .venv/bin/python bench/overhead.py [--calls 1500] [--rounds 3] [--before c67de0b|''] [--only LABEL ...]
 """
 
 from __future__ import annotations
@@ -249,11 +249,11 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--console-seconds", type=float, default=5.0,
                         help="seconds of sequential calls per round with and without a console")
-    parser.add_argument("--before", default="af4d268",
+    parser.add_argument("--before", default="c67de0b",
                         help="an earlier revision measured beside this tree ('' for none)")
     parser.add_argument("--only", nargs="*", default=None, metavar="LABEL",
                         help="measure only these rows (labels as printed, e.g. 'chassis, all on' "
-                             "'af4d268, all on'), beside bare nameko and the control: more "
+                             "'c67de0b, all on'), beside bare nameko and the control: more "
                              "rounds of a few rows in the same time")
     args = parser.parse_args()
 
