@@ -24,8 +24,7 @@ from typing import Any, cast
 from . import backlog, entrypoints, privates, process
 from .frames import (
     DEFAULT_MAX_FRAMES,
-    frame_json,
-    innermost_user_frame,
+    innermost_user_index,
     managed_target,
     package_dirs,
     stack_indexes,
@@ -33,6 +32,7 @@ from .frames import (
     table_epoch,
 )
 from .frames import table as frames_table
+from .frames import table_json
 from .redaction import (
     DEFAULT_REPR_LIMIT,
     SECRET_KEY_PATTERNS,
@@ -157,15 +157,20 @@ def _worker_static(ctx: Any, container_name: str, opts: dict[str, Any],
         return cached[1], cached[2], cached[3]
     first_seen = cached[2] if cached is not None else now
     ep = getattr(ctx, "entrypoint", None)
-    method = getattr(ep, "method_name", None) or "?"
-    kind = entrypoints.kind_of(ep) if ep is not None else "unknown"
+    label, kind, label_json = _entrypoint_of(ep, container_name)
     policy = opts["secret_patterns"]
+    limit = opts["repr_limit"]
     args, kwargs = redacted_arguments(ep, entrypoints.shown_args(kind, getattr(ctx, "args", ())),
-                                      getattr(ctx, "kwargs", {}), limit=opts["repr_limit"],
-                                      policy=policy)
+                                      getattr(ctx, "kwargs", {}), limit=limit, policy=policy)
     data = getattr(ctx, "data", None) or {}
-    context = ({k: v for k, v in data.items() if k != "call_id_stack"}
-               if isinstance(data, dict) else {})
+    if type(data) is dict:
+        if "call_id_stack" in data:
+            data = data.copy()  # one copy, then the key out (not a comprehension over items)
+            del data["call_id_stack"]
+    elif isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k != "call_id_stack"}
+    else:
+        data = {}
     try:
         call_id_stack = [str(c) for c in (getattr(ctx, "call_id_stack", None) or [])]
     except BaseException:
@@ -173,14 +178,14 @@ def _worker_static(ctx: Any, container_name: str, opts: dict[str, Any],
     static = {
         "call_id": str(getattr(ctx, "call_id", "") or ""),
         "call_id_stack": call_id_stack,
-        "entrypoint": f"{container_name}.{method}",
+        "entrypoint": label,
         "entrypoint_type": kind,
         "args": args,
         "kwargs": kwargs,
-        "context_data": redact_mapping(context, policy, limit=opts["repr_limit"]),
+        "context_data": redact_mapping(data, policy, limit=limit),
     }
-    # pre-encoded once: a snapshot on the wire is these heads joined (see _encode_worker)
-    cache = _WorkerCache(_dumps(static)[1:-1])
+    # pre-encoded once: a snapshot on the wire is these heads joined (see _list)
+    cache = _WorkerCache(_head_json(static, label_json))
     try:
         setattr(ctx, _CACHE_ATTR, (key, static, first_seen, cache))
     except (AttributeError, TypeError):
@@ -190,6 +195,42 @@ def _worker_static(ctx: Any, container_name: str, opts: dict[str, Any],
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
 _dumps = _ENCODER.encode
+_string = json.encoder.encode_basestring_ascii  # what _dumps does to a str, called straight
+
+# per entrypoint object (checked with ``is``): its label, kind and the label's JSON
+_entrypoints: dict[int, tuple[Any, str, str, str, str]] = {}
+
+
+def _entrypoint_of(ep: Any, container_name: str) -> tuple[str, str, str]:
+    """(``service.method``, kind, the JSON of ``"entrypoint":...,"entrypoint_type":...``) of a
+    worker's entrypoint: worked out once per entrypoint, not once per worker."""
+    found = _entrypoints.get(id(ep))
+    if found is not None and found[0] is ep and found[1] == container_name:
+        return found[2], found[3], found[4]
+    method = getattr(ep, "method_name", None) or "?"
+    kind = entrypoints.kind_of(ep) if ep is not None else "unknown"
+    label = f"{container_name}.{method}"
+    label_json = f'"entrypoint":{_string(label)},"entrypoint_type":{_string(kind)}'
+    if ep is not None:
+        if len(_entrypoints) > 4096:
+            _entrypoints.clear()
+        _entrypoints[id(ep)] = (ep, container_name, label, kind, label_json)
+    return label, kind, label_json
+
+
+def _head_json(static: dict[str, Any], label_json: str) -> str:
+    """``_dumps(static)`` without its braces, built from the parts (every field but the
+    context values is a str, or a list or dict of str, by construction)."""
+    string = _string
+    context = ",".join(
+        f"{string(k) if type(k) is str else _dumps(str(k))}:"
+        f"{string(v) if type(v) is str else _dumps(v)}"
+        for k, v in static["context_data"].items())
+    kwargs = ",".join(f"{string(k)}:{string(v)}" for k, v in static["kwargs"].items())
+    return (f'"call_id":{string(static["call_id"])},'
+            f'"call_id_stack":[{",".join(map(string, static["call_id_stack"]))}],'
+            f'{label_json},"args":[{",".join(map(string, static["args"]))}],'
+            f'"kwargs":{{{kwargs}}},"context_data":{{{context}}}')
 
 
 def _number(value: float | None) -> str:
@@ -248,12 +289,14 @@ class _Order:
             self.version += 1
         if self.pending:
             self._stamps(threads, added)
+        # rows compare as tuples: (since, seq) decide, seq being unique (the ctx is never
+        # compared), with no key function called per row
         if len(added) > 32:
             self.rows.extend(added)
-            self.rows.sort(key=_row_key)
+            self.rows.sort()
         else:
             for row in added:
-                bisect.insort(self.rows, row, key=_row_key)
+                bisect.insort(self.rows, row)
         stale = len(meta) - len(threads)
         if stale > 64 and stale * 8 > len(threads):
             gone = meta.keys() - threads.keys()
@@ -550,9 +593,13 @@ def _where(frame: Any, cache: _WorkerCache, own: tuple[str, ...] = ()) -> FrameD
     lasti = frame.f_lasti
     if cache.where_frame is frame and cache.where_lasti == lasti:
         return cache.where
-    where = innermost_user_frame(frame, own=own)
+    epoch = table_epoch()
+    i = innermost_user_index(frame, own=own)
+    if epoch != table_epoch():  # the table started afresh on the way: once more, in the new one
+        i = innermost_user_index(frame, own=own)
+    where = frames_table[i] if i >= 0 else None
     cache.where_frame, cache.where_lasti, cache.where = frame, lasti, where
-    cache.where_json = frame_json(where)
+    cache.where_json = table_json[i] if i >= 0 else "null"
     cache.line = None
     return where
 

@@ -51,8 +51,11 @@ AGENT_NAME = "__chassis__"
 FRAME_MARK = "\x1e\x1eCHASSIS "
 STALL_MARK = "\x1e\x1eSTALL "
 PAGE_MARK = "\x1e\x1ePAGE "
-#: Payloads larger than this are compressed.
-COMPRESS_OVER = 128 * 1024
+#: Payloads larger than this are compressed. Below it, compressing costs the hub more than
+#: writing the bytes to the backdoor's (loopback) socket: a first refresh at 1000 workers is
+#: ~280 KB, written in ~0.15 ms, where zlib (level 1) and base64 take ~0.9 ms. Full dumps of
+#: several thousand workers (megabytes) still travel compressed.
+COMPRESS_OVER = 1024 * 1024
 #: The agent's version when it runs in-process; the console sets a hash of the shipped sources.
 DEV_VERSION = "dev"
 
