@@ -167,8 +167,8 @@ def table_inprocess(rev: str) -> None:
               f"{ratio(live[('this', 10_000)], live[('this', 1000)])} of its 1000-worker "
               f"refresh; {rev} {ms(live[('old', 10_000)])} ms = "
               f"{ratio(live[('old', 10_000)], live[('old', 1000)])} of its own.")
-        print(f"\n## Console: Snapshot.from_wire per refresh (median ms of 200; each tree "
-              f"parses what its own agent sent)\n")
+        print("\n## Console: Snapshot.from_wire per refresh (median ms of 200; each tree "
+              "parses what its own agent sent)\n")
         print(f"| workers (listed) | refresh parsed | this tree | {rev} | this / {rev} |")
         print("|---|---|---:|---:|---:|")
         for n, listed in ((1000, 1000), (5000, 5000), (10_000, 1000)):

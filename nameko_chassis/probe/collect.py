@@ -30,9 +30,9 @@ from .frames import (
     stack_indexes,
     stack_of,
     table_epoch,
+    table_json,
 )
 from .frames import table as frames_table
-from .frames import table_json
 from .redaction import (
     DEFAULT_REPR_LIMIT,
     SECRET_KEY_PATTERNS,
