@@ -19,6 +19,7 @@ import sys
 import time
 import weakref
 from collections.abc import Iterable, Mapping
+from operator import is_, itemgetter
 from typing import Any, cast
 
 from . import backlog, entrypoints, privates, process
@@ -333,29 +334,44 @@ class _Order:
         worker came or went since (nor did ``limit`` change)."""
         if self.listing is not None and self.listing_for == (self.version, limit, len(threads)):
             return self.listing
-        out: list[tuple[Any, tuple[Any, ...]]] = []
         rows: list[Any] = self.rows
-        dropped = 0
-        i = 0
-        while i < len(rows) and len(out) < limit:
-            ctx = rows[i][2]
-            if ctx in threads:
-                out.append((ctx, self.meta[ctx]))
-            else:
-                dropped += 1
-                self.meta.pop(ctx, None)
-                self.pending.pop(ctx, None)
-                rows[i] = None
-            i += 1
-        if dropped:
-            self.rows = [row for row in rows[:i] if row is not None] + rows[i:]
+        meta, pending = self.meta, self.pending
+        # the first ``limit`` rows in bulk; finished workers among them dropped, and as many
+        # rows after them looked at as it takes to list ``limit``
+        first = rows[:limit]
+        out: list[tuple[Any, tuple[Any, ...]]] = [(r[2], meta[r[2]]) for r in first
+                                                  if r[2] in threads]
+        if len(out) < len(first):
+            kept = []
+            for row in first:
+                if row[2] in threads:
+                    kept.append(row)
+                else:
+                    meta.pop(row[2], None)
+                    pending.pop(row[2], None)
+            i = len(first)
+            while i < len(rows) and len(out) < limit:
+                row = rows[i]
+                ctx = row[2]
+                if ctx in threads:
+                    out.append((ctx, meta[ctx]))
+                    kept.append(row)
+                else:
+                    meta.pop(ctx, None)
+                    pending.pop(ctx, None)
+                i += 1
+            self.rows = kept + rows[i:]
             self.version += 1
         last = self.listing
-        if last is not None and len(last) == len(out) and all(
-                a[0] is b[0] and a[1] is b[1] for a, b in zip(last, out, strict=True)):
+        if last is not None and len(last) == len(out) \
+                and all(map(is_, map(_first, last), map(_first, out))) \
+                and all(map(is_, map(_second, last), map(_second, out))):
             out = last  # the same workers as before (the ones that came or went are not listed)
         self.listing, self.listing_for = out, (self.version, limit, len(threads))
         return out
+
+
+_first, _second = itemgetter(0), itemgetter(1)
 
 
 def _row_key(row: tuple[Any, ...]) -> tuple[float, int]:
@@ -503,14 +519,40 @@ def _list(listing: Any, threads: Any, container: Any, name: str, now: float,
     workers: list[Any] = []
     key = opts["cache_key"]
     listed = Listed(listing, key)
-    ids, wheres, rows = listed.ids, listed.wheres, listed.rows
-    unchanged: list[str] = []
+    ids: list[Any] = listed.ids
+    wheres: list[Any] = listed.wheres
+    rows: list[Any] = listed.rows
     index = before.index() if before is not None else None
     sent_ids, sent_wheres, sent_rows = ((before.ids, before.wheres, before.rows)
                                         if before is not None else ([], [], []))
     check = index is not None and not moved and not all_stacks
+    n = len(listing)
+    places: list[int | None] | None = None
+    kept: list[bool] | None = None
+    if check and not some_stacks and index is not None:
+        # the workers of before still where they were, in bulk (a busy service's refresh:
+        # a few came and went among a thousand parked), as _relist's check
+        get = index.get
+        places = [get(ctx) for ctx, _meta in listing]
+        try:
+            kept = [p is not None and (r := sent_rows[p])[0].gr_frame is (f := r[1])
+                    and (f is None or f.f_lasti == r[2]) for p in places]
+        except BaseException:
+            kept = None  # one odd greenthread: the loop below looks at each
+    if kept is not None and places is not None:
+        at = [p if k else None for p, k in zip(places, kept, strict=True)]
+        ids[:] = [None if p is None else sent_ids[p] for p in at]
+        wheres[:] = [None if p is None else sent_wheres[p] for p in at]
+        rows[:] = [None if p is None else sent_rows[p] for p in at]
+        flags = kept[:]  # unchanged, by place in the listing
+        todo: Iterable[int] = [pos for pos, k in enumerate(kept) if not k]
+    else:
+        ids[:], wheres[:], rows[:], flags = [None] * n, [None] * n, [None] * n, [False] * n
+        todo = range(n)
+    holes = False
     i: int | None = None
-    for ctx, (since, _seq, started, _first) in listing:
+    for pos in todo:
+        ctx, (since, _seq, started, _first) = listing[pos]
         if index is not None:
             i = index.get(ctx)
             if check and i is not None:
@@ -519,10 +561,10 @@ def _list(listing: Any, threads: Any, container: Any, name: str, now: float,
                 if f is frame and (f is None or f.f_lasti == lasti):
                     call_id = sent_ids[i]
                     if not (some_stacks and call_id in stacks):
-                        ids.append(call_id)
-                        wheres.append(sent_wheres[i])
-                        rows.append(row)
-                        unchanged.append(call_id)
+                        ids[pos] = call_id
+                        wheres[pos] = sent_wheres[i]
+                        rows[pos] = row
+                        flags[pos] = True
                         continue
         cached = getattr(ctx, _CACHE_ATTR, None)
         if cached is not None and len(cached) > 3 and cached[0] == key:
@@ -532,17 +574,18 @@ def _list(listing: Any, threads: Any, container: Any, name: str, now: float,
                 static, first, cache = _worker_static(ctx, name, opts, now)
             except BaseException as exc:  # one odd worker never hides the others
                 errors.append(f"{name}: cannot read a worker: {type(exc).__name__}: {exc}")
+                holes = True
                 continue
         gt = threads.get(ctx)
         frame = privates.greenthread_frame(gt)
         call_id = static["call_id"]
         where = _where(frame, cache, own) if frame is not None else None
-        ids.append(call_id)
-        wheres.append(where)
-        rows.append((gt, frame, frame.f_lasti if frame is not None else -1))
+        ids[pos] = call_id
+        wheres[pos] = where
+        rows[pos] = (gt, frame, frame.f_lasti if frame is not None else -1)
         wants_stack = all_stacks or (some_stacks and call_id in stacks)
         if i is not None and not wants_stack and sent_wheres[i] is where:
-            unchanged.append(call_id)
+            flags[pos] = True
             continue
         if encoded and session and not wants_stack:
             line = cache.line
@@ -585,6 +628,13 @@ def _list(listing: Any, threads: Any, container: Any, name: str, now: float,
         else:
             worker["stack"] = None
         workers.append(cast(WorkerDict, worker))
+    if holes:  # the workers that could not be read are not listed
+        places_read = [pos for pos in range(n) if ids[pos] is not None]
+        ids[:] = [ids[pos] for pos in places_read]
+        wheres[:] = [wheres[pos] for pos in places_read]
+        rows[:] = [rows[pos] for pos in places_read]
+        flags = [flags[pos] for pos in places_read]
+    unchanged = [call_id for call_id, same in zip(ids, flags, strict=True) if same]
     return workers, listed, unchanged
 
 

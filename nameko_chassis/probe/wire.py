@@ -74,8 +74,7 @@ class Encoded(str):
 
 def result_payload(result: Any) -> tuple[str, str]:
     """``(kind, payload)`` of a result: JSON, compressed when large."""
-    text = result if isinstance(result, Encoded) else \
-        json.dumps(result, separators=(",", ":"), default=str)
+    text = result if isinstance(result, Encoded) else _dumps(result)
     if len(text) > COMPRESS_OVER:
         return "z", base64.b64encode(zlib.compress(text.encode(), 1)).decode("ascii")
     return "j", text
@@ -99,8 +98,8 @@ def error_frame(exc: BaseException, t0: float) -> str:
     return encode_frame("e", error_payload(exc), (time.perf_counter() - t0) * 1000)
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)
+# one encoder, made once: json.dumps with these options builds a new one on every call
+_dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 
 def encode_snapshot(snapshot: dict[str, Any]) -> Encoded:
