@@ -399,7 +399,7 @@ class _RedactingRepr(reprlib.Repr):
         method = _BUILTIN_REPRS.get(type(x))
         if method is None:
             return self.repr_instance(x, level)
-        return method(self, x, level)  # type: ignore[no-any-return]
+        return method(self, x, level)
 
     def repr_str(self, x: str, level: int) -> str:
         text = self.policy.redact_text(x if len(x) <= TEXT_SCAN_CHARS else x[:TEXT_SCAN_CHARS])
