@@ -198,24 +198,27 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
 _dumps = _ENCODER.encode
 _string = json.encoder.encode_basestring_ascii  # what _dumps does to a str, called straight
 
-# per entrypoint object (checked with ``is``): its label, kind and the label's JSON
-_entrypoints: dict[int, tuple[Any, str, str, str, str]] = {}
+# An entrypoint's label, kind and their JSON, kept on the entrypoint object itself (like the
+# workers' cache on their context): it dies with the entrypoint, and a stopped container's
+# entrypoints are not held by the probe.
+_EP_ATTR = "_chassis_snapshot_label"
 
 
 def _entrypoint_of(ep: Any, container_name: str) -> tuple[str, str, str]:
     """(``service.method``, kind, the JSON of ``"entrypoint":...,"entrypoint_type":...``) of a
     worker's entrypoint: worked out once per entrypoint, not once per worker."""
-    found = _entrypoints.get(id(ep))
-    if found is not None and found[0] is ep and found[1] == container_name:
-        return found[2], found[3], found[4]
+    found = getattr(ep, _EP_ATTR, None)
+    if type(found) is tuple and len(found) == 4 and found[0] == container_name:
+        return found[1], found[2], found[3]
     method = getattr(ep, "method_name", None) or "?"
     kind = entrypoints.kind_of(ep) if ep is not None else "unknown"
     label = f"{container_name}.{method}"
     label_json = f'"entrypoint":{_string(label)},"entrypoint_type":{_string(kind)}'
     if ep is not None:
-        if len(_entrypoints) > 4096:
-            _entrypoints.clear()
-        _entrypoints[id(ep)] = (ep, container_name, label, kind, label_json)
+        try:
+            setattr(ep, _EP_ATTR, (container_name, label, kind, label_json))
+        except (AttributeError, TypeError):
+            pass
     return label, kind, label_json
 
 
