@@ -1,7 +1,7 @@
 """Bench worker: an in-process nameko container with N workers parked 14-16 frames deep; times the
 agent's requests on it, spaced like a 1 Hz console. Prints one JSON line of medians (ms).
 
-    python bench/_inprocess.py N probe PROBE_FOLDER [--all-listed] [--no-churn]
+    python bench/_inprocess.py N probe PROBE_FOLDER [--all-listed] [--no-churn] [--payloads FILE]
     python bench/_inprocess.py N ref
 
 ``probe``: the agent of the probe package in PROBE_FOLDER (this tree's, or an earlier
@@ -14,6 +14,9 @@ revision's sources: the probe is standard library only), loaded under a name of 
   service's usual refresh: 1000 parked and 10 visitors, all listed);
 - ``churn``: a refresh on a session after every worker was replaced by a new one;
 - ``bare``: a bare frame walk + JSON of the same workers, the floor the issue compares with.
+
+``--payloads FILE``: the frames a console would parse, as JSON (``first`` and ``live`` of a new
+connection; ``before_churn`` and ``churn`` of the same connection around the first churn).
 
 ``ref``: nameko-chassis 3.2.0's ``ServiceState.from_container`` + JSON (run in bench/.venv-ref,
 which has 3.2.0 under the same import name as ours), and the same bare walk.
@@ -81,11 +84,15 @@ def load_probe(folder: Path) -> types.ModuleType:
     return package
 
 
-def park(container: ServiceContainer, n: int) -> None:
+def park(container: ServiceContainer, n: int, generation: int = 0) -> None:
+    """``n`` workers parked; their argument and context values are new in each
+    ``generation`` (a churn's new workers carry values never seen before, as real calls do:
+    no memo of an earlier refresh may answer for them)."""
     (entrypoint,) = [e for e in container.entrypoints if e.method_name == "park"]
     for i in range(n):
-        container.spawn_worker(entrypoint, (60,), {"note": f"order {i}"},
-                               context_data={"user_id": f"u{i}", "auth_token": "secret"})
+        container.spawn_worker(entrypoint, (60,), {"note": f"order {generation}-{i}"},
+                               context_data={"user_id": f"u{generation}-{i}",
+                                             "auth_token": "secret"})
     deadline = time.monotonic() + 60
     while True:
         eventlet.sleep(0.05)
@@ -137,8 +144,8 @@ def bare_walk(container: ServiceContainer) -> str:
 def main() -> None:
     n, mode = int(sys.argv[1]), sys.argv[2]
     container = ServiceContainer(Parking)
-    container.max_workers = n
-    container._worker_pool.resize(n)
+    container.max_workers = n + 20  # room for the turnover row's 10 visitors
+    container._worker_pool.resize(n + 20)
     park(container, n)
     gc.collect()
     out: dict[str, float] = {"workers": len(container._worker_threads)}
@@ -158,14 +165,20 @@ def main() -> None:
         namespace = {"runner": ServiceRunner()}
 
         def request(**kwargs) -> str:
-            return wire.result_frame(agent.collect(namespace, max_workers=listed, **kwargs),
-                                     time.perf_counter())
+            kwargs.setdefault("max_workers", listed)
+            return wire.result_frame(agent.collect(namespace, **kwargs), time.perf_counter())
 
         request(stacks="all")  # warm the caches, as a service that was asked before
         session = uuid.uuid4().hex
         request(session=session, stacks="none")
         out["live"] = timed(lambda: request(session=session, stacks="none"), 10)
         out["first"] = timed(lambda: request(session=uuid.uuid4().hex, stacks="none"), 10)
+        # what the console parses (bench/snapshot.py times Snapshot.from_wire on them): a new
+        # connection's first refresh, then its live refresh
+        parsed = uuid.uuid4().hex
+        payloads = {"first": request(session=parsed, stacks="none")}
+        eventlet.sleep(SPACING)
+        payloads["live"] = request(session=parsed, stacks="none")
         out["full"] = timed(lambda: request(stacks="all"), 10)
         out["full_bytes"] = len(request(stacks="all"))
         (visit,) = [e for e in container.entrypoints if e.method_name == "visit"]
@@ -190,14 +203,19 @@ def main() -> None:
         out["turnover"] = statistics.median(turnover)
         Parking.visitors.send(None)
         churn = []
-        for _ in range(0 if "--no-churn" in sys.argv else 5):
+        payloads["before_churn"] = request(session=parsed, stacks="none")
+        for generation in range(1, 1 + (0 if "--no-churn" in sys.argv else 5)):
             release_all(container)
-            park(container, n)
+            park(container, n, generation)
             eventlet.sleep(SPACING)
             t0 = time.perf_counter()
             request(session=session, stacks="none")
             churn.append((time.perf_counter() - t0) * 1000)
+            if generation == 1:
+                payloads["churn"] = request(session=parsed, stacks="none")
         out["churn"] = statistics.median(churn) if churn else None
+        if "--payloads" in sys.argv:
+            Path(sys.argv[sys.argv.index("--payloads") + 1]).write_text(json.dumps(payloads))
     release_all(container)
     print(json.dumps(out))
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import code
 import contextlib
+import importlib
 import io
 import json
 import socket
@@ -36,6 +37,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -55,6 +57,48 @@ def probe_sources(rev: str, into: Path) -> Path:
                                   cwd=REPO, check=True, capture_output=True, text=True).stdout
             (folder / name).write_text(text)
     return folder
+
+
+def model_sources(rev: str, into: Path) -> Path:
+    """The snapshot model of ``rev`` (view/model.py and the two modules it imports), as a
+    package of its own name in ``into``: parsed side by side with this tree's in one process."""
+    package = into / "rev_chassis"
+    for name in ("__init__.py", "errors.py", "view/__init__.py", "view/model.py",
+                 "probe/__init__.py", "probe/schema.py"):
+        target = package / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        text = "" if name.endswith("__init__.py") else subprocess.run(
+            ["git", "show", f"{rev}:nameko_chassis/{name}"], cwd=REPO, check=True,
+            capture_output=True, text=True).stdout
+        target.write_text(text)
+    return package
+
+
+def parse_times(model: Any, payloads: dict[str, str], repeat: int = 200) -> dict[str, float]:
+    """Median ms of ``Snapshot.from_wire`` for each refresh a console parses (the frame decoded
+    first, as the console's reader does; the decoding is not timed): a new connection's first
+    refresh, its live refresh, and a refresh where every worker is new (churn)."""
+    from nameko_chassis.probe.wire import decode_frame
+
+    def decoded(name: str) -> Any:
+        return decode_frame(payloads[name].encode(), 0)[1]
+
+    snapshot = model.Snapshot.from_wire
+    first = snapshot(decoded("first"))
+    live = snapshot(decoded("live"), first)
+    cases = {"first": (decoded("first"), None), "live": (decoded("live"), first)}
+    if "churn" in payloads:
+        before = snapshot(decoded("before_churn"), live)
+        cases["churn"] = (decoded("churn"), before)
+    out = {}
+    for name, (data, previous) in cases.items():
+        samples = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            snapshot(data, previous)
+            samples.append((time.perf_counter() - t0) * 1000)
+        out[name] = statistics.median(samples)
+    return out
 
 
 def inprocess(python: Path, n: int, *args: str) -> dict[str, float]:
@@ -83,10 +127,20 @@ def table_inprocess(rev: str) -> None:
               "bare walk + JSON | this / bare | 3.2.0 from_container + JSON | this / 3.2.0 |")
         print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
         live: dict[tuple[str, int], float] = {}
+        sys.path.insert(0, tmp)
+        models = {"this": importlib.import_module("nameko_chassis.view.model"),
+                  "old": importlib.import_module(
+                      f"{model_sources(rev, Path(tmp)).name}.view.model")}
+        parses: dict[tuple[str, int], dict[str, float]] = {}
         for n, extra in ((1000, ()), (5000, ("--all-listed",)), (10_000, ("--no-churn",))):
             ours = inprocess(Path(sys.executable), n, "probe",
-                             str(REPO / "nameko_chassis" / "probe"), *extra)
-            old = inprocess(Path(sys.executable), n, "probe", str(before), *extra)
+                             str(REPO / "nameko_chassis" / "probe"), *extra,
+                             "--payloads", f"{tmp}/this-{n}.json")
+            old = inprocess(Path(sys.executable), n, "probe", str(before), *extra,
+                            "--payloads", f"{tmp}/old-{n}.json")
+            for side in ("this", "old"):  # in turns, as the agents were
+                payloads = json.loads(Path(f"{tmp}/{side}-{n}.json").read_text())
+                parses[(side, n)] = parse_times(models[side], payloads)
             ref = inprocess(ref_python, n, "ref") if ref_python else {}
             bare = statistics.median([ours["bare"], old["bare"]] +
                                      ([ref["bare"]] if ref else []))
@@ -113,6 +167,15 @@ def table_inprocess(rev: str) -> None:
               f"{ratio(live[('this', 10_000)], live[('this', 1000)])} of its 1000-worker "
               f"refresh; {rev} {ms(live[('old', 10_000)])} ms = "
               f"{ratio(live[('old', 10_000)], live[('old', 1000)])} of its own.")
+        print("\n## Console: Snapshot.from_wire per refresh (median ms of 200; each tree "
+              "parses what its own agent sent)\n")
+        print(f"| workers (listed) | refresh parsed | this tree | {rev} | this / {rev} |")
+        print("|---|---|---:|---:|---:|")
+        for n, listed in ((1000, 1000), (5000, 5000), (10_000, 1000)):
+            for key, name in (("live", "live refresh"), ("first", "first refresh"),
+                              ("churn", "churn (every worker new)")):
+                a, b = parses[("this", n)].get(key), parses[("old", n)].get(key)
+                print(f"| {n} ({listed}) | {name} | {ms(a)} | {ms(b)} | {ratio(a, b)} |")
     print("\nlive/first/churn: a session refresh (stacks \"none\"); full: every stack, as "
           "--json asks it; each through the agent and its wire encoding (JSON, compression), "
           "timed in the service's process (not the socket).")

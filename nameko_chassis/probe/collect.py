@@ -19,18 +19,19 @@ import sys
 import time
 import weakref
 from collections.abc import Iterable, Mapping
+from operator import is_, itemgetter
 from typing import Any, cast
 
 from . import backlog, entrypoints, privates, process
 from .frames import (
     DEFAULT_MAX_FRAMES,
-    frame_json,
-    innermost_user_frame,
+    innermost_user_index,
     managed_target,
     package_dirs,
     stack_indexes,
     stack_of,
     table_epoch,
+    table_json,
 )
 from .frames import table as frames_table
 from .redaction import (
@@ -157,15 +158,20 @@ def _worker_static(ctx: Any, container_name: str, opts: dict[str, Any],
         return cached[1], cached[2], cached[3]
     first_seen = cached[2] if cached is not None else now
     ep = getattr(ctx, "entrypoint", None)
-    method = getattr(ep, "method_name", None) or "?"
-    kind = entrypoints.kind_of(ep) if ep is not None else "unknown"
+    label, kind, label_json = _entrypoint_of(ep, container_name)
     policy = opts["secret_patterns"]
+    limit = opts["repr_limit"]
     args, kwargs = redacted_arguments(ep, entrypoints.shown_args(kind, getattr(ctx, "args", ())),
-                                      getattr(ctx, "kwargs", {}), limit=opts["repr_limit"],
-                                      policy=policy)
+                                      getattr(ctx, "kwargs", {}), limit=limit, policy=policy)
     data = getattr(ctx, "data", None) or {}
-    context = ({k: v for k, v in data.items() if k != "call_id_stack"}
-               if isinstance(data, dict) else {})
+    if type(data) is dict:
+        if "call_id_stack" in data:
+            data = data.copy()  # one copy, then the key out (not a comprehension over items)
+            del data["call_id_stack"]
+    elif isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k != "call_id_stack"}
+    else:
+        data = {}
     try:
         call_id_stack = [str(c) for c in (getattr(ctx, "call_id_stack", None) or [])]
     except BaseException:
@@ -173,14 +179,14 @@ def _worker_static(ctx: Any, container_name: str, opts: dict[str, Any],
     static = {
         "call_id": str(getattr(ctx, "call_id", "") or ""),
         "call_id_stack": call_id_stack,
-        "entrypoint": f"{container_name}.{method}",
+        "entrypoint": label,
         "entrypoint_type": kind,
         "args": args,
         "kwargs": kwargs,
-        "context_data": redact_mapping(context, policy, limit=opts["repr_limit"]),
+        "context_data": redact_mapping(data, policy, limit=limit),
     }
-    # pre-encoded once: a snapshot on the wire is these heads joined (see _encode_worker)
-    cache = _WorkerCache(_dumps(static)[1:-1])
+    # pre-encoded once: a snapshot on the wire is these heads joined (see _list)
+    cache = _WorkerCache(_head_json(static, label_json))
     try:
         setattr(ctx, _CACHE_ATTR, (key, static, first_seen, cache))
     except (AttributeError, TypeError):
@@ -190,6 +196,45 @@ def _worker_static(ctx: Any, container_name: str, opts: dict[str, Any],
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
 _dumps = _ENCODER.encode
+_string = json.encoder.encode_basestring_ascii  # what _dumps does to a str, called straight
+
+# An entrypoint's label, kind and their JSON, kept on the entrypoint object itself (like the
+# workers' cache on their context): it dies with the entrypoint, and a stopped container's
+# entrypoints are not held by the probe.
+_EP_ATTR = "_chassis_snapshot_label"
+
+
+def _entrypoint_of(ep: Any, container_name: str) -> tuple[str, str, str]:
+    """(``service.method``, kind, the JSON of ``"entrypoint":...,"entrypoint_type":...``) of a
+    worker's entrypoint: worked out once per entrypoint, not once per worker."""
+    found = getattr(ep, _EP_ATTR, None)
+    if type(found) is tuple and len(found) == 4 and found[0] == container_name:
+        return found[1], found[2], found[3]
+    method = getattr(ep, "method_name", None) or "?"
+    kind = entrypoints.kind_of(ep) if ep is not None else "unknown"
+    label = f"{container_name}.{method}"
+    label_json = f'"entrypoint":{_string(label)},"entrypoint_type":{_string(kind)}'
+    if ep is not None:
+        try:
+            setattr(ep, _EP_ATTR, (container_name, label, kind, label_json))
+        except (AttributeError, TypeError):
+            pass
+    return label, kind, label_json
+
+
+def _head_json(static: dict[str, Any], label_json: str) -> str:
+    """``_dumps(static)`` without its braces, built from the parts (every field but the
+    context values is a str, or a list or dict of str, by construction)."""
+    string = _string
+    context = ",".join(
+        f"{string(k) if type(k) is str else _dumps(str(k))}:"
+        f"{string(v) if type(v) is str else _dumps(v)}"
+        for k, v in static["context_data"].items())
+    kwargs = ",".join(f"{string(k)}:{string(v)}" for k, v in static["kwargs"].items())
+    return (f'"call_id":{string(static["call_id"])},'
+            f'"call_id_stack":[{",".join(map(string, static["call_id_stack"]))}],'
+            f'{label_json},"args":[{",".join(map(string, static["args"]))}],'
+            f'"kwargs":{{{kwargs}}},"context_data":{{{context}}}')
 
 
 def _number(value: float | None) -> str:
@@ -248,12 +293,14 @@ class _Order:
             self.version += 1
         if self.pending:
             self._stamps(threads, added)
+        # rows compare as tuples: (since, seq) decide, seq being unique (the ctx is never
+        # compared), with no key function called per row
         if len(added) > 32:
             self.rows.extend(added)
-            self.rows.sort(key=_row_key)
+            self.rows.sort()
         else:
             for row in added:
-                bisect.insort(self.rows, row, key=_row_key)
+                bisect.insort(self.rows, row)
         stale = len(meta) - len(threads)
         if stale > 64 and stale * 8 > len(threads):
             gone = meta.keys() - threads.keys()
@@ -290,29 +337,44 @@ class _Order:
         worker came or went since (nor did ``limit`` change)."""
         if self.listing is not None and self.listing_for == (self.version, limit, len(threads)):
             return self.listing
-        out: list[tuple[Any, tuple[Any, ...]]] = []
         rows: list[Any] = self.rows
-        dropped = 0
-        i = 0
-        while i < len(rows) and len(out) < limit:
-            ctx = rows[i][2]
-            if ctx in threads:
-                out.append((ctx, self.meta[ctx]))
-            else:
-                dropped += 1
-                self.meta.pop(ctx, None)
-                self.pending.pop(ctx, None)
-                rows[i] = None
-            i += 1
-        if dropped:
-            self.rows = [row for row in rows[:i] if row is not None] + rows[i:]
+        meta, pending = self.meta, self.pending
+        # the first ``limit`` rows in bulk; finished workers among them dropped, and as many
+        # rows after them looked at as it takes to list ``limit``
+        first = rows[:limit]
+        out: list[tuple[Any, tuple[Any, ...]]] = [(r[2], meta[r[2]]) for r in first
+                                                  if r[2] in threads]
+        if len(out) < len(first):
+            kept = []
+            for row in first:
+                if row[2] in threads:
+                    kept.append(row)
+                else:
+                    meta.pop(row[2], None)
+                    pending.pop(row[2], None)
+            i = len(first)
+            while i < len(rows) and len(out) < limit:
+                row = rows[i]
+                ctx = row[2]
+                if ctx in threads:
+                    out.append((ctx, meta[ctx]))
+                    kept.append(row)
+                else:
+                    meta.pop(ctx, None)
+                    pending.pop(ctx, None)
+                i += 1
+            self.rows = kept + rows[i:]
             self.version += 1
         last = self.listing
-        if last is not None and len(last) == len(out) and all(
-                a[0] is b[0] and a[1] is b[1] for a, b in zip(last, out, strict=True)):
+        if last is not None and len(last) == len(out) \
+                and all(map(is_, map(_first, last), map(_first, out))) \
+                and all(map(is_, map(_second, last), map(_second, out))):
             out = last  # the same workers as before (the ones that came or went are not listed)
         self.listing, self.listing_for = out, (self.version, limit, len(threads))
         return out
+
+
+_first, _second = itemgetter(0), itemgetter(1)
 
 
 def _row_key(row: tuple[Any, ...]) -> tuple[float, int]:
@@ -460,14 +522,40 @@ def _list(listing: Any, threads: Any, container: Any, name: str, now: float,
     workers: list[Any] = []
     key = opts["cache_key"]
     listed = Listed(listing, key)
-    ids, wheres, rows = listed.ids, listed.wheres, listed.rows
-    unchanged: list[str] = []
+    ids: list[Any] = listed.ids
+    wheres: list[Any] = listed.wheres
+    rows: list[Any] = listed.rows
     index = before.index() if before is not None else None
     sent_ids, sent_wheres, sent_rows = ((before.ids, before.wheres, before.rows)
                                         if before is not None else ([], [], []))
     check = index is not None and not moved and not all_stacks
+    n = len(listing)
+    places: list[int | None] | None = None
+    kept: list[bool] | None = None
+    if check and not some_stacks and index is not None:
+        # the workers of before still where they were, in bulk (a busy service's refresh:
+        # a few came and went among a thousand parked), as _relist's check
+        get = index.get
+        places = [get(ctx) for ctx, _meta in listing]
+        try:
+            kept = [p is not None and (r := sent_rows[p])[0].gr_frame is (f := r[1])
+                    and (f is None or f.f_lasti == r[2]) for p in places]
+        except BaseException:
+            kept = None  # one odd greenthread: the loop below looks at each
+    if kept is not None and places is not None:
+        at = [p if k else None for p, k in zip(places, kept, strict=True)]
+        ids[:] = [None if p is None else sent_ids[p] for p in at]
+        wheres[:] = [None if p is None else sent_wheres[p] for p in at]
+        rows[:] = [None if p is None else sent_rows[p] for p in at]
+        flags = kept[:]  # unchanged, by place in the listing
+        todo: Iterable[int] = [pos for pos, k in enumerate(kept) if not k]
+    else:
+        ids[:], wheres[:], rows[:], flags = [None] * n, [None] * n, [None] * n, [False] * n
+        todo = range(n)
+    holes = False
     i: int | None = None
-    for ctx, (since, _seq, started, _first) in listing:
+    for pos in todo:
+        ctx, (since, _seq, started, _first) = listing[pos]
         if index is not None:
             i = index.get(ctx)
             if check and i is not None:
@@ -476,10 +564,10 @@ def _list(listing: Any, threads: Any, container: Any, name: str, now: float,
                 if f is frame and (f is None or f.f_lasti == lasti):
                     call_id = sent_ids[i]
                     if not (some_stacks and call_id in stacks):
-                        ids.append(call_id)
-                        wheres.append(sent_wheres[i])
-                        rows.append(row)
-                        unchanged.append(call_id)
+                        ids[pos] = call_id
+                        wheres[pos] = sent_wheres[i]
+                        rows[pos] = row
+                        flags[pos] = True
                         continue
         cached = getattr(ctx, _CACHE_ATTR, None)
         if cached is not None and len(cached) > 3 and cached[0] == key:
@@ -489,17 +577,18 @@ def _list(listing: Any, threads: Any, container: Any, name: str, now: float,
                 static, first, cache = _worker_static(ctx, name, opts, now)
             except BaseException as exc:  # one odd worker never hides the others
                 errors.append(f"{name}: cannot read a worker: {type(exc).__name__}: {exc}")
+                holes = True
                 continue
         gt = threads.get(ctx)
         frame = privates.greenthread_frame(gt)
         call_id = static["call_id"]
         where = _where(frame, cache, own) if frame is not None else None
-        ids.append(call_id)
-        wheres.append(where)
-        rows.append((gt, frame, frame.f_lasti if frame is not None else -1))
+        ids[pos] = call_id
+        wheres[pos] = where
+        rows[pos] = (gt, frame, frame.f_lasti if frame is not None else -1)
         wants_stack = all_stacks or (some_stacks and call_id in stacks)
         if i is not None and not wants_stack and sent_wheres[i] is where:
-            unchanged.append(call_id)
+            flags[pos] = True
             continue
         if encoded and session and not wants_stack:
             line = cache.line
@@ -542,6 +631,13 @@ def _list(listing: Any, threads: Any, container: Any, name: str, now: float,
         else:
             worker["stack"] = None
         workers.append(cast(WorkerDict, worker))
+    if holes:  # the workers that could not be read are not listed
+        places_read = [pos for pos in range(n) if ids[pos] is not None]
+        ids[:] = [ids[pos] for pos in places_read]
+        wheres[:] = [wheres[pos] for pos in places_read]
+        rows[:] = [rows[pos] for pos in places_read]
+        flags = [flags[pos] for pos in places_read]
+    unchanged = [call_id for call_id, same in zip(ids, flags, strict=True) if same]
     return workers, listed, unchanged
 
 
@@ -550,9 +646,13 @@ def _where(frame: Any, cache: _WorkerCache, own: tuple[str, ...] = ()) -> FrameD
     lasti = frame.f_lasti
     if cache.where_frame is frame and cache.where_lasti == lasti:
         return cache.where
-    where = innermost_user_frame(frame, own=own)
+    epoch = table_epoch()
+    i = innermost_user_index(frame, own=own)
+    if epoch != table_epoch():  # the table started afresh on the way: once more, in the new one
+        i = innermost_user_index(frame, own=own)
+    where = frames_table[i] if i >= 0 else None
     cache.where_frame, cache.where_lasti, cache.where = frame, lasti, where
-    cache.where_json = frame_json(where)
+    cache.where_json = table_json[i] if i >= 0 else "null"
     cache.line = None
     return where
 

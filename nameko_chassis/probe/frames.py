@@ -236,6 +236,19 @@ def _is_plumbing(filename: str) -> bool:
     return filename.startswith(_LIB_ROOTS) and not any(m in filename for m in _LIB_MARKERS)
 
 
+# by id(code), checked with ``is``: (code, library code?, plumbing?) for innermost_user_index
+_kind_by_code: dict[int, tuple[Any, bool, bool]] = {}
+
+
+def _code_kind(code: Any) -> tuple[Any, bool, bool]:
+    filename = code.co_filename
+    found = (code, is_library_file(filename), _is_plumbing(filename))
+    if len(_kind_by_code) >= 50_000:
+        _kind_by_code.clear()
+    _kind_by_code[id(code)] = found
+    return found
+
+
 def innermost_user_frame(frame: Any, max_depth: int = 200,
                          own: tuple[str, ...] = ()) -> FrameDict | None:
     """Where a suspended greenthread is, in user terms: its innermost frame of the service's
@@ -243,21 +256,32 @@ def innermost_user_frame(frame: Any, max_depth: int = 200,
     service installed into site-packages), else of the nearest named library (say,
     nameko-sqlalchemy tearing down a session) rather than the hub's ``switch``, else its
     innermost frame."""
+    i = innermost_user_index(frame, max_depth, own)
+    return table[i] if i >= 0 else None
+
+
+def innermost_user_index(frame: Any, max_depth: int = 200, own: tuple[str, ...] = ()) -> int:
+    """:func:`innermost_user_frame` as its frame-table index (-1: None). What each code object
+    is (library, plumbing) is looked up once per code, not once per frame and question."""
     first = frame
     depth = 0
     in_own = named = None
+    kinds = _kind_by_code
     while frame is not None and depth < max_depth:
         code = frame.f_code
-        if not code_is_library(code):
-            return frame_dict(frame)
+        kind = kinds.get(id(code))
+        if kind is None or kind[0] is not code:
+            kind = _code_kind(code)
+        if not kind[1]:
+            return frame_index(frame)
         if in_own is None and own and code.co_filename.startswith(own):
             in_own = frame
-        if named is None and not _is_plumbing(code.co_filename):
+        if named is None and not kind[2]:
             named = frame
         frame = frame.f_back
         depth += 1
     chosen = in_own if in_own is not None else named if named is not None else first
-    return frame_dict(chosen) if chosen is not None else None
+    return frame_index(chosen) if chosen is not None else -1
 
 
 _package_dirs: dict[Any, tuple[str, ...]] = {}

@@ -26,11 +26,17 @@ _state: dict[str, Any] = {}
 
 
 def _read(path: str) -> str | None:
+    # os.open/read/close: a /proc file on every refresh, without the io objects of open()
     try:
-        with open(path, "rb") as f:
-            return f.read(4096).decode("ascii", "replace")
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return None
+    try:
+        return os.read(fd, 4096).decode("ascii", "replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _cpu_seconds() -> float:

@@ -31,6 +31,8 @@ verdicts are memoised, and the value detectors are one regular expression pass p
 
 from __future__ import annotations
 
+import array
+import collections
 import inspect
 import os
 import re
@@ -172,6 +174,7 @@ class RedactionPolicy:
         self._patterns = {d: re.compile(_VALUE_PATTERNS[d]) for d in self.detectors}
         self._text_memo: dict[str, str] = {}
         self._repr_cache: dict[int, _RedactingRepr] = {}
+        self._key_memo: dict[int, dict[str, tuple[str, bool]]] = {}
 
     def __repr__(self) -> str:
         return (f"<RedactionPolicy {len(self.names)} names, "
@@ -272,6 +275,14 @@ class RedactionPolicy:
 
     def redact_value(self, name: Any, value: Any) -> Any:
         return REDACTED if self.is_secret_name(name) else value
+
+    def key_memo(self, limit: int) -> dict[str, tuple[str, bool]]:
+        """Mapping keys already seen, at this repr limit: key -> (the key as shown, whether
+        its value is hidden). Keys repeat from worker to worker (``user_id``...)."""
+        memo = self._key_memo.get(limit)
+        if memo is None:
+            memo = self._key_memo[limit] = {}
+        return memo
 
     def repr_of(self, limit: int) -> _RedactingRepr:
         r = self._repr_cache.get(limit)
@@ -381,6 +392,15 @@ class _RedactingRepr(reprlib.Repr):
         self.maxdict = 10
         self.maxlevel = 3
 
+    def repr1(self, x: Any, level: int) -> str:
+        # reprlib dispatches by type *name*: a service class called ``list`` or ``int`` would
+        # take the builtin's method, outside the repr budget's guard. By exact type instead;
+        # every other object (subclasses included, as before) goes to repr_instance.
+        method = _BUILTIN_REPRS.get(type(x))
+        if method is None:
+            return self.repr_instance(x, level)
+        return method(self, x, level)
+
     def repr_str(self, x: str, level: int) -> str:
         text = self.policy.redact_text(x if len(x) <= TEXT_SCAN_CHARS else x[:TEXT_SCAN_CHARS])
         return self._cut(repr(text[: self.maxstring + 1]), len(text) > self.maxstring)
@@ -430,6 +450,11 @@ class _RedactingRepr(reprlib.Repr):
             v = repr(REDACTED) if policy.is_secret_name(key) else self.repr1(value, level - 1)
             pieces.append(f"{k}: {v}")
         return "{" + ", ".join(pieces) + "}"
+
+    def repr_builtin(self, x: Any, level: int) -> str:
+        """What :meth:`repr_instance` makes of a float, bool or None, without the repr budget's
+        guard: their repr is the interpreter's own, it runs no code of the service."""
+        return self._cut(self.policy.redact_text(repr(x)), False)
 
     def repr_instance(self, x: Any, level: int) -> str:
         # Here, and only here, the service's own code runs: a user ``__repr__``, or a user
@@ -601,21 +626,28 @@ def _run_bounded(fn: Callable[[Any], str], value: Any) -> str | None:
         _guard["owner"] = None
 
 
+#: The exact types whose repr ``safe_repr`` calls straight (the usual argument types).
+_PLAIN_REPRS: dict[type, Callable[[_RedactingRepr, Any, int], str]] = {
+    str: _RedactingRepr.repr_str, int: reprlib.Repr.repr_int,
+    float: _RedactingRepr.repr_builtin, bool: _RedactingRepr.repr_builtin,
+    type(None): _RedactingRepr.repr_builtin,
+}
+#: _RedactingRepr.repr1's dispatch: the builtin containers and scalars reprlib (and this module)
+#: has a method for, by exact type.
+_BUILTIN_REPRS: dict[type, Callable[..., str]] = {
+    **_PLAIN_REPRS,
+    tuple: reprlib.Repr.repr_tuple, list: reprlib.Repr.repr_list,
+    array.array: reprlib.Repr.repr_array, collections.deque: reprlib.Repr.repr_deque,
+    set: _RedactingRepr.repr_set, frozenset: _RedactingRepr.repr_frozenset,
+    dict: _RedactingRepr.repr_dict, bytes: _RedactingRepr.repr_bytes,
+    bytearray: _RedactingRepr.repr_bytearray, memoryview: _RedactingRepr.repr_memoryview,
+}
+
+
 def safe_repr(value: Any, limit: int = DEFAULT_REPR_LIMIT,
               policy: RedactionPolicy | None = None) -> str:
     """A redacted repr of ``value`` that is at most ``limit`` characters and never raises."""
-    r = (policy or active_policy()).repr_of(limit)
-    try:
-        text = r.repr(value)
-    except BaseException as exc:
-        try:
-            kind = type(value).__name__
-        except BaseException:
-            kind = "object"
-        return f"<repr of {kind} raised {type(exc).__name__}>"
-    if len(text) > limit:
-        text = text[: max(limit - 3, 0)] + "..."
-    return text
+    return _bounded_repr((policy or active_policy()).repr_of(limit), value, limit)
 
 
 def is_secret_key(key: Any, patterns: Iterable[str] | RedactionPolicy | None = None) -> bool:
@@ -662,12 +694,19 @@ def redact_mapping(
         items = iter(data.items())
     except BaseException:
         return {"<error>": "<context data could not be read>"}
+    keys = policy.key_memo(limit)
     for i, (key, value) in enumerate(items):
         if i >= max_keys:
             out["<more>"] = f"{n - max_keys} more keys"
             break
-        name = policy.redact_text(str(key)[:limit])
-        out[name] = REDACTED if policy.is_secret_name(key) else _plain(value, limit, policy)
+        found = keys.get(key) if type(key) is str else None
+        if found is None:
+            found = (policy.redact_text(str(key)[:limit]), policy.is_secret_name(key))
+            if type(key) is str and len(key) <= _MEMO_CHARS:
+                if len(keys) >= _MEMO_ENTRIES:
+                    keys.clear()
+                keys[key] = found
+        out[found[0]] = REDACTED if found[1] else _plain(value, limit, policy)
     return out
 
 
@@ -799,9 +838,11 @@ def redacted_arguments(
     ``get_redacted_args``), so every argument comes back as a keyword.
     """
     policy = policy or active_policy()
-    args = tuple(args or ())
-    kwargs = dict(kwargs or {})
+    args = args if type(args) is tuple else tuple(args or ())
+    if type(kwargs) is not dict:
+        kwargs = dict(kwargs or {})
     if getattr(entrypoint, "sensitive_arguments", None):
+        kwargs = dict(kwargs)
         try:
             callargs = declared_redaction(entrypoint, args, kwargs)
         except BaseException as exc:
@@ -813,11 +854,21 @@ def redacted_arguments(
         found = _signature(entrypoint)
         if found is not None:
             names = found[1]
-    arg_reprs = [_arg_repr(policy, names[i] if i < len(names) else None, a, limit)
-                 for i, a in enumerate(args[:max_args])]
+    r = policy.repr_of(limit)
+    secret = policy.is_secret_name
+    arg_reprs = []
+    for i, a in enumerate(args[:max_args]):
+        if i < len(names) and a is not REDACTED and secret(names[i]):
+            a = REDACTED
+        arg_reprs.append(_bounded_repr(r, a, limit))
     if len(args) > max_args:
         arg_reprs.append(f"<{len(args) - max_args} more>")
-    kw_reprs = {str(k): _arg_repr(policy, k, v, limit) for k, v in list(kwargs.items())[:max_args]}
+    kw_reprs = {}
+    for i, (k, v) in enumerate(kwargs.items()):
+        if i >= max_args:
+            break
+        kw_reprs[str(k)] = _bounded_repr(r, REDACTED if v is not REDACTED and secret(k) else v,
+                                         limit)
     return arg_reprs, kw_reprs
 
 
@@ -825,6 +876,22 @@ def _arg_repr(policy: RedactionPolicy, name: Any, value: Any, limit: int) -> str
     if name is not None and value is not REDACTED and policy.is_secret_name(name):
         value = REDACTED
     return safe_repr(value, limit, policy)
+
+
+def _bounded_repr(r: _RedactingRepr, value: Any, limit: int) -> str:
+    """:func:`safe_repr` with its redacting repr at hand (``policy.repr_of(limit)``)."""
+    try:
+        plain = _PLAIN_REPRS.get(type(value))  # the usual argument types: no dispatch by name
+        text = r.repr(value) if plain is None else plain(r, value, r.maxlevel)
+    except BaseException as exc:
+        try:
+            kind = type(value).__name__
+        except BaseException:
+            kind = "object"
+        return f"<repr of {kind} raised {type(exc).__name__}>"
+    if len(text) > limit:
+        text = text[: max(limit - 3, 0)] + "..."
+    return text
 
 
 # ---------------------------------------------------------------------------------------------

@@ -161,6 +161,7 @@ class _Wire:
         self.snapshot = previous
         self.now = now
         self.previous_history = previous.containers if previous is not None else []
+        self.wheres: dict[tuple[Any, ...], Frame] = {}
 
     def kept_history(self, service_name: str, kept: int, path: str) -> list[FinishedWorker]:
         """The last ``kept`` finished workers of the previous snapshot's container."""
@@ -181,6 +182,26 @@ class _Wire:
             return None
         return next((c for c in self.snapshot.containers if c.service_name == service_name),
                     None)
+
+    def where(self, data: Any) -> Frame | None:
+        """A worker's ``where`` when its fields have exactly the schema's types, as one shared
+        Frame per place (workers parked at the same line share it, like stack frames); None
+        for anything else (Frame.from_dict then validates it)."""
+        if type(data) is not dict:
+            return None
+        get = data.get
+        file, line, function, code, library = (get("file"), get("line"), get("function"),
+                                               get("code"), get("library"))
+        if code is None:
+            code = ""
+        if type(file) is not str or type(line) is not int or type(function) is not str \
+                or type(code) is not str or type(library) is not bool:
+            return None
+        key = (file, line, function, code, library)
+        frame = self.wheres.get(key)
+        if frame is None:
+            frame = self.wheres[key] = Frame(file, line, function, code, library)
+        return frame
 
     def frame(self, ref: Any, path: str) -> Frame:
         if isinstance(ref, int) and not isinstance(ref, bool) and 0 <= ref < len(self.frames):
@@ -243,6 +264,54 @@ class Worker:
             where=Frame.from_dict(where, f"{r._p('where')}") if where is not None else None,
             stack=_stack(r, wire),
         )
+
+    @classmethod
+    def from_wire(cls, data: Any, wire: _Wire) -> Worker | None:
+        """:meth:`from_dict` of a worker as the agent sends it, when every field has exactly
+        the type the agent writes (a str is a str, a number a float or int): one pass over
+        the fields, ``where`` shared with the other workers parked at the same place. None
+        for anything else: :meth:`from_dict` then validates it, and names what is wrong."""
+        if type(data) is not dict:
+            return None
+        get = data.get
+        call_id, entrypoint, kind = get("call_id"), get("entrypoint"), get("entrypoint_type")
+        started, first = get("started_at"), get("first_seen")
+        if type(call_id) is not str or type(entrypoint) is not str or type(kind) is not str \
+                or not (started is None or type(started) is float or type(started) is int) \
+                or not (type(first) is float or type(first) is int) \
+                or get("stack") is not None:
+            return None
+        stack, args, kwargs, context = (get("call_id_stack", []), get("args", []),
+                                        get("kwargs", {}), get("context_data", {}))
+        if type(stack) is not list or type(args) is not list or type(kwargs) is not dict \
+                or type(context) is not dict:
+            return None
+        for value in (*stack, *args, *kwargs, *kwargs.values()):
+            if type(value) is not str:
+                return None
+        where = get("where")
+        if where is not None:
+            where = wire.where(where)
+            if where is None:
+                return None
+        if started is not None:
+            started = float(started)
+        first = float(first)
+        age = get("age_s")
+        if "age_s" not in data:  # a session's refresh: the snapshot's time says it
+            age = wire.now - (started if started is not None else first)
+            age = round(age, 3) if age > 0 else 0.0
+        elif type(age) is float or type(age) is int:
+            age = float(age)
+        else:
+            return None
+        worker = object.__new__(cls)
+        worker.__dict__.update(
+            call_id=call_id, call_id_stack=list(stack), entrypoint=entrypoint,
+            entrypoint_type=kind, args=list(args), kwargs=dict(kwargs),
+            context_data=dict(context), started_at=started, first_seen=first, age_s=age,
+            where=where, stack=None)
+        return worker
 
     def aged(self, now: float) -> Worker:
         """This worker as seen at ``now``: the same objects (arguments, where), a new age and
@@ -405,7 +474,7 @@ def _unchanged_workers(unchanged: list[Any], wire: _Wire, service_name: Any, pat
         except TypeError:  # an id that is no string: the slow path names it
             ids = set()
         if len(ids) == len(unchanged):
-            kept = [w.aged(now) for w in container.workers if w.call_id in ids]
+            kept = _aged([w for w in container.workers if w.call_id in ids], now)
             if len(kept) == len(ids):
                 return kept
     kept = []  # moved between containers, or one never sent
@@ -428,8 +497,26 @@ def _kept_but(all_but: list[Any], sent: list[Worker], wire: _Wire, service_name:
         raise SnapshotError(f"{path}: keeps the workers of a container the previous snapshot "
                             "does not have")
     left = {str(c) for c in all_but}.union(w.call_id for w in sent)
-    now = wire.now
-    return [w.aged(now) for w in container.workers if w.call_id not in left]
+    return _aged([w for w in container.workers if w.call_id not in left] if left
+                 else container.workers, wire.now)
+
+
+def _aged(workers: list[Worker], now: float) -> list[Worker]:
+    """``[w.aged(now) for w in workers]``, inlined: once per worker per refresh, most of what
+    parsing a live refresh costs."""
+    out = []
+    new = object.__new__
+    for w in workers:
+        d = w.__dict__
+        since = d["started_at"]
+        age = now - (since if since is not None else d["first_seen"])
+        copy = new(Worker)
+        c = copy.__dict__
+        c.update(d)
+        c["age_s"] = round(age, 3) if age > 0 else 0.0
+        c["stack"] = None
+        out.append(copy)
+    return out
 
 
 @dataclass(frozen=True)
@@ -476,8 +563,13 @@ class Container:
     def from_dict(cls, data: Any, path: str = "", wire: _Wire | None = None) -> Container:
         r = _Reader(data, path)
         history = r.get("history", list, optional=True)
-        workers = [Worker.from_dict(w, f"{r._p('workers')}[{i}]", wire)
-                   for i, w in enumerate(r.array("workers"))]
+        if wire is not None:
+            workers = [Worker.from_wire(w, wire)
+                       or Worker.from_dict(w, f"{r._p('workers')}[{i}]", wire)
+                       for i, w in enumerate(r.array("workers"))]
+        else:
+            workers = [Worker.from_dict(w, f"{r._p('workers')}[{i}]", wire)
+                       for i, w in enumerate(r.array("workers"))]
         unchanged = r.array("unchanged")
         all_but = r.get("unchanged_except", list, optional=True)
         if unchanged or all_but is not None:

@@ -397,3 +397,21 @@ def test_snapshots_carry_process_basics(start_service):
     page = chassis_console(service.target, "--once")
     assert "rss " in page.stdout and "greenthreads " in page.stdout and "hub lag" in page.stdout
     service.release("basics")
+
+
+@pytest.mark.parametrize("context", [
+    {}, {"user_id": "u1", "auth_token": "********"}, {"n": 3, "x": 1.5, "nan": float("nan"),
+                                                     "inf": float("-inf"), "b": True, "none": None},
+    {"unicode": "é\u2028\x00", 'quo"te': "it's \"q\"\n", "<more>": "2 more keys"},
+    {"big": 10**30, "neg": -0.0},
+])
+def test_a_workers_head_is_its_static_fields_as_json(context: dict) -> None:
+    """The wire's pre-encoded head, built from its parts, is exactly the JSON encoder's."""
+    from nameko_chassis.probe import collect as collect_module
+
+    static = {"call_id": "svc.m.1", "call_id_stack": ["a.b.1", 'é"x'], "entrypoint": "svc.m",
+              "entrypoint_type": "rpc", "args": ["60", "'x'", '"q"'],
+              "kwargs": {"note": "'order 1'", "é": "None"}, "context_data": context}
+    label = ('"entrypoint":' + json.dumps("svc.m") + ',"entrypoint_type":'
+             + json.dumps("rpc"))
+    assert collect_module._head_json(static, label) == collect_module._dumps(static)[1:-1]

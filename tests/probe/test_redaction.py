@@ -195,3 +195,41 @@ def test_argv_and_sentry_events_are_scrubbed() -> None:
     assert out["contexts"]["nameko"]["kwargs"]["password"] == repr(REDACTED)
     crumb = scrub_breadcrumb({"message": "token=abc123", "category": "log", "level": "info"})
     assert crumb["message"] == f"token={REDACTED}" and crumb["category"] == "log"
+
+
+@pytest.mark.parametrize("limit", [8, 20, 200])
+@pytest.mark.parametrize("value", [
+    None, True, False, 0, -5, 10**300, 4111111111111111, 1.5, -0.0, float("nan"), float("inf"),
+    4111111111111111.0, 1e300, "", "x", "a" * 500, "password=hunter2", "Bearer abcdefghijk",
+    "it's \"quoted\"\n", "4111 1111 1111 1111", "é" * 30,
+])
+def test_plain_values_take_a_straight_path_to_the_same_repr(value: object, limit: int) -> None:
+    """str, int, float, bool and None skip reprlib's dispatch by type name (and float, bool and
+    None the repr budget's guard): the text is what the guarded, dispatched path gives."""
+    policy = active_policy()
+    r = policy.repr_of(limit)
+    if type(value) in (str, int):
+        expected = r.repr1(value, r.maxlevel)
+    else:  # what reprlib dispatched them to before: repr_instance, under the guard
+        expected = r.repr_instance(value, r.maxlevel)
+    if len(expected) > limit:
+        expected = expected[: max(limit - 3, 0)] + "..."
+    assert safe_repr(value, limit, policy) == expected
+    shown = redacted_arguments(None, (value,), {"v": value}, limit=limit, policy=policy)
+    assert shown == ([expected], {"v": expected})
+
+
+@pytest.mark.parametrize("name", ["float", "bool", "NoneType", "str", "int", "list", "dict",
+                                  "tuple", "bytes", "set"])
+def test_a_service_class_named_like_a_builtin_still_runs_under_the_guard(name: str) -> None:
+    """reprlib dispatches by type name: a class of the service called ``float`` or ``list``
+    must not take the unguarded path of the real float or list."""
+    seen = []
+
+    def __repr__(self: object) -> str:
+        seen.append(redaction._guard["owner"] is not None)
+        return "mine"
+
+    impostor = type(name, (), {"__repr__": __repr__})()
+    assert safe_repr(impostor) == "mine"
+    assert seen == [True]
