@@ -120,6 +120,9 @@ def corpus() -> list[Shape]:
         n = len(shapes) + 1
         label_, text, markers = value_secrets(n)[i]
         shapes.append(Shape(n, "value", label_, text, markers))
+    n = len(shapes) + 1
+    card = _luhn_complete(f"4{n:03d}9876543210"[:15])
+    shapes.append(Shape(n, "value", "visa as an int", int(card), [card]))
     for i in range(0, 21, 3):
         n = len(shapes) + 1
         label_, text, markers = value_secrets(n)[i]

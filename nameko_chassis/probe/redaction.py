@@ -379,6 +379,11 @@ def policy_for(secret_patterns: Iterable[str] | RedactionPolicy | None = None
 # bounded, redacting reprs
 
 
+#: Ints this long or longer may be card numbers (13 digits at least): their text goes through
+#: the value detectors, in arguments and context data alike.
+_LONG_INT = 10**12
+
+
 class _RedactingRepr(reprlib.Repr):
     """``reprlib`` bounds, plus: values under secret keys hidden at any depth, strings and bytes
     sliced before repr and passed through the value detectors, dicts shown in insertion order
@@ -450,6 +455,14 @@ class _RedactingRepr(reprlib.Repr):
             v = repr(REDACTED) if policy.is_secret_name(key) else self.repr1(value, level - 1)
             pieces.append(f"{k}: {v}")
         return "{" + ", ".join(pieces) + "}"
+
+    def repr_int(self, x: int, level: int) -> str:
+        # a card number passed as an int: long ints go through the value detectors, as strings
+        # and context values do (the gate keeps the usual small ints at reprlib's cost)
+        text = reprlib.Repr.repr_int(self, x, level)
+        if -_LONG_INT < x < _LONG_INT:
+            return text
+        return self.policy.redact_text(text)
 
     def repr_builtin(self, x: Any, level: int) -> str:
         """What :meth:`repr_instance` makes of a float, bool or None, without the repr budget's
@@ -628,7 +641,7 @@ def _run_bounded(fn: Callable[[Any], str], value: Any) -> str | None:
 
 #: The exact types whose repr ``safe_repr`` calls straight (the usual argument types).
 _PLAIN_REPRS: dict[type, Callable[[_RedactingRepr, Any, int], str]] = {
-    str: _RedactingRepr.repr_str, int: reprlib.Repr.repr_int,
+    str: _RedactingRepr.repr_str, int: _RedactingRepr.repr_int,
     float: _RedactingRepr.repr_builtin, bool: _RedactingRepr.repr_builtin,
     type(None): _RedactingRepr.repr_builtin,
 }
@@ -667,7 +680,7 @@ def _plain(value: Any, limit: int, policy: RedactionPolicy) -> Any:
     if value is None or isinstance(value, (bool, float)):
         return value
     if isinstance(value, int):
-        if value < 10**12:
+        if -_LONG_INT < value < _LONG_INT:
             return value
         text = str(value)  # a card number as an int
         hidden = policy.redact_text(text)

@@ -233,3 +233,18 @@ def test_a_service_class_named_like_a_builtin_still_runs_under_the_guard(name: s
     impostor = type(name, (), {"__repr__": __repr__})()
     assert safe_repr(impostor) == "mine"
     assert seen == [True]
+
+
+@pytest.mark.parametrize("card", [4111111111111111, 5500005555555559, 378282246310005])
+def test_a_card_number_passed_as_an_int_is_hidden_like_its_text(card: int) -> None:
+    """Arguments, values nested in them and context data alike: a long int is its digits as
+    far as the detectors are concerned; ordinary ints are shown as they are."""
+    policy = active_policy()
+    assert safe_repr(card, 200, policy) == REDACTED
+    args, kwargs = redacted_arguments(None, (card,), {"amount": 1250, "pan": [card]},
+                                      policy=policy)
+    assert str(card) not in repr((args, kwargs))
+    assert kwargs["amount"] == "1250"
+    assert redact_mapping({"n": card, "count": 3}, policy) == {"n": REDACTED, "count": 3}
+    assert safe_repr(-card, 200, policy) != str(-card)
+    assert safe_repr(123456789012, 200, policy) == "123456789012"  # 12 digits: no card
