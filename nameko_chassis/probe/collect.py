@@ -19,6 +19,7 @@ import sys
 import time
 import weakref
 from collections.abc import Iterable, Mapping
+from itertools import islice
 from operator import is_, itemgetter
 from typing import Any, cast
 
@@ -593,12 +594,7 @@ def _list(listing: Any, threads: Any, container: Any, name: str, now: float,
         if encoded and session and not wants_stack:
             line = cache.line
             if line is None or cache.line_started != started or frame is None:
-                line = (f'{{{cache.head},"started_at":{_number(started)},'
-                        f'"first_seen":{_number(first)},'
-                        f'"where":{cache.where_json if frame is not None else "null"},'
-                        f'"stack":null}}')
-                if frame is not None:
-                    cache.line, cache.line_started = line, started
+                line = _session_line(cache, started, first, frame is not None)
             workers.append(line)
             continue
         age = round(now - since if now > since else 0.0, 3)
@@ -639,6 +635,106 @@ def _list(listing: Any, threads: Any, container: Any, name: str, now: float,
         flags = [flags[pos] for pos in places_read]
     unchanged = [call_id for call_id, same in zip(ids, flags, strict=True) if same]
     return workers, listed, unchanged
+
+
+#: The longest one slice of :func:`warm` holds the hub, in seconds: between slices the
+#: caller hands the hub back (``eventlet.sleep(0)``), so a worker waits at most about this
+#: long for a refresh that finds many new workers. The final collection is not sliced.
+SLICE_BUDGET_S = 0.002
+
+
+def warm(containers: list[Any], pause: Any, slice_start: float,
+         budget: float = SLICE_BUDGET_S, clock: Any = time.perf_counter, *,
+         max_workers: int = DEFAULT_MAX_WORKERS, repr_limit: int = DEFAULT_REPR_LIMIT,
+         secret_patterns: Iterable[str] = SECRET_KEY_PATTERNS, **_ignored: Any) -> float:
+    """Fill the static part (:func:`_worker_static`: redacted arguments and context data, the
+    head JSON) and the ``where`` of the workers a collection with these limits would list and
+    has not cached yet, in slices of at most ``budget`` seconds of this call's own time, the
+    current slice having started at ``slice_start``; between two slices ``pause()`` runs (the
+    caller hands the hub back there: the backdoor's greenlet sleeps 0) and returns when the
+    next slice starts. Returns when the last slice started.
+
+    Nothing here is needed for correctness: a worker that finishes between slices was warmed
+    for nothing, one that arrives is left to the collection, which does whatever is missing
+    itself, in one piece. Which workers: the first ``max_workers`` of each container's worker
+    table (spawn order: the listing's oldest first, but for workers the table orders
+    differently, which the collection then does). A slice ends before a worker would take
+    it past the budget, judging by the slowest worker of this call so far. A container with
+    workers warmed then has its listing order (:class:`_Order`) learn them in a slice of its
+    own: the one slice not bounded by the budget (~1.5 us a new worker)."""
+    opts = _options(max_workers=max_workers, repr_limit=repr_limit,
+                    secret_patterns=secret_patterns)
+    key, limit = opts["cache_key"], opts["max_workers"]
+    slowest = 0.0
+    for container in containers:
+        try:
+            threads = privates.worker_table(container)
+            todo = _uncached(threads, key, limit)
+        except BaseException:
+            continue
+        if not todo:
+            continue
+        name = str(getattr(container, "service_name", "?"))
+        own = package_dirs(getattr(container, "service_cls", None))
+        now = time.time()
+        for ctx, gt in todo:
+            t = clock()
+            if t - slice_start + slowest > budget:
+                slice_start = pause()
+                now = time.time()
+                if ctx not in threads:  # it finished meanwhile
+                    continue
+                t = clock()
+            try:
+                _static, first, cache = _worker_static(ctx, name, opts, now)
+                frame = privates.greenthread_frame(gt)
+                if frame is not None:
+                    _where(frame, cache, own)
+                    _session_line(cache, _started(ctx), first, True)
+            except BaseException:
+                continue  # the collection reports it
+            took = clock() - t
+            if took > slowest:
+                slowest = min(took, budget / 2)  # one odd worker does not make every slice one
+        # the listing's order learns the new workers in a slice of its own (its cost grows
+        # with them: ~1.5 us each), which the collection then need not do
+        slice_start = pause()
+        try:
+            _order_of(container).update(threads, time.time())
+        except BaseException:
+            pass  # the collection says what it could not read
+    return slice_start
+
+
+def _uncached(threads: dict[Any, Any], key: Any, limit: int) -> list[tuple[Any, Any]]:
+    """The (context, greenthread) of the first ``limit`` workers without a static part cached
+    under ``key``. While every worker is listed, the table is read from its end (the new
+    workers are there) up to the first cached one: a refresh where few came costs few reads."""
+    if len(threads) <= limit:
+        out = []
+        for ctx in reversed(threads):
+            cached = getattr(ctx, _CACHE_ATTR, None)
+            if cached is not None and cached[0] == key and len(cached) > 3:
+                break
+            out.append((ctx, threads[ctx]))
+        out.reverse()
+        return out
+    return [(ctx, gt) for ctx, gt in islice(threads.items(), limit)
+            if not ((cached := getattr(ctx, _CACHE_ATTR, None)) is not None
+                    and cached[0] == key and len(cached) > 3)]
+
+
+def _session_line(cache: _WorkerCache, started: float | None, first: float,
+                  parked: bool) -> str:
+    """A worker as a session refresh sends it without a stack (no age: the console derives
+    it); kept in the cache while the worker is ``parked`` (has a frame: ``where`` is known)."""
+    line = (f'{{{cache.head},"started_at":{_number(started)},'
+            f'"first_seen":{_number(first)},'
+            f'"where":{cache.where_json if parked else "null"},'
+            f'"stack":null}}')
+    if parked:
+        cache.line, cache.line_started = line, started
+    return line
 
 
 def _where(frame: Any, cache: _WorkerCache, own: tuple[str, ...] = ()) -> FrameDict | None:
