@@ -643,6 +643,10 @@ def _list(listing: Any, threads: Any, container: Any, name: str, now: float,
 SLICE_BUDGET_S = 0.002
 
 
+#: What placing one new worker in the listing's order (:meth:`_Order.update`) costs, about.
+ORDER_COST_S = 2e-6
+
+
 def warm(containers: list[Any], pause: Any, slice_start: float,
          budget: float = SLICE_BUDGET_S, clock: Any = time.perf_counter, *,
          max_workers: int = DEFAULT_MAX_WORKERS, repr_limit: int = DEFAULT_REPR_LIMIT,
@@ -696,9 +700,10 @@ def warm(containers: list[Any], pause: Any, slice_start: float,
             took = clock() - t
             if took > slowest:
                 slowest = min(took, budget / 2)  # one odd worker does not make every slice one
-        # the listing's order learns the new workers in a slice of its own (its cost grows
-        # with them: ~1.5 us each), which the collection then need not do
-        slice_start = pause()
+        # the listing's order learns the new workers (~1.5 us each; in a slice of its own when
+        # that would take this one past the budget), which the collection then need not do
+        if clock() - slice_start + len(todo) * ORDER_COST_S > budget:
+            slice_start = pause()
         try:
             _order_of(container).update(threads, time.time())
         except BaseException:

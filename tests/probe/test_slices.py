@@ -1,0 +1,127 @@
+"""A refresh that finds many new workers hands the hub back between slices of its work, against
+a real ``nameko run`` with a backdoor: the service's greenthreads run meanwhile, two consoles
+asking at once each get their own complete, redacted reply on their own socket, and the
+figures say the longest hold and the sum."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from chassis_console.errors import ConsoleError
+from chassis_console.targets.backdoor import BackdoorClient
+
+from nameko_chassis.view.model import Snapshot
+from tests.harness import wait_for
+
+NEW = 2000
+SECRET = "hunter2-slices"
+TOKEN = "tok-slices-9f8e"
+
+# A greenthread in the service beating every 0.5 ms, counting the beats that ran while a
+# console's request was in progress (the agent keeps its running requests in ``_requests``):
+# before slices, none could (a request held the hub in one piece). ``both``: beats while two
+# consoles' requests were in progress at once (one ran in the other's pause).
+BEAT = """
+import eventlet
+_beat = {"during": 0, "both": 0, "all": 0, "stop": False}
+def _beating(agent=__chassis__):
+    while not _beat["stop"]:
+        _beat["all"] += 1
+        if agent._requests:
+            _beat["during"] += 1
+        if len(agent._requests) > 1:
+            _beat["both"] += 1
+        eventlet.sleep(0.0005)
+eventlet.spawn_n(_beating)
+"""
+
+
+def _running(service) -> int:
+    """Workers running, on a connection of its own listing one (so the refresh under test
+    still finds the others new); 0 while the service is too busy to say (taking in
+    thousands of calls blocks its hub for seconds: the hub watchdog answers instead)."""
+    try:
+        with BackdoorClient(service.target, timeout=30) as client:
+            return client.snapshot(max_workers=1).containers[0].workers_running
+    except ConsoleError:
+        return 0
+
+
+def _snapshot(client: BackdoorClient, max_workers: int, out: dict[str, Any], key: str,
+              start: threading.Barrier) -> None:
+    try:
+        start.wait(timeout=30)
+        out[key] = client.snapshot(max_workers=max_workers)
+    except BaseException as exc:  # reported by the test
+        out[key] = exc
+
+
+@pytest.mark.timeout(300)
+def test_a_refresh_of_many_new_workers_hands_the_hub_back_between_slices(start_service):
+    service = start_service("tests.services.parking",
+                            config={"max_workers": NEW + 200, "PREFETCH_COUNT": NEW + 200})
+    service.wait_answering("parking")
+    with BackdoorClient(service.target, timeout=60) as a, \
+            BackdoorClient(service.target, timeout=60) as b:
+        assert a.snapshot(max_workers=NEW + 100).containers[0].workers_running == 0
+        b.snapshot(max_workers=NEW + 100)
+        service.eval(f"exec({BEAT!r}, globals())")
+        service.hold(NEW, method="login", username="alice", password=SECRET,
+                     context={"auth_token": TOKEN, "user_id": "u-alice"}, wait=False)
+        wait_for(lambda: _running(service) == NEW, timeout=120, interval=0.5,
+                 what=f"{NEW} workers in flight")
+        service.eval("_beat.update(during=0, both=0)")  # counted from here
+        # both consoles ask at once, for different listings: each reply must reach its own
+        got: dict[str, Any] = {}
+        barrier = threading.Barrier(2)
+        threads = [threading.Thread(target=_snapshot, args=(a, NEW + 100, got, "a", barrier)),
+                   threading.Thread(target=_snapshot, args=(b, 500, got, "b", barrier))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        for key in ("a", "b"):
+            assert isinstance(got.get(key), Snapshot), got.get(key)
+        during = int(service.eval("_beat['during']"))
+        both = int(service.eval("_beat['both']"))
+        beats = int(service.eval("_beat['all']"))
+        service.eval("_beat.__setitem__('stop', True)")
+        snap_a, snap_b = got["a"], got["b"]
+        # the service's own greenthread ran between the slices of the requests
+        assert during > 0, (during, beats)
+        # and the two requests were in progress at once: the hub switched between the two
+        # backdoor greenlets mid-request (eventlet's SocketConsole.switch points sys.stdout at
+        # the resumed one's socket), and each reply still reached its own console (below)
+        assert both > 0, (both, during)
+        assert snap_a.slices is not None or snap_b.slices is not None
+        (ca,), (cb,) = snap_a.containers, snap_b.containers
+        assert ca.workers_running == cb.workers_running == NEW
+        ids_a = [w.call_id for w in ca.workers]
+        ids_b = [w.call_id for w in cb.workers]
+        assert len(ids_a) == NEW and len(set(ids_a)) == NEW  # every worker once
+        assert len(ids_b) == 500 and set(ids_b) <= set(ids_a)  # b's own reply: its listing
+        for snap in (snap_a, snap_b):
+            for worker in snap.containers[0].workers:
+                assert worker.entrypoint == "parking.login"
+                assert worker.kwargs.get("username") == "'alice'"
+                assert SECRET not in worker.kwargs.get("password", "")
+                assert worker.kwargs.get("password")  # redacted, not dropped
+                assert TOKEN not in str(worker.context_data.get("auth_token"))
+                assert worker.context_data.get("user_id") == "u-alice"
+                assert worker.where is not None and worker.where.function == "wait_here"
+            if snap.slices is not None:
+                holds, longest, total = snap.slices
+                assert holds >= 1 and 0 < longest <= total < snap.took_ms
+                assert snap.longest_hold_ms < snap.took_ms  # the longest hold is one of several
+        # the full dump (every worker in full, as --json asks) holds no secret either
+        dump = a.collect(stacks="none", max_workers=NEW + 100)
+        assert len(dump["containers"][0]["workers"]) == NEW
+        assert SECRET not in repr(dump) and TOKEN not in repr(dump)
+        # nothing new since: one piece, no slices
+        again = a.snapshot(max_workers=NEW + 100)
+        assert again.slices is None
+        assert [w.call_id for w in again.containers[0].workers] == ids_a
+        assert again.longest_hold_ms == again.took_ms
+    service.release("login")
