@@ -88,7 +88,7 @@ def handle(namespace: dict[str, Any], name: str, arguments: str = "") -> None:
             start = switched_in
         else:
             privates.stamp_switch_ins(me, time.perf_counter)
-    holds = _requests[id(me)] = Holds(start)
+    holds = _requests[id(me)] = collector.Holds(start)
     try:
         kwargs = json.loads(base64.b64decode(arguments)) if arguments else {}
         fn = OPS.get(name)
@@ -111,42 +111,9 @@ def handle(namespace: dict[str, Any], name: str, arguments: str = "") -> None:
         d[_DONE_ATTR] = time.perf_counter()
 
 
-class Holds:
-    """The holds of the hub by one request: it starts holding it at ``first`` (the switch-in
-    with the request line), and :meth:`pause` hands it back for a turn between two slices of
-    its work (:func:`.collect.warm`). ``slices`` are the finished holds (seconds); the current
-    one began at ``start``; ``away`` is the time the hub ran others meanwhile, which the
-    request's figures leave out."""
-
-    __slots__ = ("first", "start", "slices", "away", "_pause")
-
-    def __init__(self, first: float, pause: Any = None) -> None:
-        self.first = self.start = first
-        self.slices: list[float] = []
-        self.away = 0.0
-        self._pause = pause
-
-    def pause(self) -> float:
-        """End this hold, hand the hub back, start the next hold: when it started."""
-        t = time.perf_counter()
-        self.slices.append(t - self.start)
-        self._pause()
-        self.start = time.perf_counter()
-        self.away += self.start - t
-        return self.start
-
-    def total(self, now: float) -> float:
-        """The hub time of the request up to ``now``: the sum of its holds."""
-        return now - self.first - self.away
-
-    def longest(self, now: float) -> float:
-        """The longest single hold up to ``now`` (the current one included)."""
-        return max(now - self.start, *self.slices) if self.slices else now - self.start
-
-
 #: The request each backdoor greenlet is running (by id: a request may hand the hub back, and
 #: another connection's request run meanwhile).
-_requests: dict[int, Holds] = {}
+_requests: dict[int, collector.Holds] = {}
 #: Whether the collect op hands the hub back between slices of its per-new-worker work.
 SLICES = True
 
@@ -379,14 +346,15 @@ def _collected(containers: list[Any], stacks: Any, limits: dict[str, Any],
     return snapshot
 
 
-def _encoded(containers: list[Any], stacks: Any, limits: dict[str, Any], holds: Holds,
+def _encoded(containers: list[Any], stacks: Any, limits: dict[str, Any],
+             holds: collector.Holds,
              ) -> wire.Encoded:
     snapshot = _collected(containers, stacks, limits, None, None)
     _note_slices(snapshot, holds)
     return wire.encode_snapshot(snapshot)
 
 
-def _warm(containers: list[Any], limits: dict[str, Any]) -> Holds:
+def _warm(containers: list[Any], limits: dict[str, Any]) -> collector.Holds:
     """Before the collection: the static part of the workers it would list and has not cached
     (:func:`.collect.warm`), in slices of at most :data:`.collect.SLICE_BUDGET_S` of hub time,
     the hub handed back between two. Only where that is safe (:func:`.privates.hub_pause`: a
@@ -397,7 +365,7 @@ def _warm(containers: list[Any], limits: dict[str, Any]) -> Holds:
     me = privates.current_greenlet()
     holds = _requests.get(id(me))
     if holds is None:
-        holds = _state["holds"] = Holds(time.perf_counter())
+        holds = _state["holds"] = collector.Holds(time.perf_counter())
     if not SLICES or redaction.in_bounded():
         return holds
     pause = privates.hub_pause()
@@ -411,15 +379,12 @@ def _warm(containers: list[Any], limits: dict[str, Any]) -> Holds:
     return holds
 
 
-def _note_slices(snapshot: Any, holds: Holds) -> None:
+def _note_slices(snapshot: Any, holds: collector.Holds) -> None:
     """A request that handed the hub back says so in the snapshot: ``slices``, the holds before
     the collection's (count, longest, sum; ms). The whole request's hub time (their sum and
     the last hold: collect, encode, write) is the trailer's; the console works the longest
     hold out of the two (``Snapshot.longest_hold_ms``)."""
-    if holds.slices:
-        snapshot["slices"] = {"holds": len(holds.slices),
-                              "longest_ms": round(max(holds.slices) * 1000, 3),
-                              "total_ms": round(sum(holds.slices) * 1000, 3)}
+    collector.note_slices(snapshot, holds)
 
 
 def _history_delta(state: _Session, container: dict[str, Any]) -> None:

@@ -643,6 +643,48 @@ def _list(listing: Any, threads: Any, container: Any, name: str, now: float,
 SLICE_BUDGET_S = 0.002
 
 
+class Holds:
+    """The holds of the hub by one request: it starts holding it at ``first`` (the switch-in
+    with the request line), and :meth:`pause` hands it back for a turn between two slices of
+    its work (:func:`.collect.warm`). ``slices`` are the finished holds (seconds); the current
+    one began at ``start``; ``away`` is the time the hub ran others meanwhile, which the
+    request's figures leave out."""
+
+    __slots__ = ("first", "start", "slices", "away", "_pause")
+
+    def __init__(self, first: float, pause: Any = None) -> None:
+        self.first = self.start = first
+        self.slices: list[float] = []
+        self.away = 0.0
+        self._pause = pause
+
+    def pause(self) -> float:
+        """End this hold, hand the hub back, start the next hold: when it started."""
+        t = time.perf_counter()
+        self.slices.append(t - self.start)
+        self._pause()
+        self.start = time.perf_counter()
+        self.away += self.start - t
+        return self.start
+
+    def total(self, now: float) -> float:
+        """The hub time of the request up to ``now``: the sum of its holds."""
+        return now - self.first - self.away
+
+    def longest(self, now: float) -> float:
+        """The longest single hold up to ``now`` (the current one included)."""
+        return max(now - self.start, *self.slices) if self.slices else now - self.start
+
+
+def note_slices(snapshot: Any, holds: Holds) -> None:
+    """A snapshot whose request handed the hub back says so: ``slices``, the holds before the
+    collection's (count, longest, sum; ms; see docs/schema.md)."""
+    if holds.slices:
+        snapshot["slices"] = {"holds": len(holds.slices),
+                              "longest_ms": round(max(holds.slices) * 1000, 3),
+                              "total_ms": round(sum(holds.slices) * 1000, 3)}
+
+
 #: What placing one new worker in the listing's order (:meth:`_Order.update`) costs, about.
 ORDER_COST_S = 2e-6
 
