@@ -19,7 +19,6 @@ import sys
 import time
 import weakref
 from collections.abc import Iterable, Mapping
-from itertools import islice
 from operator import is_, itemgetter
 from typing import Any, cast
 
@@ -702,20 +701,31 @@ def warm(containers: list[Any], pause: Any, slice_start: float,
 
     Nothing here is needed for correctness: a worker that finishes between slices was warmed
     for nothing, one that arrives is left to the collection, which does whatever is missing
-    itself, in one piece. Which workers: the first ``max_workers`` of each container's worker
-    table (spawn order: the listing's oldest first, but for workers the table orders
-    differently, which the collection then does). A slice ends before a worker would take
-    it past the budget, judging by the slowest worker of this call so far. A container with
-    workers warmed then has its listing order (:class:`_Order`) learn them in a slice of its
-    own: the one slice not bounded by the budget (~1.5 us a new worker)."""
-    opts = _options(max_workers=max_workers, repr_limit=repr_limit,
-                    secret_patterns=secret_patterns)
-    key, limit = opts["cache_key"], opts["max_workers"]
+    itself, in one piece. Which workers: among the first ``max_workers`` of each container's
+    worker table (spawn order: the listing's oldest first), those the listing's order
+    (:class:`_Order`) has not placed yet; workers the table orders differently from the
+    listing, or that move into it as older ones finish, are left to the collection. The order
+    then learns them (~1.5 us each), in a slice of its own when that would take the current
+    one past the budget: the one slice the budget does not bound. A slice ends before a
+    worker would take it past the budget, judging by the slowest worker of this call so
+    far."""
+    opts: dict[str, Any] | None = None
+    limit = max(int(max_workers), 0)
     slowest = 0.0
     for container in containers:
         try:
             threads = privates.worker_table(container)
-            todo = _uncached(threads, key, limit)
+            order = _order_of(container)
+            new = _new_workers(threads, order.meta, limit)
+            if not new:
+                continue
+            if opts is None:
+                opts = _options(max_workers=max_workers, repr_limit=repr_limit,
+                                secret_patterns=secret_patterns)
+            key = opts["cache_key"]
+            todo = [(ctx, threads[ctx]) for ctx in new
+                    if not ((cached := getattr(ctx, _CACHE_ATTR, None)) is not None
+                            and cached[0] == key and len(cached) > 3)]
         except BaseException:
             continue
         if not todo:
@@ -744,31 +754,30 @@ def warm(containers: list[Any], pause: Any, slice_start: float,
                 slowest = min(took, budget / 2)  # one odd worker does not make every slice one
         # the listing's order learns the new workers (~1.5 us each; in a slice of its own when
         # that would take this one past the budget), which the collection then need not do
-        if clock() - slice_start + len(todo) * ORDER_COST_S > budget:
+        if clock() - slice_start + len(new) * ORDER_COST_S > budget:
             slice_start = pause()
         try:
-            _order_of(container).update(threads, time.time())
+            order.update(threads, time.time())
         except BaseException:
             pass  # the collection says what it could not read
     return slice_start
 
 
-def _uncached(threads: dict[Any, Any], key: Any, limit: int) -> list[tuple[Any, Any]]:
-    """The (context, greenthread) of the first ``limit`` workers without a static part cached
-    under ``key``. While every worker is listed, the table is read from its end (the new
-    workers are there) up to the first cached one: a refresh where few came costs few reads."""
-    if len(threads) <= limit:
-        out = []
-        for ctx in reversed(threads):
-            cached = getattr(ctx, _CACHE_ATTR, None)
-            if cached is not None and cached[0] == key and len(cached) > 3:
-                break
-            out.append((ctx, threads[ctx]))
-        out.reverse()
-        return out
-    return [(ctx, gt) for ctx, gt in islice(threads.items(), limit)
-            if not ((cached := getattr(ctx, _CACHE_ATTR, None)) is not None
-                    and cached[0] == key and len(cached) > 3)]
+def _new_workers(threads: dict[Any, Any], known: Mapping[Any, Any], limit: int) -> list[Any]:
+    """The workers of the table's first ``limit`` that the listing's order has not placed yet:
+    spawned since its last update, so at the table's end, read from there up to the first it
+    knows (a refresh where few came costs few reads; one at 10,000 workers with 1000 listed,
+    where the new ones are past the listing, none)."""
+    new = []
+    for ctx in reversed(threads):
+        if ctx in known:
+            break
+        new.append(ctx)
+    first = len(threads) - len(new)  # the place of the oldest of them in the table
+    if first >= limit:
+        return []
+    new.reverse()
+    return new[: limit - first]
 
 
 def _session_line(cache: _WorkerCache, started: float | None, first: float,
