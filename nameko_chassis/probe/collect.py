@@ -701,9 +701,10 @@ def warm(containers: list[Any], pause: Any, slice_start: float,
 
     Nothing here is needed for correctness: a worker that finishes between slices was warmed
     for nothing, one that arrives is left to the collection, which does whatever is missing
-    itself, in one piece. Which workers: among the first ``max_workers`` of each container's
-    worker table (spawn order: the listing's oldest first), those the listing's order
-    (:class:`_Order`) has not placed yet; workers the table orders differently from the
+    itself, in one piece. Which workers: while a container's workers are all listed, those at
+    its worker table's end (spawn order) without a cache, up to the first with one; when
+    more run than are listed, those among the first ``max_workers`` that the listing's order
+    (:class:`_Order`) has not placed yet. Workers the table orders differently from the
     listing, or that move into it as older ones finish, are left to the collection. The order
     then learns them (~1.5 us each), in a slice of its own when that would take the current
     one past the budget: the one slice the budget does not bound. A slice ends before a
@@ -716,16 +717,16 @@ def warm(containers: list[Any], pause: Any, slice_start: float,
         try:
             threads = privates.worker_table(container)
             order = _order_of(container)
-            new = _new_workers(threads, order.meta, limit)
-            if not new:
-                continue
             if opts is None:
                 opts = _options(max_workers=max_workers, repr_limit=repr_limit,
                                 secret_patterns=secret_patterns)
             key = opts["cache_key"]
-            todo = [(ctx, threads[ctx]) for ctx in new
-                    if not ((cached := getattr(ctx, _CACHE_ATTR, None)) is not None
-                            and cached[0] == key and len(cached) > 3)]
+            if len(threads) <= limit:  # all listed: read from the end up to the first cached
+                new = _uncached_tail(threads, key)
+                todo = [(ctx, threads[ctx]) for ctx in new]
+            else:  # the new ones, when they are listed at all
+                new = _new_workers(threads, order.meta, limit)
+                todo = [(ctx, threads[ctx]) for ctx in new if not _cached(ctx, key)]
         except BaseException:
             continue
         if not todo:
@@ -761,6 +762,24 @@ def warm(containers: list[Any], pause: Any, slice_start: float,
         except BaseException:
             pass  # the collection says what it could not read
     return slice_start
+
+
+def _cached(ctx: Any, key: Any) -> bool:
+    cached = getattr(ctx, _CACHE_ATTR, None)
+    return cached is not None and cached[0] == key and len(cached) > 3
+
+
+def _uncached_tail(threads: dict[Any, Any], key: Any) -> list[Any]:
+    """The workers at the table's end without a static part cached under ``key``, up to the
+    first with one: the new ones (spawned since), and those a refresh listing fewer did not
+    reach; a live refresh where none came reads one."""
+    new = []
+    for ctx in reversed(threads):
+        if _cached(ctx, key):
+            break
+        new.append(ctx)
+    new.reverse()
+    return new
 
 
 def _new_workers(threads: dict[Any, Any], known: Mapping[Any, Any], limit: int) -> list[Any]:

@@ -18,6 +18,7 @@ from tests.harness import wait_for
 NEW = 2000
 SECRET = "hunter2-slices"
 TOKEN = "tok-slices-9f8e"
+USER = "alice-in-wonderland"
 
 # A greenthread in the service beating every 0.5 ms, counting the beats that ran while a
 # console's request was in progress (the agent keeps its running requests in ``_requests``):
@@ -49,11 +50,10 @@ def _running(service) -> int:
         return 0
 
 
-def _snapshot(client: BackdoorClient, max_workers: int, out: dict[str, Any], key: str,
-              start: threading.Barrier) -> None:
+def _ask(ask: Any, out: dict[str, Any], key: str, start: threading.Barrier) -> None:
     try:
         start.wait(timeout=30)
-        out[key] = client.snapshot(max_workers=max_workers)
+        out[key] = ask()
     except BaseException as exc:  # reported by the test
         out[key] = exc
 
@@ -68,7 +68,7 @@ def test_a_refresh_of_many_new_workers_hands_the_hub_back_between_slices(start_s
         assert a.snapshot(max_workers=NEW + 100).containers[0].workers_running == 0
         b.snapshot(max_workers=NEW + 100)
         service.eval(f"exec({BEAT!r}, globals())")
-        service.hold(NEW, method="login", username="alice", password=SECRET,
+        service.hold(NEW, method="login", username=USER, password=SECRET,
                      context={"auth_token": TOKEN, "user_id": "u-alice"}, wait=False)
         wait_for(lambda: _running(service) == NEW, timeout=120, interval=0.5,
                  what=f"{NEW} workers in flight")
@@ -76,45 +76,54 @@ def test_a_refresh_of_many_new_workers_hands_the_hub_back_between_slices(start_s
         # both consoles ask at once, for different listings: each reply must reach its own
         got: dict[str, Any] = {}
         barrier = threading.Barrier(2)
-        threads = [threading.Thread(target=_snapshot, args=(a, NEW + 100, got, "a", barrier)),
-                   threading.Thread(target=_snapshot, args=(b, 500, got, "b", barrier))]
+        # b: a full dump with reprs cut at 12 characters (other limits: every worker is new
+        # to it as well, so both requests work in slices at once; and its reply tells itself
+        # apart from a's)
+        threads = [threading.Thread(target=_ask, args=(
+                       lambda: a.snapshot(max_workers=NEW + 100), got, "a", barrier)),
+                   threading.Thread(target=_ask, args=(
+                       lambda: b.collect(stacks="none", max_workers=NEW + 100, repr_limit=12),
+                       got, "b", barrier))]
         for t in threads:
             t.start()
         for t in threads:
             t.join(timeout=120)
-        for key in ("a", "b"):
-            assert isinstance(got.get(key), Snapshot), got.get(key)
+        assert isinstance(got.get("a"), Snapshot), got.get("a")
+        assert isinstance(got.get("b"), dict), got.get("b")
         during = int(service.eval("_beat['during']"))
         both = int(service.eval("_beat['both']"))
         beats = int(service.eval("_beat['all']"))
         service.eval("_beat.__setitem__('stop', True)")
-        snap_a, snap_b = got["a"], got["b"]
+        snap_a, dump_b = got["a"], got["b"]
         # the service's own greenthread ran between the slices of the requests
         assert during > 0, (during, beats)
         # and the two requests were in progress at once: the hub switched between the two
         # backdoor greenlets mid-request (eventlet's SocketConsole.switch points sys.stdout at
         # the resumed one's socket), and each reply still reached its own console (below)
         assert both > 0, (both, during)
-        assert snap_a.slices is not None or snap_b.slices is not None
-        (ca,), (cb,) = snap_a.containers, snap_b.containers
-        assert ca.workers_running == cb.workers_running == NEW
+        assert snap_a.slices is not None
+        holds, longest, total = snap_a.slices
+        assert holds >= 1 and 0 < longest <= total < snap_a.took_ms
+        assert snap_a.longest_hold_ms < snap_a.took_ms  # the longest hold is one of several
+        (ca,) = snap_a.containers
+        assert ca.workers_running == NEW
         ids_a = [w.call_id for w in ca.workers]
-        ids_b = [w.call_id for w in cb.workers]
         assert len(ids_a) == NEW and len(set(ids_a)) == NEW  # every worker once
-        assert len(ids_b) == 500 and set(ids_b) <= set(ids_a)  # b's own reply: its listing
-        for snap in (snap_a, snap_b):
-            for worker in snap.containers[0].workers:
-                assert worker.entrypoint == "parking.login"
-                assert worker.kwargs.get("username") == "'alice'"
-                assert SECRET not in worker.kwargs.get("password", "")
-                assert worker.kwargs.get("password")  # redacted, not dropped
-                assert TOKEN not in str(worker.context_data.get("auth_token"))
-                assert worker.context_data.get("user_id") == "u-alice"
-                assert worker.where is not None and worker.where.function == "wait_here"
-            if snap.slices is not None:
-                holds, longest, total = snap.slices
-                assert holds >= 1 and 0 < longest <= total < snap.took_ms
-                assert snap.longest_hold_ms < snap.took_ms  # the longest hold is one of several
+        for worker in ca.workers:
+            assert worker.entrypoint == "parking.login"
+            assert worker.kwargs.get("username") == f"{USER!r}"  # a's reprs: in full
+            assert worker.kwargs.get("password")  # redacted, not dropped
+            assert SECRET not in worker.kwargs["password"]
+            assert TOKEN not in str(worker.context_data.get("auth_token"))
+            assert worker.context_data.get("user_id") == "u-alice"
+            assert worker.where is not None and worker.where.function == "wait_here"
+        (cb,) = dump_b["containers"]
+        assert cb["workers_running"] == NEW
+        assert sorted(w["call_id"] for w in cb["workers"]) == sorted(ids_a)
+        for worker in cb["workers"]:  # b's own reply: its reprs cut at 12 characters
+            assert worker["kwargs"]["username"] != f"{USER!r}"
+            assert len(worker["kwargs"]["username"]) <= 16
+            assert SECRET not in repr(worker) and TOKEN not in repr(worker)
         # the full dump (every worker in full, as --json asks) holds no secret either
         dump = a.collect(stacks="none", max_workers=NEW + 100)
         assert len(dump["containers"][0]["workers"]) == NEW
