@@ -134,3 +134,24 @@ def test_a_refresh_of_many_new_workers_hands_the_hub_back_between_slices(start_s
         assert [w.call_id for w in again.containers[0].workers] == ids_a
         assert again.longest_hold_ms == again.took_ms
     service.release("login")
+
+
+# In the service: the backdoor's greenlet may hand the hub back; a real OS thread (as the hub
+# watchdog's, which answers while the hub is blocked) may not: it has no hub of its own.
+ON_A_THREAD = ("(lambda t, r: (t.Thread(target=lambda: r.append("
+               "__chassis__.privates.hub_pause() is None)).start(), "
+               "__import__('time').sleep(0.3), r)[2])"
+               "(__import__('eventlet.patcher').patcher.original('threading'), [])")
+
+
+def test_only_a_greenlet_on_the_hub_hands_it_back(start_service):
+    service = start_service("tests.services.parking")
+    service.wait_answering("parking")
+    with BackdoorClient(service.target, timeout=30) as client:
+        client.snapshot()  # the agent is in the backdoor's namespace
+        assert service.eval("__chassis__.privates.hub_pause() is not None") == "True"
+        assert service.eval(ON_A_THREAD) == "[True]"
+        # inside a bounded repr, the collect op does not slice
+        assert service.eval("__chassis__.redaction.in_bounded()") == "False"
+        assert service.eval("__chassis__.redaction.bounded("
+                            "lambda v: repr(__chassis__.redaction.in_bounded()), 0)") == "'True'"
