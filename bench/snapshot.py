@@ -19,6 +19,10 @@ Prints three tables:
 Goals (issue 13, 1000 workers): full dump <= 0.5x a bare walk + JSON and <= 0.08x 3.2.0;
 live refresh <= 1 ms; first refresh <= 3 ms; churn <= 10 ms; bootstrap <= 5 ms a line. The
 turnover row is the live refresh of a busy service (10 young workers came and went since the last).
+A refresh that finds many new workers hands the hub back between slices of its work (at most
+``SLICE_BUDGET_S``, 2 ms, each; probe/collect.py ``warm``): its rows say the sum of its holds
+(the hub time it cost, what ``took_ms`` reports) and the longest single hold (what a worker can
+wait); a revision without slices holds the hub in one piece, both figures the same.
 """
 
 from __future__ import annotations
@@ -150,12 +154,16 @@ def table_inprocess(rev: str) -> None:
                 live[("this", n)], live[("old", n)] = ours["live"], old["live"]
             for key, name in (("live", "live refresh"),
                               ("turnover", "live, 10 young workers replaced (+10 listed)"),
-                              ("first", "first refresh"),
-                              ("churn", "churn (every worker new)"),
+                              ("first", "first refresh (sum of holds)"),
+                              ("first_longest", "first refresh, longest hold"),
+                              ("churn", "churn (every worker new; sum of holds)"),
+                              ("churn_longest", "churn, longest hold"),
                               ("full", "full dump, JSON included")):
+                if ours.get(key) is None and old.get(key) is None:
+                    continue
                 full = key == "full"
-                print(f"| {label} | {name} | {ms(ours[key])} | {ms(old[key])} | "
-                      f"{ratio(ours[key], old[key])} | {ms(bare) if full else ''} | "
+                print(f"| {label} | {name} | {ms(ours.get(key))} | {ms(old.get(key))} | "
+                      f"{ratio(ours.get(key), old.get(key))} | {ms(bare) if full else ''} | "
                       f"{ratio(ours[key], bare) if full else ''} | "
                       f"{ms(ref.get('ref_full')) if full else ''} | "
                       f"{ratio(ours[key], ref.get('ref_full')) if full else ''} |")

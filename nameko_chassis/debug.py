@@ -10,7 +10,8 @@ of it: the same picture as ``chassis-console --once``.
 
 The work runs on the eventlet hub, so no worker runs meanwhile: it collects every worker's
 innermost user frame, full stacks only for the few workers it draws, and writes the page in one
-write.
+write. Workers new since the last look have their static parts (redacted arguments) filled
+first, in slices of at most 2 ms, the hub handed back between two (``probe/collect.py`` ``warm``).
 
 nameko-chassis 3.2.0's printers of a :class:`~nameko_chassis.service.ServiceState` stay:
 :func:`debug_state_simple` and :func:`debug_state_rich` (``has_rich`` is always true: rich is a
@@ -23,6 +24,7 @@ import io
 import os
 import sys
 import textwrap
+import time
 from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.columns import Columns
@@ -30,6 +32,8 @@ from rich.console import Console, RenderableType
 from rich.panel import Panel
 from rich.text import Text
 
+from .probe import collect as collector
+from .probe import privates, redaction
 from .probe.collect import collect
 from .view.model import Snapshot
 from .view.page import DEFAULT_WIDTH, STACKS_FOR_OLDEST, render_snapshot, to_text
@@ -125,6 +129,7 @@ def collect_for_page(target: Any, *, namespace: Any = None, limits: dict[str, An
     limits = limits or {}
     collect_kw = {k: v for k, v in limits.items() if k in _COLLECT_LIMITS}
     n_stacks = limits.get("stacks_for_oldest", STACKS_FOR_OLDEST)
+    _warm(target, namespace, collect_kw)
     data = collect(target, namespace=namespace, stacks="none", **collect_kw)
     if n_stacks > 0:
         # the oldest workers of each container: the stacks render_snapshot may draw. Identical
@@ -136,6 +141,25 @@ def collect_for_page(target: Any, *, namespace: Any = None, limits: dict[str, An
         if wanted:
             data = collect(target, namespace=namespace, stacks=wanted, **collect_kw)
     return Snapshot.from_dict(data)
+
+
+def _warm(target: Any, namespace: Any, limits: dict[str, Any]) -> None:
+    """The new workers' static parts first, in slices of at most ``SLICE_BUDGET_S`` of hub
+    time, the hub handed back between two (:func:`nameko_chassis.probe.collect.warm`) — where
+    that is safe: a greenlet of a thread with an eventlet hub (the raw backdoor session's: it
+    is resumed through eventlet's ``SocketConsole.switch``, which points ``sys.stdout`` back
+    at its socket), not inside a bounded repr. The collection then finds them cached."""
+    pause = privates.hub_pause()
+    if pause is None or redaction.in_bounded():
+        return
+    if target is None and not privates.is_runner((namespace or {}).get("runner")):
+        return  # the collection's gc search finds them: not twice
+    try:
+        containers, _how = collector._resolve(target, namespace)
+        holds = collector.Holds(time.perf_counter(), pause)
+        collector.warm(containers, holds.pause, holds.start, **limits)
+    except Exception:
+        pass  # the collection does what is missing
 
 
 def render_debug(snapshot: Snapshot, *, width: int = DEFAULT_WIDTH, color: bool = False,

@@ -80,8 +80,12 @@ def target_line(status: TargetStatus, palette: Palette, *, paused: bool) -> Text
         line.append(_fmt_ms(status.round_trip_ms))
         if snap is not None:
             line.append("  service stall ", style="dim")
-            stall_style = palette.warning if snap.took_ms > 2 else ""
-            line.append(_fmt_ms(snap.took_ms), style=stall_style)
+            longest = snap.longest_hold_ms
+            stall_style = palette.warning if longest > 2 else ""
+            line.append(_fmt_ms(longest), style=stall_style)
+            if snap.slices is not None:  # handed back between slices: the total too
+                line.append(f" in {snap.slices[0] + 1} slices, {_fmt_ms(snap.took_ms)} in all",
+                            style="dim")
         if status.note:
             line.append(f"  {clip(status.note, 80)}", style=palette.accent)
         if snap is not None and snap.errors:

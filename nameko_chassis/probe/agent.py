@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from . import backlog, privates, process, watchdog, wire
+from . import backlog, privates, process, redaction, watchdog, wire
 from . import collect as collector
 from . import frames as frame_table
 
@@ -88,6 +88,7 @@ def handle(namespace: dict[str, Any], name: str, arguments: str = "") -> None:
             start = switched_in
         else:
             privates.stamp_switch_ins(me, time.perf_counter)
+    holds = _requests[id(me)] = collector.Holds(start)
     try:
         kwargs = json.loads(base64.b64decode(arguments)) if arguments else {}
         fn = OPS.get(name)
@@ -98,14 +99,23 @@ def handle(namespace: dict[str, Any], name: str, arguments: str = "") -> None:
         del result  # freed here, inside the figure
     except BaseException as exc:
         kind, payload = "e", wire.error_payload(exc)
+    finally:
+        _requests.pop(id(me), None)
     try:
-        _write(wire.encode_frame(kind, payload, (time.perf_counter() - start) * 1000))
+        _write(wire.encode_frame(kind, payload, holds.total(time.perf_counter()) * 1000))
         del payload
-        _write(wire.stall_trailer((time.perf_counter() - start) * 1000))
+        _write(wire.stall_trailer(holds.total(time.perf_counter()) * 1000))
     except BaseException:
         pass
     if d is not None:
         d[_DONE_ATTR] = time.perf_counter()
+
+
+#: The request each backdoor greenlet is running (by id: a request may hand the hub back, and
+#: another connection's request run meanwhile).
+_requests: dict[int, collector.Holds] = {}
+#: Whether the collect op hands the hub back between slices of its per-new-worker work.
+SLICES = True
 
 
 def _tune_socket() -> tuple[bool, Any]:
@@ -295,8 +305,9 @@ def collect(namespace: dict[str, Any], session: str | None = None,
         stacks = frozenset(stacks)
     containers = containers_of(namespace)
     backlog.touch(containers)  # a console is attached: keep sampling queues
+    holds = _warm(containers, limits)
     if not session:
-        return _encoded(containers, stacks, limits)
+        return _encoded(containers, stacks, limits, holds)
     state = _sessions.pop(session, None)
     if state is None:
         state = _Session()
@@ -305,6 +316,7 @@ def collect(namespace: dict[str, Any], session: str | None = None,
     _sessions[session] = state  # most recently used last
     listed: dict[str, Any] = {}
     snapshot = _collected(containers, stacks, limits, state.listed, listed)
+    _note_slices(snapshot, holds)
     if "incidents" in snapshot:
         # the ring changes rarely: send it when it did, and the console keeps what it has
         running = watchdog.current()
@@ -335,8 +347,44 @@ def _collected(containers: list[Any], stacks: Any, limits: dict[str, Any],
 
 
 def _encoded(containers: list[Any], stacks: Any, limits: dict[str, Any],
+             holds: collector.Holds,
              ) -> wire.Encoded:
-    return wire.encode_snapshot(_collected(containers, stacks, limits, None, None))
+    snapshot = _collected(containers, stacks, limits, None, None)
+    _note_slices(snapshot, holds)
+    return wire.encode_snapshot(snapshot)
+
+
+def _warm(containers: list[Any], limits: dict[str, Any]) -> collector.Holds:
+    """Before the collection: the static part of the workers it would list and has not cached
+    (:func:`.collect.warm`), in slices of at most :data:`.collect.SLICE_BUDGET_S` of hub time,
+    the hub handed back between two. Only where that is safe (:func:`.privates.hub_pause`: a
+    greenlet of a thread with an eventlet hub, not the hub's own; never the watchdog's OS
+    thread) and not inside a bounded repr; elsewhere the collection does it all in one piece,
+    as before. The request's holds (``handle``'s, or new ones for an in-process caller, kept
+    as ``_state["holds"]`` for the bench)."""
+    me = privates.current_greenlet()
+    holds = _requests.get(id(me))
+    if holds is None:
+        holds = _state["holds"] = collector.Holds(time.perf_counter())
+    if not SLICES or redaction.in_bounded():
+        return holds
+    pause = privates.hub_pause()
+    if pause is None:
+        return holds
+    holds._pause = pause
+    try:
+        collector.warm(containers, holds.pause, holds.start, **limits)
+    except BaseException:
+        pass  # the collection does what is missing, and says what it could not read
+    return holds
+
+
+def _note_slices(snapshot: Any, holds: collector.Holds) -> None:
+    """A request that handed the hub back says so in the snapshot: ``slices``, the holds before
+    the collection's (count, longest, sum; ms). The whole request's hub time (their sum and
+    the last hold: collect, encode, write) is the trailer's; the console works the longest
+    hold out of the two (``Snapshot.longest_hold_ms``)."""
+    collector.note_slices(snapshot, holds)
 
 
 def _history_delta(state: _Session, container: dict[str, Any]) -> None:

@@ -593,12 +593,7 @@ def _list(listing: Any, threads: Any, container: Any, name: str, now: float,
         if encoded and session and not wants_stack:
             line = cache.line
             if line is None or cache.line_started != started or frame is None:
-                line = (f'{{{cache.head},"started_at":{_number(started)},'
-                        f'"first_seen":{_number(first)},'
-                        f'"where":{cache.where_json if frame is not None else "null"},'
-                        f'"stack":null}}')
-                if frame is not None:
-                    cache.line, cache.line_started = line, started
+                line = _session_line(cache, started, first, frame is not None)
             workers.append(line)
             continue
         age = round(now - since if now > since else 0.0, 3)
@@ -639,6 +634,182 @@ def _list(listing: Any, threads: Any, container: Any, name: str, now: float,
         flags = [flags[pos] for pos in places_read]
     unchanged = [call_id for call_id, same in zip(ids, flags, strict=True) if same]
     return workers, listed, unchanged
+
+
+#: The longest one slice of :func:`warm` holds the hub, in seconds: between slices the
+#: caller hands the hub back (``eventlet.sleep(0)``), so a worker waits at most about this
+#: long for a refresh that finds many new workers. The final collection is not sliced.
+SLICE_BUDGET_S = 0.002
+
+
+class Holds:
+    """The holds of the hub by one request: it starts holding it at ``first`` (the switch-in
+    with the request line), and :meth:`pause` hands it back for a turn between two slices of
+    its work (:func:`.collect.warm`). ``slices`` are the finished holds (seconds); the current
+    one began at ``start``; ``away`` is the time the hub ran others meanwhile, which the
+    request's figures leave out."""
+
+    __slots__ = ("first", "start", "slices", "away", "_pause")
+
+    def __init__(self, first: float, pause: Any = None) -> None:
+        self.first = self.start = first
+        self.slices: list[float] = []
+        self.away = 0.0
+        self._pause = pause
+
+    def pause(self) -> float:
+        """End this hold, hand the hub back, start the next hold: when it started."""
+        t = time.perf_counter()
+        self.slices.append(t - self.start)
+        self._pause()
+        self.start = time.perf_counter()
+        self.away += self.start - t
+        return self.start
+
+    def total(self, now: float) -> float:
+        """The hub time of the request up to ``now``: the sum of its holds."""
+        return now - self.first - self.away
+
+    def longest(self, now: float) -> float:
+        """The longest single hold up to ``now`` (the current one included)."""
+        return max(now - self.start, *self.slices) if self.slices else now - self.start
+
+
+def note_slices(snapshot: Any, holds: Holds) -> None:
+    """A snapshot whose request handed the hub back says so: ``slices``, the holds before the
+    collection's (count, longest, sum; ms; see docs/schema.md)."""
+    if holds.slices:
+        snapshot["slices"] = {"holds": len(holds.slices),
+                              "longest_ms": round(max(holds.slices) * 1000, 3),
+                              "total_ms": round(sum(holds.slices) * 1000, 3)}
+
+
+#: What placing one new worker in the listing's order (:meth:`_Order.update`) costs, about.
+ORDER_COST_S = 2e-6
+
+
+def warm(containers: list[Any], pause: Any, slice_start: float,
+         budget: float = SLICE_BUDGET_S, clock: Any = time.perf_counter, *,
+         max_workers: int = DEFAULT_MAX_WORKERS, repr_limit: int = DEFAULT_REPR_LIMIT,
+         secret_patterns: Iterable[str] = SECRET_KEY_PATTERNS, **_ignored: Any) -> float:
+    """Fill the static part (:func:`_worker_static`: redacted arguments and context data, the
+    head JSON) and the ``where`` of the workers a collection with these limits would list and
+    has not cached yet, in slices of at most ``budget`` seconds of this call's own time, the
+    current slice having started at ``slice_start``; between two slices ``pause()`` runs (the
+    caller hands the hub back there: the backdoor's greenlet sleeps 0) and returns when the
+    next slice starts. Returns when the last slice started.
+
+    Nothing here is needed for correctness: a worker that finishes between slices was warmed
+    for nothing, one that arrives is left to the collection, which does whatever is missing
+    itself, in one piece. Which workers: while a container's workers are all listed, those at
+    its worker table's end (spawn order) without a cache, up to the first with one; when
+    more run than are listed, those among the first ``max_workers`` that the listing's order
+    (:class:`_Order`) has not placed yet. Workers the table orders differently from the
+    listing, or that move into it as older ones finish, are left to the collection. The order
+    then learns them (~1.5 us each), in a slice of its own when that would take the current
+    one past the budget: the one slice the budget does not bound. A slice ends before a
+    worker would take it past the budget, judging by the slowest worker of this call so
+    far."""
+    opts: dict[str, Any] | None = None
+    limit = max(int(max_workers), 0)
+    slowest = 0.0
+    for container in containers:
+        try:
+            threads = privates.worker_table(container)
+            order = _order_of(container)
+            if opts is None:
+                opts = _options(max_workers=max_workers, repr_limit=repr_limit,
+                                secret_patterns=secret_patterns)
+            key = opts["cache_key"]
+            if len(threads) <= limit:  # all listed: read from the end up to the first cached
+                new = _uncached_tail(threads, key)
+                todo = [(ctx, threads[ctx]) for ctx in new]
+            else:  # the new ones, when they are listed at all
+                new = _new_workers(threads, order.meta, limit)
+                todo = [(ctx, threads[ctx]) for ctx in new if not _cached(ctx, key)]
+        except BaseException:
+            continue
+        if not todo:
+            continue
+        name = str(getattr(container, "service_name", "?"))
+        own = package_dirs(getattr(container, "service_cls", None))
+        now = time.time()
+        for ctx, gt in todo:
+            t = clock()
+            if t - slice_start + slowest > budget:
+                slice_start = pause()
+                now = time.time()
+                if ctx not in threads:  # it finished meanwhile
+                    continue
+                t = clock()
+            try:
+                _static, first, cache = _worker_static(ctx, name, opts, now)
+                frame = privates.greenthread_frame(gt)
+                if frame is not None:
+                    _where(frame, cache, own)
+                    _session_line(cache, _started(ctx), first, True)
+            except BaseException:
+                continue  # the collection reports it
+            took = clock() - t
+            if took > slowest:
+                slowest = min(took, budget / 2)  # one odd worker does not make every slice one
+        # the listing's order learns the new workers (~1.5 us each; in a slice of its own when
+        # that would take this one past the budget), which the collection then need not do
+        if clock() - slice_start + len(new) * ORDER_COST_S > budget:
+            slice_start = pause()
+        try:
+            order.update(threads, time.time())
+        except BaseException:
+            pass  # the collection says what it could not read
+    return slice_start
+
+
+def _cached(ctx: Any, key: Any) -> bool:
+    cached = getattr(ctx, _CACHE_ATTR, None)
+    return cached is not None and cached[0] == key and len(cached) > 3
+
+
+def _uncached_tail(threads: dict[Any, Any], key: Any) -> list[Any]:
+    """The workers at the table's end without a static part cached under ``key``, up to the
+    first with one: the new ones (spawned since), and those a refresh listing fewer did not
+    reach; a live refresh where none came reads one."""
+    new = []
+    for ctx in reversed(threads):
+        if _cached(ctx, key):
+            break
+        new.append(ctx)
+    new.reverse()
+    return new
+
+
+def _new_workers(threads: dict[Any, Any], known: Mapping[Any, Any], limit: int) -> list[Any]:
+    """The workers of the table's first ``limit`` that the listing's order has not placed yet:
+    spawned since its last update, so at the table's end, read from there up to the first it
+    knows (a refresh where few came costs few reads; one at 10,000 workers with 1000 listed,
+    where the new ones are past the listing, none)."""
+    new = []
+    for ctx in reversed(threads):
+        if ctx in known:
+            break
+        new.append(ctx)
+    first = len(threads) - len(new)  # the place of the oldest of them in the table
+    if first >= limit:
+        return []
+    new.reverse()
+    return new[: limit - first]
+
+
+def _session_line(cache: _WorkerCache, started: float | None, first: float,
+                  parked: bool) -> str:
+    """A worker as a session refresh sends it without a stack (no age: the console derives
+    it); kept in the cache while the worker is ``parked`` (has a frame: ``where`` is known)."""
+    line = (f'{{{cache.head},"started_at":{_number(started)},'
+            f'"first_seen":{_number(first)},'
+            f'"where":{cache.where_json if parked else "null"},'
+            f'"stack":null}}')
+    if parked:
+        cache.line, cache.line_started = line, started
+    return line
 
 
 def _where(frame: Any, cache: _WorkerCache, own: tuple[str, ...] = ()) -> FrameDict | None:

@@ -148,6 +148,36 @@ def green_deadline(seconds: float, exception: type[BaseException]) -> Any:
         return None
 
 
+def hub_pause() -> Any:
+    """A function that hands this thread's eventlet hub back for one turn (``eventlet.sleep(0)``:
+    every greenthread ready to run runs, then this one resumes), or None where that is not
+    safe: no eventlet loaded, no hub in this thread (the watchdog's OS thread; creating one
+    there would start a second hub), or the running greenlet is the hub's own. A backdoor
+    console greenlet resumed by the hub goes through its ``switch`` (eventlet's
+    ``SocketConsole.switch``), which points ``sys.std*`` back at its socket."""
+    hubs = sys.modules.get("eventlet.hubs")
+    greenthread = sys.modules.get("eventlet.greenthread")
+    if hubs is None or greenthread is None:
+        return None
+    try:
+        hub = getattr(hubs._threadlocal, "hub", None)  # private: the thread's hub, if any
+        if hub is None:
+            return None
+        import greenlet
+
+        current = greenlet.getcurrent()
+        if current is getattr(hub, "greenlet", None) or getattr(current, "dead", True):
+            return None
+        sleep = greenthread.sleep
+    except BaseException:
+        return None
+
+    def pause() -> None:
+        sleep(0)
+
+    return pause
+
+
 def backdoor_peer() -> tuple[Any, ...] | None:
     """The client address of the backdoor connection running this code: eventlet's backdoor
     console greenlet keeps it as ``hostport``."""

@@ -566,6 +566,19 @@ def _remember(value: Any, mark: str) -> None:
     _strikes[kind] = _strikes.get(kind, 0) + 1
 
 
+def in_bounded() -> bool:
+    """True while this greenlet runs a bounded call (the service's own code under the repr
+    budget): nothing may hand the hub back there on the probe's behalf."""
+    owner = _guard["owner"]
+    if owner is None:
+        return False
+    current = _guard["getcurrent"] or privates.getcurrent_function()
+    try:
+        return bool(owner is current())
+    except BaseException:
+        return True
+
+
 def bounded(fn: Callable[[Any], str], value: Any) -> str:
     """``fn(value)`` — the service's own code, such as a ``__repr__`` — under the repr budget;
     a mark saying so in its place when it gave up.

@@ -146,6 +146,12 @@ class ProcessDict(TypedDict):
     hub_lag_ms: float | None  # largest heartbeat delay since the previous snapshot (watchdog)
 
 
+class SlicesDict(TypedDict):
+    holds: int  # the hub holds before the collection's (each at most collect.SLICE_BUDGET_S)
+    longest_ms: float  # the longest of them
+    total_ms: float  # their sum
+
+
 class SnapshotDict(TypedDict):
     schema: int
     pid: int
@@ -159,3 +165,5 @@ class SnapshotDict(TypedDict):
     frames: NotRequired[list[FrameDict]]  # wire only: see wire.py
     incidents: NotRequired[list[IncidentDict]]  # with a hub watchdog running: oldest first
     process: NotRequired[ProcessDict]  # process basics (added within v1)
+    # a request that handed the hub back between slices of its work (added within v1)
+    slices: NotRequired[SlicesDict]

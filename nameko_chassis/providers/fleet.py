@@ -39,7 +39,7 @@ from .. import __version__
 from ..amqp import fleet as wire
 from ..config import ConfigError, nameko_config
 from ..probe import privates
-from ..probe.collect import collect
+from ..probe.collect import Holds, collect, note_slices, warm
 from ..probe.wire import share_frames
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 DEFAULT_RATE = 10.0
 #: Seconds between two reconnection attempts, at most.
 RECONNECT_MAX = 30.0
+#: Whether a request hands the hub back between slices of a refresh's per-new-worker work
+#: (:func:`nameko_chassis.probe.collect.warm`).
+SLICES = True
 #: When this process imported the chassis: its uptime's origin.
 PROCESS_STARTED = time.time()
 
@@ -219,6 +222,9 @@ class FleetResponder:
         if not reply_to:
             return
         t0, c0 = time.perf_counter(), time.thread_time()
+        # this greenthread may hand the hub back between slices of a refresh's work: the
+        # request's figures are the sum of its holds (time away left out)
+        holds = Holds(t0, privates.hub_pause() if SLICES else None)
         if not self.limit.allow():
             self.refused += 1
             if not self.limit.refusal_due():
@@ -228,12 +234,12 @@ class FleetResponder:
                                      "rate": self.limit.rate}
         else:
             try:
-                reply = self.answer(wire.parse_request(message.body))
+                reply = self.answer(wire.parse_request(message.body), holds)
             except Exception as exc:  # a bad request gets an error reply, never a crash
                 reply = {"v": wire.PROTOCOL, "op": "error", "replica": self.identity(),
                          "error": f"{type(exc).__name__}: {exc}"[:500]}
         body, encoding = wire.encode_reply(reply)
-        stall_ms = (time.perf_counter() - t0) * 1000
+        stall_ms = holds.total(time.perf_counter()) * 1000
         cpu_ms = (time.thread_time() - c0) * 1000
         self.last_stall_ms = stall_ms
         self.answered += 1
@@ -260,11 +266,20 @@ class FleetResponder:
                 "nameko": self._nameko, "python": sys.version.split()[0],
                 "started_at": PROCESS_STARTED, "uptime_s": round(now - PROCESS_STARTED, 3)}
 
-    def answer(self, req: dict[str, Any]) -> dict[str, Any]:
+    def answer(self, req: dict[str, Any], holds: Holds | None = None) -> dict[str, Any]:
         reply: dict[str, Any] = {"v": wire.PROTOCOL, "op": req["op"], "rate_limited": False,
                                  "replica": self.identity()}
         if req["op"] == "hello":
             return reply
+        if holds is not None and holds._pause is not None:
+            # the new workers' static parts first, in slices of at most SLICE_BUDGET_S, the
+            # hub handed back between two (this responder's own greenthread: nothing else
+            # uses its connection meanwhile); the collection then finds them cached
+            try:
+                warm(list(self.containers), holds.pause, holds.start,
+                     max_workers=req["max_workers"])
+            except Exception:
+                pass  # the collection does what is missing
         stacks = req["stacks"]
         snapshot: Any = collect(list(self.containers),
                                 stacks=frozenset(stacks) if isinstance(stacks, list) else stacks,
@@ -282,6 +297,8 @@ class FleetResponder:
                     raw.pop(key, None)
             if req["history"] is not None and raw.get("history"):
                 raw["history"] = raw["history"][-req["history"]:] if req["history"] else []
+        if holds is not None:
+            note_slices(snapshot, holds)
         reply["snapshot"] = share_frames(snapshot)
         return reply
 

@@ -631,6 +631,21 @@ class Process:
                    r.integer("greenthreads"), r.number("hub_lag_ms", optional=True))
 
 
+def _slices(data: Any) -> tuple[int, float, float] | None:
+    """A snapshot's optional ``slices`` (see docs/schema.md); None when absent or malformed
+    (a figure, never a reason to refuse a snapshot)."""
+    if not isinstance(data, Mapping):
+        return None
+    try:
+        holds, longest, total = data["holds"], data["longest_ms"], data["total_ms"]
+        if isinstance(holds, bool) or not isinstance(holds, int) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in (longest, total)):
+            return None
+        return int(holds), float(longest), float(total)
+    except (KeyError, TypeError):
+        return None
+
+
 @dataclass(frozen=True)
 class Snapshot:
     schema: int
@@ -646,6 +661,19 @@ class Snapshot:
     incidents: list[Incident] | None = None
     #: process basics (CPU, memory, fds, greenthreads, uptime, hub lag); None: not sent
     process: Process | None = None
+    #: the request handed the hub back between slices of its work (added within v1): the
+    #: holds before the collection's, (count, longest ms, their sum ms); None: one piece
+    slices: tuple[int, float, float] | None = None
+
+    @property
+    def longest_hold_ms(self) -> float:
+        """The longest the request held the hub in one piece: what a worker could wait.
+        ``took_ms`` is the sum of its holds; the last one (collect, encode, write) is that sum
+        less the slices' before it."""
+        if self.slices is None:
+            return self.took_ms
+        _holds, longest, total = self.slices
+        return max(longest, self.took_ms - total)
 
     @classmethod
     def from_dict(cls, data: Any, path: str = "") -> Snapshot:
@@ -685,6 +713,7 @@ class Snapshot:
                        else previous.incidents if previous is not None else None),
             process=(Process.from_dict(r.data["process"], r._p("process"))
                      if isinstance(r.data.get("process"), Mapping) else None),
+            slices=_slices(r.data.get("slices")),
         )
 
     @property
