@@ -316,7 +316,7 @@ def collect(namespace: dict[str, Any], session: str | None = None,
     _sessions[session] = state  # most recently used last
     listed: dict[str, Any] = {}
     snapshot = _collected(containers, stacks, limits, state.listed, listed)
-    _note_slices(snapshot, holds)
+    collector.note_slices(snapshot, holds)
     if "incidents" in snapshot:
         # the ring changes rarely: send it when it did, and the console keeps what it has
         running = watchdog.current()
@@ -350,7 +350,7 @@ def _encoded(containers: list[Any], stacks: Any, limits: dict[str, Any],
              holds: collector.Holds,
              ) -> wire.Encoded:
     snapshot = _collected(containers, stacks, limits, None, None)
-    _note_slices(snapshot, holds)
+    collector.note_slices(snapshot, holds)
     return wire.encode_snapshot(snapshot)
 
 
@@ -371,20 +371,12 @@ def _warm(containers: list[Any], limits: dict[str, Any]) -> collector.Holds:
     pause = privates.hub_pause()
     if pause is None:
         return holds
-    holds._pause = pause
+    holds.hand_back = pause
     try:
         collector.warm(containers, holds.pause, holds.start, **limits)
     except BaseException:
         pass  # the collection does what is missing, and says what it could not read
     return holds
-
-
-def _note_slices(snapshot: Any, holds: collector.Holds) -> None:
-    """A request that handed the hub back says so in the snapshot: ``slices``, the holds before
-    the collection's (count, longest, sum; ms). The whole request's hub time (their sum and
-    the last hold: collect, encode, write) is the trailer's; the console works the longest
-    hold out of the two (``Snapshot.longest_hold_ms``)."""
-    collector.note_slices(snapshot, holds)
 
 
 def _history_delta(state: _Session, container: dict[str, Any]) -> None:

@@ -647,21 +647,22 @@ class Holds:
     with the request line), and :meth:`pause` hands it back for a turn between two slices of
     its work (:func:`.collect.warm`). ``slices`` are the finished holds (seconds); the current
     one began at ``start``; ``away`` is the time the hub ran others meanwhile, which the
-    request's figures leave out."""
+    request's figures leave out. ``hand_back`` hands the hub back for one turn
+    (:func:`.privates.hub_pause`), None where that is not safe: then nothing is sliced."""
 
-    __slots__ = ("first", "start", "slices", "away", "_pause")
+    __slots__ = ("first", "start", "slices", "away", "hand_back")
 
-    def __init__(self, first: float, pause: Any = None) -> None:
+    def __init__(self, first: float, hand_back: Any = None) -> None:
         self.first = self.start = first
         self.slices: list[float] = []
         self.away = 0.0
-        self._pause = pause
+        self.hand_back = hand_back
 
     def pause(self) -> float:
         """End this hold, hand the hub back, start the next hold: when it started."""
         t = time.perf_counter()
         self.slices.append(t - self.start)
-        self._pause()
+        self.hand_back()
         self.start = time.perf_counter()
         self.away += self.start - t
         return self.start

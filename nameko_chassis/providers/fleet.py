@@ -271,7 +271,7 @@ class FleetResponder:
                                  "replica": self.identity()}
         if req["op"] == "hello":
             return reply
-        if holds is not None and holds._pause is not None:
+        if holds is not None and holds.hand_back is not None:
             # the new workers' static parts first, in slices of at most SLICE_BUDGET_S, the
             # hub handed back between two (this responder's own greenthread: nothing else
             # uses its connection meanwhile); the collection then finds them cached
